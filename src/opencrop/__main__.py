@@ -1,0 +1,5 @@
+import sys
+
+from opencrop.cli import main
+
+sys.exit(main())

@@ -1,0 +1,59 @@
+"""Cue containers shared by detectors, the composition model and learned models.
+
+Boxes are **xyxy float pixels of the image that was analysed** (the shrink-on-load analysis image); the API
+scales them to original pixels when it reports them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+__all__ = ["Cues", "Detections"]
+
+
+def _empty_boxes() -> np.ndarray:
+    return np.zeros((0, 4), dtype=np.float32)
+
+
+def _empty_scores() -> np.ndarray:
+    return np.zeros((0,), dtype=np.float32)
+
+
+@dataclass
+class Detections:
+    """Boxes ``[N, 4]`` xyxy pixels, scores ``[N]`` in [0, 1], labels (class names), optional masks ``[N, H, W]``."""
+
+    boxes: np.ndarray = field(default_factory=_empty_boxes)
+    scores: np.ndarray = field(default_factory=_empty_scores)
+    labels: list[str] = field(default_factory=list)
+    masks: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return int(self.boxes.shape[0])
+
+    def scaled(self, sx: float, sy: float) -> Detections:
+        """The same detections with x multiplied by ``sx`` and y by ``sy`` (masks are not resampled)."""
+        b = self.boxes.astype(np.float64) * np.array([sx, sy, sx, sy])
+        return Detections(b.astype(np.float32), self.scores.copy(), list(self.labels), self.masks)
+
+
+@dataclass
+class Cues:
+    """Everything known about an image's content, at analysis resolution ``width × height``.
+
+    ``subjects`` are user-given boxes (``--subject``) and ``focus`` a user point (``--focus``); both outrank
+    detections. ``saliency`` is ``[H', W']`` float32 in [0, 1] covering the whole image (any resolution).
+    """
+
+    width: int
+    height: int
+    faces: Detections = field(default_factory=Detections)
+    people: Detections = field(default_factory=Detections)
+    objects: Detections = field(default_factory=Detections)
+    saliency: np.ndarray | None = None
+    person_mask: np.ndarray | None = None
+    subjects: np.ndarray = field(default_factory=_empty_boxes)
+    focus: tuple[float, float] | None = None
+    notes: list[str] = field(default_factory=list)

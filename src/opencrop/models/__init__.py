@@ -1,0 +1,5 @@
+"""Crop models: one file per system, all registered through :func:`create_model`."""
+
+from opencrop.models.registry import create_model, is_model, list_models, register_model
+
+__all__ = ["create_model", "is_model", "list_models", "register_model"]

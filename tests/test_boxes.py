@@ -1,0 +1,45 @@
+import numpy as np
+import pytest
+import torch
+
+from opencrop import boxes as B
+
+
+def test_converters_round_trip():
+    rng = np.random.default_rng(0)
+    xy = rng.uniform(0, 100, (20, 2))
+    wh = rng.uniform(1, 50, (20, 2))
+    xyxy = np.concatenate([xy, xy + wh], axis=1)
+    np.testing.assert_allclose(B.xywh_to_xyxy(B.xyxy_to_xywh(xyxy)), xyxy)
+    np.testing.assert_allclose(B.cxcywh_to_xyxy(B.xyxy_to_cxcywh(xyxy)), xyxy)
+    np.testing.assert_allclose(B.yxyx_to_xyxy(B.xyxy_to_yxyx(xyxy)), xyxy)
+    np.testing.assert_allclose(B.denormalize_xyxy(B.normalize_xyxy(xyxy, 640, 480), 640, 480), xyxy)
+
+
+def test_yxyx_order():
+    np.testing.assert_array_equal(B.yxyx_to_xyxy(np.array([10, 20, 30, 40])), [20, 10, 40, 30])
+    np.testing.assert_array_equal(B.xywh_to_xyxy(np.array([10, 20, 30, 40])), [10, 20, 40, 60])
+
+
+def test_iou_hand_computed():
+    a = np.array([[0, 0, 10, 10]])
+    b = np.array([[5, 5, 15, 15], [0, 0, 10, 10], [20, 20, 30, 30], [3, 3, 3, 3]])
+    np.testing.assert_allclose(B.box_iou(a, b), [[25 / 175, 1.0, 0.0, 0.0]])
+
+
+def test_iou_torch_matches_numpy():
+    rng = np.random.default_rng(1)
+    a = np.sort(rng.uniform(0, 50, (7, 2, 2)), axis=1).transpose(0, 2, 1).reshape(7, 4)[:, [0, 2, 1, 3]]
+    b = a[::-1].copy() + 3
+    np.testing.assert_allclose(B.box_iou(torch.tensor(a), torch.tensor(b)).numpy(), B.box_iou(a, b), rtol=1e-6)
+
+
+def test_displacement_formula():
+    d = B.boundary_displacement(np.array([[0, 0, 100, 50]]), np.array([[10, 5, 90, 50]]), 200, 100)
+    assert d.shape == (1, 1)
+    assert d[0, 0] == pytest.approx((10 + 10) / 200 + (5 + 0) / 100)
+
+
+def test_truncating_denormalize():
+    out = B.denormalize_xyxy(np.array([0.333, 0.5, 0.999, 1.0]), 100, 10, truncate=True)
+    np.testing.assert_array_equal(out, [33, 5, 99, 10])
