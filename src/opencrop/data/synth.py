@@ -248,7 +248,7 @@ def gaicd_raw_grid(width: int, height: int, bins: int = 12) -> tuple[np.ndarray,
     k = unit - 0.5  # bin indices
     sx, sy = width / bins, height / bins
     boxes = np.stack([(0.5 + k[:, 0]) * sx, (0.5 + k[:, 1]) * sy, (0.5 + k[:, 2]) * sx, (0.5 + k[:, 3]) * sy], 1)
-    ar = (boxes[:, 2] - boxes[:, 0]) / (boxes[:, 3] - boxes[:, 1])
+    ar = ((k[:, 2] - k[:, 0]) * sx) / ((k[:, 3] - k[:, 1]) * sy)  # from indices, exactly as gaic_grid
     return np.trunc(boxes), (ar > 0.5) & (ar < 2.0)
 
 
