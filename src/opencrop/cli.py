@@ -53,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
         try:
             mod = importlib.import_module(mod_name)
         except ModuleNotFoundError as e:
-            if e.name == mod_name:
+            if e.name is not None and (mod_name == e.name or mod_name.startswith(e.name + ".")):
                 continue
             raise
         mod.register(sub, group)
