@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from opencrop.errors import ModelFileError
@@ -41,6 +40,8 @@ __all__ = ["GAIC", "WeightInfo", "convert_released_state_dict", "default_cfgs", 
 
 _BACKBONES = ("mobilenet_v2", "shufflenet_v2", "vgg16")
 _DEFAULT_REDDIM = {"mobilenet_v2": 8, "shufflenet_v2": 8, "vgg16": 32}
+#: opencrop.nn backbone names (GAIC's ShuffleNetV2 is the 1.0× model)
+_NN_NAME = {"mobilenet_v2": "mobilenet_v2", "shufflenet_v2": "shufflenet_v2_x1_0", "vgg16": "vgg16"}
 
 
 class GAIC(LearnedCropModel):
@@ -81,16 +82,19 @@ class GAIC(LearnedCropModel):
         config = {"backbone": backbone, "reddim": reddim, "align_size": int(align_size), "fusion": fusion,
                   "batchnorm": bool(batchnorm), "dropout": float(dropout)}
         super().__init__(Preprocess.gaic(), config)
-        from opencrop.nn import create_backbone
+        from opencrop.nn import GAICFusion, create_backbone
 
-        self.backbone = create_backbone(backbone, pretrained=bool(pretrained_backbone), weights=backbone_weights)
+        # without the classifier layers GAIC never uses (the ImageNet file still loads, those keys ignored)
+        self.backbone = create_backbone(_NN_NAME[backbone], pretrained=bool(pretrained_backbone),
+                                        weights=backbone_weights, with_classifier=False)
         chans, strides = _feature_info(self.backbone)
         if strides[1] != 16 or strides[0] * 2 != strides[1] or strides[1] * 2 != strides[2]:
             raise ValueError(f"gaic: backbone {backbone} taps have strides {strides}, expected 8/16/32")
         self.stride = strides[1]
         self.align_size = int(align_size)
-        self.fusion = fusion
-        self.reduce = nn.Conv2d(sum(chans) if fusion == "multi" else chans[1], reddim, kernel_size=1)
+        self.fusion_mode = fusion
+        # multi: GAIC's concat(½·f3, f4, 0.5·2×f5) + 1×1 "DimRed"; single: 1×1 on f4
+        self.neck: nn.Module = GAICFusion(chans, reddim) if fusion == "multi" else nn.Conv2d(chans[1], reddim, 1)
 
         def bn(c: int) -> nn.Module:
             return nn.BatchNorm2d(c) if batchnorm else nn.Identity()
@@ -101,7 +105,7 @@ class GAIC(LearnedCropModel):
             nn.Dropout(dropout),
             nn.Conv2d(128, 1, kernel_size=1),
         )
-        for m in [self.reduce, *self.head.modules()]:
+        for m in [*self.neck.modules(), *self.head.modules()]:
             if isinstance(m, nn.Conv2d):
                 nn.init.xavier_uniform_(m.weight)
                 nn.init.zeros_(m.bias)
@@ -109,13 +113,9 @@ class GAIC(LearnedCropModel):
     def forward_features(self, images: Tensor) -> Tensor:
         """``Tensor[B, 3, H, W]`` (H, W multiples of 32) → reduced stride-16 map ``Tensor[B, reddim, H/16, W/16]``."""
         f3, f4, f5 = self.backbone(images)
-        if self.fusion == "multi":
-            down = F.interpolate(f3, size=f4.shape[-2:], mode="bilinear", align_corners=True)
-            up = F.interpolate(f5, size=f4.shape[-2:], mode="bilinear", align_corners=True)
-            x = torch.cat([down, f4, 0.5 * up], dim=1)
-        else:
-            x = f4
-        return self.reduce(x)
+        if self.fusion_mode == "multi":
+            return self.neck(f3, f4, f5)
+        return self.neck(f4)
 
     def forward_scores(self, features: Tensor, rois: Tensor, **extra: Tensor) -> Tensor:
         """``rois`` ``Tensor[K, 5]`` ``(batch_index, x1, y1, x2, y2)`` input pixels → scores ``Tensor[K]``.
@@ -195,7 +195,7 @@ _HEAD_MAP = {
     "FC_layers.1.0": "head.3",
     "FC_layers.1.1": "head.4",
     "FC_layers.3": "head.7",
-    "DimRed": "reduce",
+    "DimRed": "neck.dimred",
 }
 
 
@@ -219,7 +219,7 @@ def convert_released_state_dict(
     """
     if any(k.startswith("module.") for k in state):  # saved from DataParallel
         state = {k.removeprefix("module."): v for k, v in state.items()}
-    if "reduce.weight" in state or "head.0.weight" in state:
+    if "neck.dimred.weight" in state or "head.0.weight" in state:
         raise ModelFileError(source, "already in opencrop layout; load it with create_model('gaic', weights=...)")
     if "DimRed.weight" not in state or "FC_layers.0.0.weight" not in state:
         raise ModelFileError(source, "not a released GAIC checkpoint (no DimRed / FC_layers tensors)")
