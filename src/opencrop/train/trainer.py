@@ -530,7 +530,9 @@ def train(
                 "source": f"opencrop train {recipe.source}",
             }, last)
             logger.log(row)
-            vs = " ".join(f"{k[4:]} {v:.4f}" for k, v in row.items() if k.startswith("val_"))
+            shown = [f"val_{k}" for k in ("srcc", "pcc", "acc5", "acc10", metric) if f"val_{k}" in row]
+            shown = shown or [k for k in row if k.startswith("val_")]
+            vs = " ".join(f"{k[4:]} {row[k]:.4f}" for k in dict.fromkeys(shown))
             stream.write(f"epoch {epoch + 1}/{t.epochs} loss {row['train_loss']:.4f} {vs}"
                          f"{' *' if improved and vs else ''}\n")
         if world > 1:
