@@ -258,3 +258,23 @@ def test_short_real_training_run_lowers_the_loss(tmp_path):
     after = fixed_loss(create_model("gaic", weights=res.last_path))
     assert res.epochs_run == 2 and np.isfinite(after)
     assert after < 0.8 * before, (before, after)
+
+
+def test_cropper_uses_gaic_with_a_weight_file(tmp_path):
+    """``Cropper(model="gaic", weights=...)``: one analysis serves several ratios."""
+    from opencrop.api import Cropper
+
+    torch.manual_seed(0)
+    path = GAIC().save_weights(tmp_path / "gaic.pt")
+    cropper = Cropper(model="gaic", weights=str(path), cues=False, analysis_size=384)
+    img = (np.random.default_rng(0).random((240, 360, 3)) * 255).astype(np.uint8)
+    from PIL import Image
+
+    Image.fromarray(img).save(tmp_path / "photo.png")
+    an = cropper.analyze(tmp_path / "photo.png")
+    crops = cropper.crop(an, ratios=["16:9", "1:1"])
+    assert len(crops) == 2
+    for c, r in zip(crops, (16 / 9, 1.0), strict=True):
+        x1, y1, x2, y2 = c.box
+        assert 0 <= x1 < x2 <= 360 and 0 <= y1 < y2 <= 240
+        assert abs((x2 - x1) / (y2 - y1) - r) < 0.05
