@@ -151,7 +151,7 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    return (f"{cpu}, {os.cpu_count()} cores visible, torch {torch.__version__} ({torch.get_num_threads()} threads), "
+    return (f"{cpu}, {os.cpu_count()} cores visible, torch {torch.__version__}, "
             f"Python {platform.python_version()}, {platform.system()}")
 
 
@@ -186,9 +186,9 @@ def to_markdown(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", nargs="*", default=None, help="default: every registered learned model")
-    ap.add_argument("--data", type=Path, default=Path("runs/learnability/data"), help="synthetic GAICD dir")
+    ap.add_argument("--data", type=Path, default=Path("runs/learnability/data400"), help="synthetic GAICD dir")
     ap.add_argument("--out", type=Path, default=Path("runs/learnability"))
-    ap.add_argument("--n", type=int, default=120, help="synthetic images (the generator splits train/test)")
+    ap.add_argument("--n", type=int, default=400, help="synthetic images (75 % train, 25 % test)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--budget", type=float, default=600.0, help="training seconds per model")
     ap.add_argument("--epochs", type=int, default=100, help="upper bound; the time budget usually stops first")
