@@ -299,3 +299,16 @@ def test_cuda_matches_cpu(op):
     fr = f.clone().requires_grad_(True)
     op(fr, rois, 9, 1 / 16).sum().backward()
     torch.testing.assert_close(fc.grad.cpu(), fr.grad, atol=1e-4, rtol=1e-4)
+
+
+def test_module_wrappers():
+    from opencrop.ops import RoDAlign, RoDAlignAvg, RoIAlign, RoIAlignAvg
+
+    gen = torch.Generator().manual_seed(2)
+    f = torch.randn(1, 3, 8, 8, generator=gen)
+    rois = random_rois(gen, 4, 1, 128, 128).float()
+    for mod, fn in ((RoIAlign, roi_align), (RoDAlign, rod_align), (RoIAlignAvg, roi_align_avg),
+                    (RoDAlignAvg, rod_align_avg)):
+        m = mod(4, 1 / 16)
+        torch.testing.assert_close(m(f, rois), fn(f, rois, 4, 1 / 16))
+        assert "spatial_scale=0.0625" in repr(m)
