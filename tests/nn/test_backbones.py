@@ -170,6 +170,7 @@ def test_mobilenet_v2_real_weights_strict_and_imagenet_cat(isolated_caches):
     bb = create_backbone("mobilenet_v2", pretrained=True).eval()  # resolved through opencrop.modelfiles
     result = bb.load_state_dict(sd, strict=True)
     assert not result.missing_keys and not result.unexpected_keys
+    assert list(bb.state_dict()) == list(sd)  # same names in the same order
     with torch.no_grad():
         probs = bb.classify(_chelsea_batch()).softmax(1)[0]
         taps = bb(_chelsea_batch(256))
@@ -190,8 +191,32 @@ def test_efficientnet_lite0_real_weights_strict_and_imagenet_cat(isolated_caches
     bb = create_backbone("efficientnet_lite0", pretrained=True).eval()
     result = bb.load_state_dict(sd, strict=True)
     assert not result.missing_keys and not result.unexpected_keys
+    assert list(bb.state_dict()) == list(sd)  # same names in the same order
     with torch.no_grad():
         probs = bb.classify(_chelsea_batch()).softmax(1)[0]
     top = int(probs.argmax())
     assert 281 <= top <= 285, f"chelsea classified as ImageNet class {top}"
     assert float(probs[281:286].sum()) > 0.8
+
+
+def test_load_by_order_from_other_naming(tmp_path):
+    # a MobileNetV2 file in another implementation's naming (flat Sequential indices, no BN counters, like
+    # d-li14's mobilenetv2 used by GAIC / S2CNet): same tensors in the same order
+    src = MobileNetV2()
+    with torch.no_grad():
+        for p in src.parameters():
+            p.uniform_(-1, 1)
+    renamed = {f"t{i:03d}": v for i, (k, v) in enumerate(src.state_dict().items())
+               if not k.endswith("num_batches_tracked")}
+    torch.save(renamed, tmp_path / "other.pth")
+    dst = MobileNetV2()
+    dst.load_weights(tmp_path / "other.pth", by_order=True)
+    for k, v in src.state_dict().items():
+        if not k.endswith("num_batches_tracked"):
+            torch.testing.assert_close(dst.state_dict()[k], v)
+    slim = MobileNetV2(with_classifier=False)
+    slim.load_weights(tmp_path / "other.pth", by_order=True)  # the head at the end of the file is dropped
+    torch.testing.assert_close(slim.features[17].conv[3].weight, src.features[17].conv[3].weight)
+    torch.save(dict(list(renamed.items())[:-3]), tmp_path / "short.pth")
+    with pytest.raises(ModelFileError, match="by order"):
+        dst.load_weights(tmp_path / "short.pth", by_order=True)
