@@ -42,7 +42,6 @@ and time (times the samples per bin for the torchvision flavour); no Python loop
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 __all__ = [
@@ -200,12 +199,18 @@ def rod_align(features: Tensor, rois: Tensor, output_size: int | tuple[int, int]
     return out * keep.to(out.dtype)
 
 
+def _avg2x2(x: Tensor) -> Tensor:
+    """2×2 average pooling with stride 1 (``F.avg_pool2d(x, 2, 1)``), as four shifted slices: several times faster
+    than ``avg_pool2d`` on CPU for these small maps."""
+    return 0.25 * ((x[..., :-1, :-1] + x[..., :-1, 1:]) + (x[..., 1:, :-1] + x[..., 1:, 1:]))
+
+
 def roi_align_avg(features: Tensor, rois: Tensor, output_size: int | tuple[int, int], spatial_scale: float) -> Tensor:
     """GAIC RoIAlignAvg: :func:`roi_align` at ``P + 1``, then 2×2 average pooling, stride 1 → Tensor[K, C, P, P]."""
     ph, pw = _pair(output_size)
     if ph < 1 or pw < 1:
         raise ValueError(f"roi_align_avg: output_size must be >= 1, got {(ph, pw)}")
-    return F.avg_pool2d(roi_align(features, rois, (ph + 1, pw + 1), spatial_scale), kernel_size=2, stride=1)
+    return _avg2x2(roi_align(features, rois, (ph + 1, pw + 1), spatial_scale))
 
 
 def rod_align_avg(features: Tensor, rois: Tensor, output_size: int | tuple[int, int], spatial_scale: float) -> Tensor:
@@ -213,7 +218,7 @@ def rod_align_avg(features: Tensor, rois: Tensor, output_size: int | tuple[int, 
     ph, pw = _pair(output_size)
     if ph < 1 or pw < 1:
         raise ValueError(f"rod_align_avg: output_size must be >= 1, got {(ph, pw)}")
-    return F.avg_pool2d(rod_align(features, rois, (ph + 1, pw + 1), spatial_scale), kernel_size=2, stride=1)
+    return _avg2x2(rod_align(features, rois, (ph + 1, pw + 1), spatial_scale))
 
 
 def _tv_axis(start: Tensor, length: Tensor, bins: int, grid: Tensor, gmax: int, size: int):
