@@ -198,6 +198,11 @@ def test_gaic_ops_match_loop_reference(seed, P):
     B, C, H, W = 2, 3, 5, 7
     f = torch.randn(B, C, H, W, generator=gen, dtype=torch.float64)
     rois = random_rois(gen, 9, B, H * 16, W * 16)
+    odd = torch.tensor([[0, 50, 40, 20, 10],  # x2 < x1, y2 < y1: roi size clamps to 0, all samples at (x1', y1')
+                        [1, 30, 30, 30, 30],  # a point
+                        [1, -90, -70, -20, -30],  # entirely above-left of the map
+                        [0, 200, 100, 400, 300]], dtype=torch.float64)  # entirely right of the map
+    rois = torch.cat([rois, odd])
     npf, npr = f.numpy(), rois.numpy()
     torch.testing.assert_close(roi_align(f, rois, P, 1 / 16), torch.from_numpy(ref_roi_align(npf, npr, P, 1 / 16)))
     torch.testing.assert_close(rod_align(f, rois, P, 1 / 16), torch.from_numpy(ref_rod_align(npf, npr, P, 1 / 16)))
@@ -210,7 +215,10 @@ def test_torchvision_roi_align_matches_loop_reference(seed, P, sr, aligned):
     B, C, H, W = 2, 2, 6, 8
     f = torch.randn(B, C, H, W, generator=gen, dtype=torch.float64)
     rois = random_rois(gen, 8, B, H * 8, W * 8)
-    rois = torch.cat([rois, torch.tensor([[1.0, 10, 10, 10.5, 10.2], [0.0, 40, 30, 70, 60]], dtype=torch.float64)])
+    extra = torch.tensor([[1.0, 10, 10, 10.5, 10.2], [0.0, 40, 30, 70, 60],
+                          [0.0, 30, 30, 20, 10],  # x2 < x1: 1-pixel roi, or no samples at all when aligned
+                          [1.0, -40, -30, -9, -9], [0.0, 70, 50, 90, 70]], dtype=torch.float64)  # off the map
+    rois = torch.cat([rois, extra])
     got = roi_align_torchvision(f, rois, P, 1 / 8, sampling_ratio=sr, aligned=aligned)
     ref = ref_roi_align_tv(f.numpy(), rois.numpy(), P, 1 / 8, sr, aligned)
     torch.testing.assert_close(got, torch.from_numpy(ref))
