@@ -320,3 +320,14 @@ def test_module_wrappers():
         m = mod(4, 1 / 16)
         torch.testing.assert_close(m(f, rois), fn(f, rois, 4, 1 / 16))
         assert "spatial_scale=0.0625" in repr(m)
+
+
+@pytest.mark.parametrize(("dtype", "tol"), [(torch.float16, 5e-3), (torch.bfloat16, 5e-2)])
+def test_half_precision_features(dtype, tol):
+    gen = torch.Generator().manual_seed(4)
+    f = torch.randn(2, 4, 8, 12, generator=gen)
+    rois = random_rois(gen, 10, 2, 128, 192, margin=0.0).float()
+    for op in (roi_align, rod_align, roi_align_avg, rod_align_avg, roi_align_torchvision):
+        out = op(f.to(dtype), rois, 5, 1 / 16)
+        assert out.dtype == dtype  # sample positions stay float32, as in the kernels
+        torch.testing.assert_close(out.float(), op(f, rois, 5, 1 / 16), atol=tol, rtol=tol)
