@@ -21,8 +21,9 @@ and re-derived, not copied:
   (W - 1.001) / (Pw - 1)``; a sample with ``y1' <= h <= y2'`` **and** ``x1' <= w <= x2'`` (closed box, no ``+1``)
   is 0, every other sample is bilinear as above (never out of range).
 * **Avg variants** run the op at ``P + 1`` and apply 2×2 average pooling with stride 1.
-* Coordinates are computed in float32 (float64 when ``features`` is float64), like the kernels, so the
-  inside/outside tests agree with them on boundary cases.
+* Coordinates are computed in float32 (float64 when ``features`` is float64) with the kernels' rounding steps
+  (bin sizes divided in double, stored as float), so the inside/outside tests agree with them on boundary cases
+  (nvcc may fuse ``ph * bin + start`` into one FMA, which can move a sample by one float ulp).
 * **Degenerate maps (H or W equal to 1).** The kernels then use base index ``-1`` and read memory outside the
   map (undefined behaviour). Here the base index is clamped to ``[0, max(H - 2, 0)]`` and the neighbour index to
   ``H - 1``, so a 1-pixel axis is constant (the single row/column is returned with weight 1).
