@@ -106,3 +106,13 @@ def test_paper_table_consistency() -> None:
             assert v["acc10"] == pytest.approx(np.mean([v[f"acc{k}_10"] for k in range(1, 5)]), abs=0.051)
     assert paper_table("flms", "human")["title"].startswith("FLMS + FCDB human")
     assert paper_table("unknown") is None
+    assert paper_table("gaicd", "human") is None  # HCIC's human-subset numbers are unpublished: no fallback
+
+
+def test_ratio_window_candidates() -> None:
+    boxes = candidate_boxes("ratios", 400, 300)
+    ar = (boxes[:, 2] - boxes[:, 0]) / (boxes[:, 3] - boxes[:, 1])
+    assert {round(a, 4) for a in ar} == {1.0, round(4 / 3, 4), 0.75, round(16 / 9, 4), round(9 / 16, 4)}
+    assert boxes[:, 2].max() <= 400 + 1e-9 and boxes.min() >= -1e-9
+    with pytest.raises(ValueError, match="unknown candidate set"):
+        candidate_boxes("nope", 10, 10)

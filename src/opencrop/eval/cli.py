@@ -23,8 +23,9 @@ def register(sub: argparse._SubParsersAction, group: Callable[[str, str], argpar
     p.add_argument("--dataset", required=True, metavar="FORMAT:DIR", help="e.g. gaicd:/data/GAICD, flms:/data/FLMS")
     p.add_argument("--split", help="split name (default: the format's test split)")
     p.add_argument("--subset", choices=["human"], help="HCIC human subset")
-    p.add_argument("--candidates", default="auto", choices=["auto", "lvrn", "grid"],
-                   help="candidates for GT-crop datasets: LVRN anchors (HCIC protocol) or the GAIC grid; "
+    p.add_argument("--candidates", default="auto", choices=["auto", "lvrn", "grid", "ratios"],
+                   help="candidates for GT-crop datasets: LVRN anchors (HCIC protocol), the GAIC grid or "
+                        "1:1/4:3/3:4/16:9/9:16 windows; "
                         "auto = lvrn when the anchors are available, else grid")
     p.add_argument("--anchors", help="LVRN pdefined_anchors.pkl (sha256-checked)")
     p.add_argument("--limit", type=int, help="evaluate only the first N images (smoke tests)")
