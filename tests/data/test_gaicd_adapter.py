@@ -46,6 +46,10 @@ def test_real_splits(shared_data: Path) -> None:
     assert {r.name for r in load_gaicd(mat, split="test")} == {r.name for r in load_gaicd(hcic, split="test")}
     with pytest.raises(DataFormatError, match="no split 'val'"):
         load_gaicd(hcic, split="val")
+    # an explicit source picks that form's file inside a folder
+    assert len(load_gaicd(shared_data / "gaicd-annotations", split="val", source="json")) == 36
+    with pytest.raises(DataFormatError, match="file not found"):
+        load_gaicd(hcic, source="json")
 
 
 def test_real_forms_agree(real_gaicd: dict[str, dict]) -> None:
