@@ -73,6 +73,9 @@ def test_eval_errors(tiny: dict[str, Path], capsys: pytest.CaptureFixture) -> No
     assert main(["eval", "--model", "no-such-model", "--dataset", f"gaicd:{tiny['gaicd']}", "--quiet"]) == 2
     assert "unknown model" in capsys.readouterr().err
     assert main(["eval", "--model", "baseline-area", "--dataset", "nope:/x", "--quiet"]) == 2
+    assert main(["eval", "--model", "baseline-area", "--weights", "w.pth", "--dataset", f"gaicd:{tiny['gaicd']}",
+                 "--quiet"]) == 2
+    assert "does not take" in capsys.readouterr().err
     missing = tiny["gaicd"].parent / "missing-img"
     import shutil
 

@@ -62,6 +62,12 @@ def _run(args: argparse.Namespace) -> int:
     except KeyError as e:
         print(f"opencrop eval: {e.args[0]}", file=sys.stderr)
         return 2
+    except TypeError as e:  # e.g. --weights for a model without weights
+        print(f"opencrop eval: model {args.model!r} does not take these options: {e}", file=sys.stderr)
+        return 2
+    except OpenCropError as e:  # a missing or corrupt weight file
+        print(f"opencrop eval: {e}", file=sys.stderr)
+        return 1
     anchors = None
     if args.candidates in ("auto", "lvrn"):
         try:
