@@ -87,8 +87,9 @@ def test_real_object_boxes(shared_data: Path) -> None:
     v2 = load_object_boxes(d / "s2cnet_GAIC-journal_boxes_raw.json")
     assert len(v2) == 3336 and sum(len(v) for v in v2.values()) == 16680 - 13
     # attached to GAICD records via objects=
-    recs = load_gaicd(shared_data / "hcic-annotations" / "GAICD", split="test",
-                      objects=d / "s2cnet_GAIC_object_boxes_xyxy.json")
+    recs = load_gaicd(
+        shared_data / "hcic-annotations" / "GAICD", split="test", objects=d / "s2cnet_GAIC_object_boxes_xyxy.json"
+    )
     assert all(r.object_boxes is not None and r.object_boxes.shape[1] == 4 for r in recs)
 
 

@@ -19,15 +19,44 @@ from opencrop.models import create_model
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("tiny")
     for fmt in ("gaicd", "flms"):
-        assert main(["data", "synth", "--format", fmt, "--out", str(root / fmt), "--n", "4", "--seed", "7",
-                     "--size", "256x192"]) == 0
+        assert (
+            main(
+                [
+                    "data",
+                    "synth",
+                    "--format",
+                    fmt,
+                    "--out",
+                    str(root / fmt),
+                    "--n",
+                    "4",
+                    "--seed",
+                    "7",
+                    "--size",
+                    "256x192",
+                ]
+            )
+            == 0
+        )
     return {"gaicd": root / "gaicd", "flms": root / "flms"}
 
 
 def test_eval_gaicd_end_to_end(tiny: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     out = tmp_path / "res.json"
-    rc = main(["eval", "--model", "baseline-center", "--dataset", f"gaicd:{tiny['gaicd']}", "--split", "all",
-               "--json", str(out), "--quiet"])
+    rc = main(
+        [
+            "eval",
+            "--model",
+            "baseline-center",
+            "--dataset",
+            f"gaicd:{tiny['gaicd']}",
+            "--split",
+            "all",
+            "--json",
+            str(out),
+            "--quiet",
+        ]
+    )
     assert rc == 0
     text = capsys.readouterr().out
     assert "paper: GAIC MobileNetV2" in text and "ours: baseline-center" in text and "SRCC" in text
@@ -46,8 +75,20 @@ def test_eval_gaicd_end_to_end(tiny: dict[str, Path], tmp_path: Path, capsys: py
 
 def test_eval_flms_end_to_end(tiny: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     out = tmp_path / "flms.json"
-    rc = main(["eval", "--model", "baseline-center", "--dataset", f"flms:{tiny['flms']}", "--candidates", "grid",
-               "--json", str(out), "--quiet"])
+    rc = main(
+        [
+            "eval",
+            "--model",
+            "baseline-center",
+            "--dataset",
+            f"flms:{tiny['flms']}",
+            "--candidates",
+            "grid",
+            "--json",
+            str(out),
+            "--quiet",
+        ]
+    )
     assert rc == 0
     assert "IoU" in capsys.readouterr().out
     res = json.loads(out.read_text())
@@ -64,8 +105,18 @@ def test_eval_lvrn_candidates(tiny: dict[str, Path], shared_data: Path) -> None:
     boxes = candidate_boxes("lvrn", 301, 199, anchors)
     assert boxes.shape == (1745, 4) and np.array_equal(boxes, np.trunc(boxes))  # HCIC truncation
     assert boxes[:, 2].max() <= 301 and boxes[:, 3].max() <= 199
-    rc = main(["eval", "--model", "baseline-area", "--dataset", f"flms:{tiny['flms']}", "--quiet",
-               "--anchors", str(shared_data / "anchors" / "lvrn_pdefined_anchors.pkl")])
+    rc = main(
+        [
+            "eval",
+            "--model",
+            "baseline-area",
+            "--dataset",
+            f"flms:{tiny['flms']}",
+            "--quiet",
+            "--anchors",
+            str(shared_data / "anchors" / "lvrn_pdefined_anchors.pkl"),
+        ]
+    )
     assert rc == 0
 
 
@@ -73,8 +124,12 @@ def test_eval_errors(tiny: dict[str, Path], capsys: pytest.CaptureFixture) -> No
     assert main(["eval", "--model", "no-such-model", "--dataset", f"gaicd:{tiny['gaicd']}", "--quiet"]) == 2
     assert "unknown model" in capsys.readouterr().err
     assert main(["eval", "--model", "baseline-area", "--dataset", "nope:/x", "--quiet"]) == 2
-    assert main(["eval", "--model", "baseline-area", "--weights", "w.pth", "--dataset", f"gaicd:{tiny['gaicd']}",
-                 "--quiet"]) == 2
+    assert (
+        main(
+            ["eval", "--model", "baseline-area", "--weights", "w.pth", "--dataset", f"gaicd:{tiny['gaicd']}", "--quiet"]
+        )
+        == 2
+    )
     assert "does not take" in capsys.readouterr().err
     missing = tiny["gaicd"].parent / "missing-img"
     import shutil

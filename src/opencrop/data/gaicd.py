@@ -34,8 +34,12 @@ __all__ = ["INVALID_SCORE", "detect_gaicd_source", "load_gaicd", "parse_gaicd_tx
 #: raw GAICD score of a grid crop that violates a constraint and was not annotated
 INVALID_SCORE = -2.0
 _SOURCES = ("txt", "mat", "json", "hcic")
-_FILE_NAMES = {"txt": "annotations", "mat": "imdb_GAIC1000.mat", "json": "gaicd_v1_official_xyxy.json",
-               "hcic": "image_crop.json"}
+_FILE_NAMES = {
+    "txt": "annotations",
+    "mat": "imdb_GAIC1000.mat",
+    "json": "gaicd_v1_official_xyxy.json",
+    "hcic": "image_crop.json",
+}
 
 
 def detect_gaicd_source(root: str | Path) -> tuple[str, Path]:

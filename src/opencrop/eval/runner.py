@@ -115,8 +115,9 @@ def _score(model: Any, image: np.ndarray, boxes: np.ndarray, sx: float, sy: floa
     b = boxes * np.array([sx, sy, sx, sy]) if (sx, sy) != (1.0, 1.0) else boxes
     s = np.asarray(model.score(prepared, b), dtype=np.float64).reshape(-1)
     if s.shape[0] != boxes.shape[0]:
-        raise RuntimeError(f"model {getattr(model, 'name', model)!r} returned {s.shape[0]} scores for "
-                           f"{boxes.shape[0]} boxes")
+        raise RuntimeError(
+            f"model {getattr(model, 'name', model)!r} returned {s.shape[0]} scores for {boxes.shape[0]} boxes"
+        )
     return s
 
 
