@@ -167,6 +167,25 @@ def test_paper_table_consistency() -> None:
     assert paper_table("gaicd", "human") is None  # HCIC's human-subset numbers are unpublished: no fallback
 
 
+def test_subset_without_paper_numbers(tiny: dict[str, Path], capsys: pytest.CaptureFixture) -> None:
+    rc = main(
+        [
+            "eval",
+            "--model",
+            "baseline-area",
+            "--dataset",
+            f"gaicd:{tiny['gaicd']}",
+            "--split",
+            "all",
+            "--subset",
+            "human",
+            "--quiet",
+        ]
+    )
+    out = capsys.readouterr().out
+    assert rc == 0 and "paper: no published numbers" in out and "GAIC MobileNetV2" not in out
+
+
 def test_ratio_window_candidates() -> None:
     boxes = candidate_boxes("ratios", 400, 300)
     ar = (boxes[:, 2] - boxes[:, 0]) / (boxes[:, 3] - boxes[:, 1])

@@ -79,4 +79,6 @@ def format_table(
             if paper["rows"]
             else "paper sources: none published"
         )
+    else:
+        lines.append("paper: no published numbers for this dataset / subset in any material available to us")
     return "\n".join(lines)
