@@ -186,6 +186,30 @@ def test_subset_without_paper_numbers(tiny: dict[str, Path], capsys: pytest.Capt
     assert rc == 0 and "paper: no published numbers" in out and "GAIC MobileNetV2" not in out
 
 
+def test_set_metrics_for_scoring_models(tiny: dict[str, Path]) -> None:
+    import opencrop.models.baselines  # noqa: F401
+
+    recs = load_dataset(f"gaicd:{tiny['gaicd']}", split="all")
+
+    from opencrop.eval.runner import decode_rgb
+
+    by_image = {decode_rgb(r.image_path)[0].tobytes(): r for r in recs}
+
+    class Oracle:  # scores each annotated crop by its own MOS, looked up from the image it is shown
+        name, needs = "oracle", frozenset()
+
+        def prepare(self, image: np.ndarray, cues: object = None) -> dict:
+            r = by_image[image.tobytes()]
+            return {tuple(b): s for b, s in zip(map(tuple, r.crops), r.scores, strict=True)}
+
+        def score(self, prepared: dict, boxes: np.ndarray) -> np.ndarray:
+            return np.array([prepared[tuple(b)] for b in boxes])
+
+    m = evaluate(Oracle(), recs, set_metrics=True).metrics
+    assert m["srcc"] == pytest.approx(1.0) and m["hit5@0.85"] == 100.0 and m["ap90@0.90"] == pytest.approx(100.0)
+    assert "hit5@0.85" not in evaluate(create_model("baseline-area"), recs).metrics
+
+
 def test_ratio_window_candidates() -> None:
     boxes = candidate_boxes("ratios", 400, 300)
     ar = (boxes[:, 2] - boxes[:, 0]) / (boxes[:, 3] - boxes[:, 1])

@@ -32,6 +32,11 @@ def register(sub: argparse._SubParsersAction, group: Callable[[str, str], argpar
         "auto = lvrn when the anchors are available, else grid",
     )
     p.add_argument("--anchors", help="LVRN pdefined_anchors.pkl (sha256-checked)")
+    p.add_argument(
+        "--set-metrics",
+        action="store_true",
+        help="GAICD: also Rethinking's best-crop hit rate and AP over good crops (MOS >= 4), in the JSON",
+    )
     p.add_argument("--limit", type=int, help="evaluate only the first N images (smoke tests)")
     p.add_argument("--json", dest="json_out", metavar="OUT", help="write metrics and per-image predictions here")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
@@ -83,7 +88,9 @@ def _run(args: argparse.Namespace) -> int:
             print("opencrop eval: LVRN anchors unavailable; pass --anchors pdefined_anchors.pkl", file=sys.stderr)
             return 2
     try:
-        res = evaluate(model, records, args.candidates, anchors, None if args.quiet else stderr_progress)
+        res = evaluate(
+            model, records, args.candidates, anchors, None if args.quiet else stderr_progress, args.set_metrics
+        )
     except OpenCropError as e:
         print(f"opencrop eval: {e}", file=sys.stderr)
         return 1

@@ -127,8 +127,12 @@ def evaluate(
     candidates: str = "auto",
     anchors: np.ndarray | None = None,
     progress: Callable[[int, int], None] | None = None,
+    set_metrics: bool = False,
 ) -> EvalResult:
     """Run ``model`` over ``records`` and compute the protocol's metrics (see the module docstring).
+
+    With ``set_metrics`` (scored protocol only) the annotated crops ranked by the model's scores are also treated
+    as a set prediction and Rethinking's metrics are added (``hit{k}@{t}``, ``ap{m}@{t}``, good crops = MOS ≥ 4).
 
     Raises :class:`DataFormatError` for a record without an image file, or records that carry neither scored
     crops nor GT crops.
@@ -172,7 +176,14 @@ def evaluate(
         if progress is not None:
             progress(i + 1, len(records))
     if scored:
-        return EvalResult("scored", gaicd_metrics(preds, gts), None, per)
+        metrics = gaicd_metrics(preds, gts)
+        if set_metrics:
+            from opencrop.eval.metrics import set_prediction_metrics
+
+            crops = [r.crops for r in records]
+            sm = set_prediction_metrics(crops, preds, crops, gts)
+            metrics.update({k: v for k, v in sm.items() if k != "n_images"})
+        return EvalResult("scored", metrics, None, per)
     return EvalResult("gt", iou_bde(preds, gts, ws, hs), kind, per)
 
 
