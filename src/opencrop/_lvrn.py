@@ -97,7 +97,7 @@ def _overlap_pairs(boxes: np.ndarray, thresh: float) -> tuple[np.ndarray, np.nda
     sizes, cls = np.unique(np.round(wh, 9), axis=0, return_inverse=True)
     cls = cls.ravel()
     r = (1.0 - thresh) / thresh
-    eps = 1e-9
+    eps = 1e-6  # slack for the 9-decimal size rounding and float error; only widens the search
     lo_w = np.minimum(sizes[:, None, :], sizes[None, :, :])
     compat = np.all(np.abs(sizes[:, None, :] - sizes[None, :, :]) <= r * lo_w + eps, axis=2)
     cx = 0.5 * (boxes[:, 0] + boxes[:, 2])
