@@ -6,12 +6,11 @@ import threading
 
 import numpy as np
 import pytest
+from cues_helpers import photo
 from PIL import Image
 
 from opencrop.boxes import box_iou
 from opencrop.cues import analyze, detect_faces, detect_objects, detect_people, person_mask, saliency
-
-from cues_helpers import photo
 
 # Astronaut face and person on the 512² image. References: MediaPipe's own FaceDetection (235, 69, 99, 99 xywh)
 # and SSD-MobileNetV2 (14, 9)-(463, 478), both measured on the 640×480 resize (offline-models.md §1.2-1.3),
