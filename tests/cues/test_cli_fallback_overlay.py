@@ -81,7 +81,6 @@ def no_backends(tmp_path, monkeypatch):
     lazies = [faces._SHORT_NET, faces._FULL_NET, objects._NET, segmentation._NET]
     for lz in lazies:
         lz.reset()
-    objects._MEMO.last = None
     yield
     for lz in lazies:
         lz.reset()

@@ -23,7 +23,7 @@ from opencrop.cues.constraints import (
     head_boxes,
 )
 from opencrop.cues.faces import detect_faces
-from opencrop.cues.objects import COCO_LABELS, detect_objects, detect_people
+from opencrop.cues.objects import COCO_LABELS, detect_objects, detect_people, detect_people_and_objects
 from opencrop.cues.saliency import saliency
 from opencrop.cues.segmentation import person_mask
 from opencrop.cues.types import Cues, Detections
@@ -42,6 +42,7 @@ __all__ = [
     "detect_faces",
     "detect_objects",
     "detect_people",
+    "detect_people_and_objects",
     "draw_cues",
     "face_cut",
     "face_drop",

@@ -23,13 +23,15 @@ _FALLBACK = {
 }
 
 
-def _guarded(cue: str, fn, notes: list[str]):
+def _guarded(cues: tuple[str, ...], fn, notes: list[str]):
+    """``fn()``, or ``None`` after noting (once per process in the log, always in ``notes``) that ``cues`` are off."""
     try:
         return fn()
     except BackendUnavailable as e:
-        note = f"cues: {cue} unavailable ({e}); {_FALLBACK[cue]}"
-        notes.append(note)
-        note_once(note)
+        for cue in cues:
+            note = f"cues: {cue} unavailable ({e}); {_FALLBACK[cue]}"
+            notes.append(note)
+            note_once(note)
         return None
 
 
@@ -59,15 +61,17 @@ def analyze(image: np.ndarray, want: Iterable[str] = DEFAULT_CUES) -> Cues:
     if "faces" in want:
         from opencrop.cues.faces import detect_faces
 
-        cues.faces = _guarded("faces", lambda: detect_faces(image), cues.notes) or Detections()
-    if "people" in want:
-        from opencrop.cues.objects import detect_people
+        cues.faces = _guarded(("faces",), lambda: detect_faces(image), cues.notes) or Detections()
+    if want & {"people", "objects"}:
+        from opencrop.cues.objects import detect_people_and_objects
 
-        cues.people = _guarded("people", lambda: detect_people(image), cues.notes) or Detections()
-    if "objects" in want:
-        from opencrop.cues.objects import detect_objects
-
-        cues.objects = _guarded("objects", lambda: detect_objects(image), cues.notes) or Detections()
+        names = tuple(c for c in ("people", "objects") if c in want)
+        both = _guarded(names, lambda: detect_people_and_objects(image), cues.notes)
+        if both is not None:
+            if "people" in want:
+                cues.people = both[0]
+            if "objects" in want:
+                cues.objects = both[1]
     if "saliency" in want:
         from opencrop.cues.saliency import saliency
 
@@ -75,7 +79,7 @@ def analyze(image: np.ndarray, want: Iterable[str] = DEFAULT_CUES) -> Cues:
     if "person_mask" in want and (len(cues.faces) or len(cues.people)):
         from opencrop.cues.segmentation import person_mask
 
-        m = _guarded("person_mask", lambda: person_mask(image), cues.notes)
+        m = _guarded(("person_mask",), lambda: person_mask(image), cues.notes)
         if m is not None:
             cues.person_mask = _restrict(m, cues)
     return cues

@@ -1,12 +1,10 @@
 """People and objects: SSD-MobileNetV2 trained on COCO (TF Object Detection API), run with OpenCV's dnn module.
 
-One forward pass (300² input, about 40–55 ms on 2 CPU threads) gives both :func:`detect_people` and
-:func:`detect_objects`; the last result is memoised per image so asking for both costs one pass.
+One forward pass (300² input, about 40–55 ms on 2 CPU threads) gives both people and objects:
+:func:`detect_people_and_objects` returns both from one pass (what :func:`~opencrop.cues.analyze` uses).
 """
 
 from __future__ import annotations
-
-import threading
 
 import numpy as np
 
@@ -15,7 +13,7 @@ from opencrop.cues._runtime import BackendUnavailable, Lazy, has_module
 from opencrop.cues.types import Detections
 from opencrop.modelfiles import resolve
 
-__all__ = ["COCO_LABELS", "detect_objects", "detect_people"]
+__all__ = ["COCO_LABELS", "detect_objects", "detect_people", "detect_people_and_objects"]
 
 # TF Object Detection API COCO label map: id → name (ids 12, 26, 29, 30, 45, 66, 68, 69, 71, 83 are unused).
 COCO_LABELS: dict[int, str] = dict(enumerate(
@@ -46,7 +44,6 @@ def _load():
 
 
 _NET: Lazy = Lazy(_load)
-_MEMO = threading.local()
 
 
 #: images longer than this aspect ratio are padded (grey) to it before the 300² stretch: SSD was trained on a
@@ -71,13 +68,10 @@ def _pad_to_aspect(image: np.ndarray, max_aspect: float) -> tuple[np.ndarray, tu
 
 
 def _raw(image: np.ndarray) -> np.ndarray:
-    """Rows ``[K, 3+4]``: class id, score, x1, y1, x2, y2 normalised (scores ≥ 0.05), memoised per image."""
+    """Rows ``[K, 6]``: class id, score, x1, y1, x2, y2 normalised to ``image`` (scores ≥ 0.05)."""
     from opencrop.cues.faces import _check_image
 
     _check_image(image)
-    memo = getattr(_MEMO, "last", None)
-    if memo is not None and memo[0] is image and memo[1] == image.__array_interface__["data"]:
-        return memo[2]
     import cv2
 
     net = _NET.get()
@@ -91,7 +85,6 @@ def _raw(image: np.ndarray) -> np.ndarray:
     # padded-normalised → image-normalised
     rows[:, [2, 4]] = (rows[:, [2, 4]] * pw - ox) / w
     rows[:, [3, 5]] = (rows[:, [3, 5]] * ph - oy) / h
-    _MEMO.last = (image, image.__array_interface__["data"], rows)
     return rows
 
 
@@ -111,7 +104,10 @@ def detect_people(image: np.ndarray, min_score: float = 0.5) -> Detections:
     Raises:
         BackendUnavailable: OpenCV or the SSD model files are missing.
     """
-    rows = _raw(image)
+    return _people(_raw(image), image, min_score)
+
+
+def _people(rows: np.ndarray, image: np.ndarray, min_score: float) -> Detections:
     det = _to_detections(rows[(rows[:, 0] == 1) & (rows[:, 1] >= min_score)], image)
     if len(det) > 1:  # SSD's own NMS (0.6) lets through a few merged "two people" boxes
         keep = _nms(det.boxes, 0.5)
@@ -139,8 +135,23 @@ def detect_objects(image: np.ndarray, min_score: float = 0.4, include_people: bo
     Raises:
         BackendUnavailable: OpenCV or the SSD model files are missing.
     """
-    rows = _raw(image)
+    return _objects(_raw(image), image, min_score, include_people)
+
+
+def _objects(rows: np.ndarray, image: np.ndarray, min_score: float, include_people: bool) -> Detections:
     keep = rows[:, 1] >= min_score
     if not include_people:
         keep &= rows[:, 0] != 1
     return _to_detections(rows[keep], image)
+
+
+def detect_people_and_objects(
+    image: np.ndarray, min_person_score: float = 0.5, min_object_score: float = 0.4
+) -> tuple[Detections, Detections]:
+    """``(people, objects)`` from one SSD pass; the same as :func:`detect_people` and :func:`detect_objects`.
+
+    Raises:
+        BackendUnavailable: OpenCV or the SSD model files are missing.
+    """
+    rows = _raw(image)
+    return _people(rows, image, min_person_score), _objects(rows, image, min_object_score, False)
