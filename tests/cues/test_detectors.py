@@ -178,3 +178,17 @@ def test_detectors_thread_safe(need):
     for t in threads:
         t.join()
     assert errors == []
+
+
+@pytest.mark.parametrize(("nx", "ny"), [(2, 2), (3, 2)])
+def test_small_faces_in_a_grid_group(nx, ny, need):
+    """nx × ny astronauts shrunk to 512 px (faces of 26-40 px): every face found, at its grid position."""
+    need("faces")
+    a = photo("astronaut")
+    grid = np.concatenate([np.concatenate([a] * nx, axis=1)] * ny, axis=0)
+    s = 512 / max(grid.shape[:2])
+    img = np.asarray(Image.fromarray(grid).resize((round(512 * nx * s), round(512 * ny * s)), Image.LANCZOS))
+    faces = detect_faces(img)
+    ref = np.array([ASTRONAUT_FACE * s + 512 * s * np.array([i, j, i, j]) for j in range(ny) for i in range(nx)])
+    assert len(faces) == nx * ny
+    assert (box_iou(faces.boxes.astype(float), ref).max(axis=0) > 0.5).all()
