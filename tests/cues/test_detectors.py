@@ -192,3 +192,27 @@ def test_small_faces_in_a_grid_group(nx, ny, need):
     ref = np.array([ASTRONAUT_FACE * s + 512 * s * np.array([i, j, i, j]) for j in range(ny) for i in range(nx)])
     assert len(faces) == nx * ny
     assert (box_iou(faces.boxes.astype(float), ref).max(axis=0) > 0.5).all()
+
+
+def test_peers_astronaut_16x9_cases(need):
+    """peers.md §1.3: the 16:9 crops other tools chose on astronaut (1225² boxes scaled to 512²), judged with the
+    real detections. Centre and smartcrop.js cut the head, smartcrop.py drops it, libvips keeps it."""
+    need("faces")
+    need("people")
+    from opencrop.cues import body_cut_penalty, face_terms, head_boxes
+
+    img = photo("astronaut")
+    heads = head_boxes(detect_faces(img).boxes)
+    s = 512 / 1225
+    peers = {
+        "libvips attention": [0, 0, 1225, 689],
+        "libvips entropy": [0, 67, 1225, 689],
+        "centre": [0, 268, 1225, 689],
+        "smartcrop.js": [0, 344, 1225, 684],
+        "smartcrop.py": [0, 441, 1223, 683],
+    }
+    boxes = np.array(list(peers.values()), dtype=float) * s
+    state = dict(zip(peers, face_terms(boxes, heads).state[:, 0].tolist(), strict=True))
+    assert state == {"libvips attention": 0, "libvips entropy": 0, "centre": 1, "smartcrop.js": 1, "smartcrop.py": 2}
+    pen = body_cut_penalty(boxes, detect_people(img).boxes)
+    assert pen[2] > pen[0] > 0  # every 16:9 crop trims the seated body; the centre crop also takes the head off
