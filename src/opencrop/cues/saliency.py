@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import numpy as np
 from PIL import Image
-from scipy.ndimage import gaussian_filter, uniform_filter
 
 __all__ = ["saliency"]
 
 
 def _spectral_residual(ch: np.ndarray) -> np.ndarray:
+    from scipy.ndimage import uniform_filter
+
     f = np.fft.fft2(ch)
     amp = np.abs(f)
     log_amp = np.log(amp + 1e-8)
@@ -28,6 +29,8 @@ def saliency(image: np.ndarray, size: int = 64, sigma: float = 2.5) -> np.ndarra
     Three channels (luminance, red–green, blue–yellow) each get a spectral-residual map; the maps are summed,
     smoothed by a Gaussian of ``sigma`` map pixels and scaled to [0, 1]. A flat image gives all zeros.
     """
+    from scipy.ndimage import gaussian_filter  # lazy: scipy.ndimage costs ~0.3 s to import (CLI start-up)
+
     if image.ndim == 2:
         image = np.stack([image] * 3, axis=-1)
     h, w = image.shape[:2]
