@@ -20,6 +20,7 @@ from PIL import Image
 from opencrop.cues._files import FACE_FULL, FACE_SHORT
 from opencrop.cues._runtime import Lazy, tflite_interpreter
 from opencrop.cues.types import Detections
+from opencrop.errors import ModelFileError
 from opencrop.modelfiles import resolve
 
 __all__ = ["detect_faces"]
@@ -65,6 +66,11 @@ class _BlazeFace:
         outs = sorted(self.it.get_output_details(), key=lambda d: int(d["shape"][-1]), reverse=True)
         self.reg_idx, self.cls_idx = outs[0]["index"], outs[1]["index"]
         self.anchors = _anchors(spec)
+        n_out = int(outs[0]["shape"][1])
+        if n_out != len(self.anchors):
+            raise ModelFileError(
+                resolve(spec.file), f"{n_out} outputs but {len(self.anchors)} anchors: not the {spec.file} model"
+            )
 
     def __call__(self, image: np.ndarray, lock) -> tuple[np.ndarray, np.ndarray]:
         """Boxes ``[N, 4]`` xyxy pixels of ``image`` and scores ``[N]`` (before NMS)."""
