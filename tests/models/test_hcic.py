@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -113,3 +114,136 @@ def test_pa_residual_is_masked_group_sum():
     for r in range(3):
         for c in range(3):
             torch.testing.assert_close(out[0, :, r, c], x[0, :, r, c] + groups[0, 3 * r + c, :, r, c])
+
+
+# ---------------------------------------------------------------------------------------------- full model
+def _batch(h: int = 64, w: int = 96, seed: int = 0) -> dict:
+    g = torch.Generator().manual_seed(seed)
+    return {
+        "image": torch.randn(2, 3, h, w, generator=g),
+        "rois": torch.tensor([[0, 0, 0, w, h], [0, 10, 5, 60, 50], [0, 30, 8, 90, 60], [1, 0, 0, 80, 60],
+                              [1, 16, 16, 64, 48]], dtype=torch.float32),
+        "mos": torch.tensor([3.0, 2.0, 4.0, 3.5, 1.5]),
+        "counts": torch.tensor([3, 2]),
+        "human_box": torch.tensor([[10.0, 10, 40, 50], [-1, -1, -1, -1]]),
+        "heatmap": torch.rand(2, 1, 64, 64, generator=g),
+    }
+
+
+@pytest.fixture(scope="module")
+def small_hcic():
+    from opencrop.models import create_model
+
+    torch.manual_seed(0)
+    return create_model("hcic", backbone="mobilenet_v2")
+
+
+def test_hcic_registered_with_config(small_hcic):
+    from opencrop.models import create_model, list_models
+    from opencrop.models.hcic import HCIC
+
+    assert "hcic" in list_models()
+    assert isinstance(small_hcic, HCIC) and small_hcic.needs == frozenset({"people"})
+    assert small_hcic.config["backbone"] == "mobilenet_v2" and small_hcic.config["partition"] == 9
+    assert small_hcic.preprocess.resize == "short_side" and small_hcic.preprocess.pixel_scale == 255.0
+    fixed = create_model("hcic", backbone="mobilenet_v2", input_mode="fixed256", use_cp=False, relation="conv")
+    assert fixed.preprocess.resize == "fixed" and fixed.content_preserve is None and fixed.fc.in_features == 256
+    with pytest.raises(ValueError):
+        create_model("hcic", backbone="mobilenet_v2", input_mode="square")
+
+
+def test_hcic_shapes(small_hcic):
+    b = _batch()
+    feats = small_hcic.forward_features(b["image"])
+    assert feats["feat"].shape == (2, 32, 4, 6) and feats["size"] == (64, 96)
+    scores, heat, part = small_hcic.forward_all(feats, b["rois"], b["human_box"])
+    assert scores.shape == (5,) and torch.isfinite(scores).all()
+    assert heat.shape == (2, 1, 64, 64) and part.shape == (2, 9, 4, 6)
+    assert part[1].abs().sum() == 0  # image 1 has no human
+    assert small_hcic.predict_batch(b).shape == (5,)
+
+
+def test_hcic_pa_with_aligned_human_feature_gates_per_image():
+    torch.manual_seed(0)
+    pa = PartitionAwareModule(32, partition=9, concat_with_human=True)
+    x = torch.randn(2, 32, 4, 6)
+    boxes = torch.tensor([[-1.0, -1, -1, -1], [10, 10, 40, 50]])
+    out, _ = pa(x, boxes, partition_masks(boxes, 64, 96))
+    assert torch.equal(out[0], x[0]) and not torch.allclose(out[1], x[1])
+    solo, _ = pa(x[1:], boxes[1:], partition_masks(boxes[1:], 64, 96))
+    torch.testing.assert_close(solo[0], out[1])
+
+
+def test_hcic_human_box_changes_scores_only_through_pa(small_hcic):
+    b = _batch()
+    feats = small_hcic.forward_features(b["image"])
+    with_h = small_hcic.forward_scores(feats, b["rois"], human_box=b["human_box"])
+    without = small_hcic.forward_scores(feats, b["rois"], human_box=torch.full((2, 4), -1.0))
+    no_arg = small_hcic.forward_scores(feats, b["rois"])
+    assert not torch.allclose(with_h[:3], without[:3])  # image 0 has a human: PA refines it
+    torch.testing.assert_close(with_h[3:], without[3:])  # image 1 has none: identical
+    torch.testing.assert_close(without, no_arg)
+
+
+def test_hcic_gradients_flow():
+    from opencrop.models import create_model
+
+    torch.manual_seed(0)
+    m = create_model("hcic", backbone="mobilenet_v2", relation="conv")
+    out = m.compute_loss(_batch())
+    assert set(out) >= {"loss", "score", "rank", "heatmap"}
+    out["loss"].backward()
+    for name in ("partition_aware.group_conv.weight", "partition_aware.human_conv.weight",
+                 "content_preserve.content_feature.5.weight", "content_preserve.heatmap_head.1.weight",
+                 "crop_branch.head.0.weight", "fc.weight", "reduce.weight", "proj.0.weight"):
+        grad = dict(m.named_parameters())[name].grad
+        assert grad is not None and grad.abs().sum() > 0, name
+    bb = [p.grad for p in m.backbone.parameters() if p.requires_grad]
+    assert any(g is not None and g.abs().sum() > 0 for g in bb)
+
+
+def test_hcic_loss_needs_heatmap_unless_disabled(small_hcic):
+    b = _batch()
+    del b["heatmap"]
+    with pytest.raises(ValueError, match="heatmaps"):
+        small_hcic.compute_loss(b)
+    small_hcic.heatmap_weight = 0.0
+    try:
+        assert "heatmap" not in small_hcic.compute_loss(b)
+    finally:
+        small_hcic.heatmap_weight = 1.0
+
+
+def test_hcic_rank_loss_option():
+    from opencrop.models import create_model
+
+    torch.manual_seed(0)
+    clean = create_model("hcic", backbone="mobilenet_v2", use_pa=False, relation="conv")
+    coded = create_model("hcic", backbone="mobilenet_v2", use_pa=False, relation="conv", rank_as_coded=True)
+    coded.load_state_dict(clean.state_dict())
+    b = _batch()
+    assert not torch.allclose(clean.compute_loss(b)["rank"], coded.compute_loss(b)["rank"])
+
+
+def test_hcic_crop_model_protocol_on_astronaut(small_hcic):
+    skimage = pytest.importorskip("skimage")
+    from opencrop.cues.types import Cues, Detections
+    from opencrop.models.base import CropModel
+
+    image = skimage.data.astronaut()  # 512×512 RGB
+    assert isinstance(small_hcic, CropModel)
+    person = Detections(np.array([[100, 20, 400, 512], [0, 0, 50, 50]], np.float32), np.array([0.9, 0.3], np.float32),
+                        ["person", "person"])
+    cues = Cues(width=512, height=512, people=person)
+    prep = small_hcic.prepare(image, cues)
+    assert prep.input_size == (256, 256)
+    torch.testing.assert_close(prep.extra["human_box"], torch.tensor([[50.0, 10.0, 200.0, 256.0]]))
+    boxes = np.array([[0, 0, 512, 512], [0, 0, 512, 288], [100, 0, 400, 512], [256, 256, 512, 512]], np.float32)
+    s = small_hcic.score(prep, boxes)
+    assert s.shape == (4,) and s.dtype == np.float32 and np.isfinite(s).all()
+    np.testing.assert_allclose(small_hcic.score(prep, boxes[::-1]), s[::-1], rtol=1e-5, atol=1e-6)
+    # no person: the "no human" path; scores differ from the person path
+    prep0 = small_hcic.prepare(image, Cues(width=512, height=512))
+    assert (prep0.extra["human_box"] == -1).all()
+    assert not np.allclose(small_hcic.score(prep0, boxes), s)
+    assert small_hcic.score(prep, np.zeros((0, 4))).shape == (0,)
