@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from opencrop.ops import rod_align_avg, roi_align_avg
+
 __all__ = [
     "ContentFeature",
     "ContentPreserveModule",
@@ -149,8 +151,6 @@ class PartitionAwareModule(nn.Module):
             return x, x.new_zeros(b, 9 if self.partition in (0, 9) else self.groups, h, w)
         inp = x
         if self.concat_with_human:
-            from opencrop.ops import roi_align_avg
-
             rois = _rois_for_boxes(human_boxes.to(x.dtype))
             hfeat = self.human_conv(roi_align_avg(x, rois, 3, self.spatial_scale))  # [B, C/2, 1, 1]
             inp = torch.cat([x, hfeat.expand(-1, -1, h, w)], dim=1)
@@ -298,8 +298,6 @@ class CropBranch(nn.Module):
 
     def aligned(self, x: Tensor, rois: Tensor) -> Tensor:
         """``[K, 2C, A, A]`` = RoIAlignAvg ⊕ RoDAlignAvg of every RoI."""
-        from opencrop.ops import rod_align_avg, roi_align_avg
-
         a, s = self.align, self.spatial_scale
         return torch.cat([roi_align_avg(x, rois, a, s), rod_align_avg(x, rois, a, s)], dim=1)
 
