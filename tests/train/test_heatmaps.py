@@ -95,3 +95,45 @@ def test_write_heatmaps_png(tmp_path):
     a = np.asarray(Image.open(paths[0]))
     assert a.dtype == np.uint8 and a.shape == (6, 8)
     np.testing.assert_array_equal(a, pseudo_heatmap(recs[0].crops, recs[0].scores, 8, 6, 3.0))
+
+
+def _cli(argv):
+    import argparse
+
+    from opencrop.train.heatmaps_cli import register
+
+    parser = argparse.ArgumentParser(prog="opencrop")
+    sub = parser.add_subparsers(dest="command")
+    groups = {}
+
+    def group(name, help):
+        if name not in groups:
+            groups[name] = sub.add_parser(name, help=help).add_subparsers(dest=f"{name}_command")
+        return groups[name]
+
+    register(sub, group)
+    args = parser.parse_args(argv)
+    return args.handler(args)
+
+
+def test_cli_gaicd_txt_layout(tmp_path, capsys):
+    """`opencrop data heatmaps --format gaicd DIR` on a raw-layout GAICD (yxyx txt, -2 = unannotated)."""
+    root = tmp_path / "GAICD"
+    for split, name, lines in (("train", "1", ["0 0 6 4 4.0", "0 4 6 8 2.0", "1 1 2 2 -2"]),
+                               ("test", "2", ["0 0 3 3 3.0"])):
+        (root / "annotations" / split).mkdir(parents=True)
+        (root / "annotations" / split / f"{name}.txt").write_text("\n".join(lines) + "\n")
+        (root / "images" / split).mkdir(parents=True)
+        Image.new("RGB", (8, 6)).save(root / "images" / split / f"{name}.jpg")
+    assert _cli(["data", "heatmaps", "--format", "gaicd", str(root)]) == 0
+    out = root / "heat_map_gt" / "GAICD" / "mask"
+    assert sorted(p.name for p in out.iterdir()) == ["1.png", "2.png"]
+    one = np.asarray(Image.open(out / "1.png"))
+    # crops x 0-4 (score 4) and x 4-8 (score 2), equal areas: left half 255, right half 0
+    assert one.shape == (6, 8) and (one[:, :4] == 255).all() and (one[:, 4:] == 0).all()
+    assert "wrote 2 heat maps" in capsys.readouterr().out
+    # --out and a missing image: the record is skipped, named on stderr, exit status 1
+    (root / "images" / "test" / "2.jpg").unlink()
+    assert _cli(["data", "heatmaps", "--format", "gaicd", str(root), "--out", str(tmp_path / "hm")]) == 1
+    assert [p.name for p in (tmp_path / "hm").iterdir()] == ["1.png"]
+    assert "2.jpg" in capsys.readouterr().err

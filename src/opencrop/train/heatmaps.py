@@ -140,11 +140,14 @@ def write_heatmaps(
     out_dir: str | Path,
     mean_score: float | None = None,
     max_crops: int = 10,
+    errors: list[str] | None = None,
 ) -> list[Path]:
     """Write one pseudo heat-map PNG per record with scored crops into ``out_dir``; return the paths written.
 
     Records without crops or scores are skipped. ``mean_score`` defaults to :func:`dataset_mean_score` of
     ``records`` (pass every split, as HCIC does). Sizes come from ``record.width/height`` or the image header.
+    A record whose size cannot be read raises :class:`DataFormatError`, or, when an ``errors`` list is given, is
+    skipped and its message appended to that list.
     """
     from PIL import Image
 
@@ -155,7 +158,13 @@ def write_heatmaps(
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     for rec in recs:  # one image at a time; the work inside is vectorised
-        width, height = _image_size(rec)
+        try:
+            width, height = _image_size(rec)
+        except DataFormatError as e:
+            if errors is None:
+                raise
+            errors.append(str(e))
+            continue
         heat = pseudo_heatmap(rec.crops, rec.scores, width, height, mean_score, max_crops)
         path = heatmap_path(out, rec.name)
         Image.fromarray(heat).save(path)

@@ -46,9 +46,12 @@ def run_heatmaps(args: argparse.Namespace) -> int:
     try:
         records = get_loader(args.format)(root, split="all")
         mean = dataset_mean_score(records)
-        paths = write_heatmaps(records, out, mean_score=mean, max_crops=args.max_crops)
+        errors: list[str] = []
+        paths = write_heatmaps(records, out, mean_score=mean, max_crops=args.max_crops, errors=errors)
     except (OpenCropError, ValueError) as e:
         print(f"opencrop data heatmaps: {e}", file=sys.stderr)
         return 1
+    for msg in errors:
+        print(f"opencrop data heatmaps: skipped {msg}", file=sys.stderr)
     print(f"wrote {len(paths)} heat maps to {out} (dataset mean score {mean:.3f})")
-    return 0
+    return 1 if errors else 0
