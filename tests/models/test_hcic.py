@@ -247,3 +247,14 @@ def test_hcic_crop_model_protocol_on_astronaut(small_hcic):
     assert (prep0.extra["human_box"] == -1).all()
     assert not np.allclose(small_hcic.score(prep0, boxes), s)
     assert small_hcic.score(prep, np.zeros((0, 4))).shape == (0,)
+
+
+def test_content_features_chunked_inference_matches():
+    torch.manual_seed(0)
+    cp = ContentPreserveModule(32, 8, 16, relation="conv")
+    heat = torch.rand(1, 1, 64, 64)
+    xy = torch.randint(0, 40, (10, 2)).float()
+    rois = torch.cat([torch.zeros(10, 1), xy, xy + 20], dim=1)
+    full = cp.crop_features(heat, rois, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(cp.crop_features(heat, rois, 64, 64, chunk=3), full.detach())

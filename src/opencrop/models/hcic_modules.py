@@ -264,11 +264,17 @@ class ContentPreserveModule(nn.Module):
         """``[B, C, h, w]`` → predicted heat map ``[B, 1, 64, 64]`` in (0, 1)."""
         return self.heatmap_head(self.relation_encoder(x))
 
-    def crop_features(self, heat: Tensor, rois: Tensor, height: int, width: int) -> Tensor:
-        """``heat`` ``[B, 1, 64, 64]``, ``rois`` ``[K, 5]`` (batch index + xyxy input pixels) → ``[K, out_dim]``."""
+    def crop_features(self, heat: Tensor, rois: Tensor, height: int, width: int, chunk: int = 256) -> Tensor:
+        """``heat`` ``[B, 1, 64, 64]``, ``rois`` ``[K, 5]`` (batch index + xyxy input pixels) → ``[K, out_dim]``.
+
+        Without autograd (inference) the crops go through the conv layers ``chunk`` at a time, which bounds memory
+        (the first conv alone needs 0.9 MB per crop) when thousands of candidates are scored at once.
+        """
         masks = crop_masks(rois[:, 1:], height, width, heat.shape[-1])
         stacked = torch.stack([heat[rois[:, 0].long(), 0], masks.to(heat.dtype)], dim=1)  # [K, 2, 64, 64]
-        return self.content_feature(stacked)
+        if torch.is_grad_enabled() or stacked.shape[0] <= chunk:
+            return self.content_feature(stacked)
+        return torch.cat([self.content_feature(part) for part in stacked.split(chunk)], dim=0)
 
     def forward(self, x: Tensor, rois: Tensor, height: int, width: int) -> tuple[Tensor, Tensor]:
         """→ ``(heat [B, 1, 64, 64], content features [K, out_dim])``."""
