@@ -55,7 +55,7 @@ class GAFIC(LearnedCropModel):
 
     Args:
         backbone: ``"vgg16"`` (as GAFIC / HCIC) or ``"mobilenet_v2"`` (CPU-sized deviation).
-        pretrained: ImageNet backbone weights (``False``, ``True`` or a path).
+        pretrained_backbone: ImageNet backbone weights (``False``, ``True`` or a path).
         reddim: fused map width (32).
         relation: ``"conv"`` (default, as in the GAFIC code) or ``"gcn"``.
         input_mode: ``"gaicd"`` or ``"fixed256"`` (see :func:`opencrop.models.hcic.preprocess_for`).
@@ -69,7 +69,7 @@ class GAFIC(LearnedCropModel):
     def __init__(
         self,
         backbone: str = "vgg16",
-        pretrained: bool | str = False,
+        pretrained_backbone: bool | str = False,
         reddim: int = 32,
         relation: str = "conv",
         input_mode: str = "gaicd",
@@ -83,7 +83,7 @@ class GAFIC(LearnedCropModel):
             "rank_as_coded": rank_as_coded, "rank_weight": rank_weight, "heatmap_weight": heatmap_weight,
         }
         super().__init__(preprocess_for(input_mode), config)
-        self.backbone, chans = build_backbone(backbone, pretrained)
+        self.backbone, chans = build_backbone(backbone, pretrained_backbone)
         self.num_scales = len(chans)
         self.proj = nn.ModuleList([nn.Conv2d(c, 256, kernel_size=1) for c in chans])
         self.reduce = nn.Conv2d(256, reddim, kernel_size=1)

@@ -126,7 +126,7 @@ class HCIC(LearnedCropModel):
 
     Args:
         backbone: ``"vgg16"`` (paper) or ``"mobilenet_v2"``.
-        pretrained: ImageNet backbone weights (``False``, ``True`` = the packaged / cached file, or a path).
+        pretrained_backbone: ImageNet backbone weights (``False``, ``True`` = the packaged / cached file, or a path).
         reddim: width of the fused map (32).
         partition: PA variant 9 (3×3 partitions), 0 (mean of groups), 1 (human only), 2 (human / non-human).
         relation: CP relation encoder, ``"gcn"`` or ``"conv"``.
@@ -144,7 +144,7 @@ class HCIC(LearnedCropModel):
     def __init__(
         self,
         backbone: str = "vgg16",
-        pretrained: bool | str = False,
+        pretrained_backbone: bool | str = False,
         reddim: int = 32,
         partition: int = 9,
         relation: str = "gcn",
@@ -163,7 +163,7 @@ class HCIC(LearnedCropModel):
             "rank_as_coded": rank_as_coded, "rank_weight": rank_weight, "heatmap_weight": heatmap_weight,
         }
         super().__init__(preprocess_for(input_mode), config)
-        self.backbone, chans = build_backbone(backbone, pretrained)
+        self.backbone, chans = build_backbone(backbone, pretrained_backbone)
         self.proj = nn.ModuleList([nn.Conv2d(c, 256, kernel_size=1) for c in chans])
         self.reduce = nn.Conv2d(256, reddim, kernel_size=1)
         self.partition_aware = (
