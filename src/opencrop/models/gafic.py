@@ -58,7 +58,8 @@ class GAFIC(LearnedCropModel):
         pretrained_backbone: ImageNet backbone weights (``False``, ``True`` or a path).
         reddim: fused map width (32).
         relation: ``"conv"`` (default, as in the GAFIC code) or ``"gcn"``.
-        input_mode: ``"gaicd"`` or ``"fixed256"`` (see :func:`opencrop.models.hcic.preprocess_for`).
+        input_mode: ``"gaicd"`` or ``"fixed256"``; input_size: their 256
+            (see :func:`opencrop.models.hcic.preprocess_for`).
         rank_as_coded, rank_weight, heatmap_weight: loss options as in HCIC.
         weights: an opencrop model file to load after building.
     """
@@ -73,6 +74,7 @@ class GAFIC(LearnedCropModel):
         reddim: int = 32,
         relation: str = "conv",
         input_mode: str = "gaicd",
+        input_size: int = 256,
         rank_as_coded: bool = False,
         rank_weight: float = 1.0,
         heatmap_weight: float = 1.0,
@@ -80,9 +82,10 @@ class GAFIC(LearnedCropModel):
     ) -> None:
         config = {
             "backbone": backbone, "reddim": reddim, "relation": relation, "input_mode": input_mode,
+            "input_size": input_size,
             "rank_as_coded": rank_as_coded, "rank_weight": rank_weight, "heatmap_weight": heatmap_weight,
         }
-        super().__init__(preprocess_for(input_mode), config)
+        super().__init__(preprocess_for(input_mode, input_size), config)
         self.backbone, chans = build_backbone(backbone, pretrained_backbone)
         self.num_scales = len(chans)
         self.proj = nn.ModuleList([nn.Conv2d(c, 256, kernel_size=1) for c in chans])

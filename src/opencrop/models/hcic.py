@@ -7,6 +7,7 @@ to settle details); no code is copied.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -32,14 +33,17 @@ def build_backbone(name: str, pretrained: bool | str = False) -> tuple[nn.Module
     return bb, [int(c) for c in bb.feature_info.channels()]
 
 
-def preprocess_for(input_mode: str) -> Preprocess:
+def preprocess_for(input_mode: str, input_size: int = 256) -> Preprocess:
     """HCIC / GAFIC input: ``"gaicd"`` = aspect kept, short side 256, multiples of 32; ``"fixed256"`` = 256×256.
 
-    Pixels / 255 and ImageNet mean/std in both (systems.md §3.2).
+    Pixels / 255 and ImageNet mean/std in both (systems.md §3.2). ``input_size`` replaces the 256 of either mode
+    (the published models use 256; smaller sizes are for quick experiments and tests; a multiple of 32).
     """
     if input_mode not in _INPUT_MODES:
         raise ValueError(f"input_mode must be one of {_INPUT_MODES}, got {input_mode!r}")
-    return Preprocess.hcic(fixed=input_mode == "fixed256")
+    if input_size < 32 or input_size % 32:
+        raise ValueError(f"input_size must be a positive multiple of 32, got {input_size}")
+    return replace(Preprocess.hcic(fixed=input_mode == "fixed256"), size=int(input_size))
 
 
 def best_person_box(cues: Cues | None, sx: float, sy: float) -> Tensor:
@@ -133,6 +137,7 @@ class HCIC(LearnedCropModel):
         use_pa, use_cp: enable the two modules (ablations).
         concat_with_human: PA concatenates the aligned human feature (HCIC default True).
         input_mode: ``"gaicd"`` (aspect kept, short side 256, multiples of 32) or ``"fixed256"`` (CPC/FCDB/FLMS).
+        input_size: the 256 of ``input_mode`` (keep 256 for the published recipes).
         rank_as_coded: use HCIC's ``sin`` rank weighting.
         rank_weight, heatmap_weight: loss weights (1.0 and 1.0 in HCIC).
         weights: an opencrop model file to load after building.
@@ -152,6 +157,7 @@ class HCIC(LearnedCropModel):
         use_cp: bool = True,
         concat_with_human: bool = True,
         input_mode: str = "gaicd",
+        input_size: int = 256,
         rank_as_coded: bool = False,
         rank_weight: float = 1.0,
         heatmap_weight: float = 1.0,
@@ -160,9 +166,10 @@ class HCIC(LearnedCropModel):
         config = {
             "backbone": backbone, "reddim": reddim, "partition": partition, "relation": relation,
             "use_pa": use_pa, "use_cp": use_cp, "concat_with_human": concat_with_human, "input_mode": input_mode,
+            "input_size": input_size,
             "rank_as_coded": rank_as_coded, "rank_weight": rank_weight, "heatmap_weight": heatmap_weight,
         }
-        super().__init__(preprocess_for(input_mode), config)
+        super().__init__(preprocess_for(input_mode, input_size), config)
         self.backbone, chans = build_backbone(backbone, pretrained_backbone)
         self.proj = nn.ModuleList([nn.Conv2d(c, 256, kernel_size=1) for c in chans])
         self.reduce = nn.Conv2d(256, reddim, kernel_size=1)
