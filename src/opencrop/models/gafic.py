@@ -16,6 +16,7 @@ from opencrop.models.hcic import build_backbone, hcic_loss, preprocess_for
 from opencrop.models.hcic_modules import ConvRelationEncoder, CropBranch, GraphRelationEncoder
 from opencrop.models.learned import LearnedCropModel
 from opencrop.models.registry import register_model
+from opencrop.nn import HCICFusion
 
 __all__ = ["GAFIC", "gafic"]
 
@@ -88,8 +89,7 @@ class GAFIC(LearnedCropModel):
         super().__init__(preprocess_for(input_mode, input_size), config)
         self.backbone, chans = build_backbone(backbone, pretrained_backbone)
         self.num_scales = len(chans)
-        self.proj = nn.ModuleList([nn.Conv2d(c, 256, kernel_size=1) for c in chans])
-        self.reduce = nn.Conv2d(256, reddim, kernel_size=1)
+        self.fusion = HCICFusion(chans, reddim=reddim, mid=256)  # its layers, re-weighted per pixel (AGFF)
         if relation == "conv":
             self.relation_encoder: nn.Module = ConvRelationEncoder(reddim, 8)
         elif relation == "gcn":
@@ -115,17 +115,18 @@ class GAFIC(LearnedCropModel):
     def forward_features(self, images: Tensor) -> dict[str, Any]:
         """``images`` ``[B, 3, H, W]`` → ``{"fused", "global": [B, reddim, h, w], "logits": [B, 1, h, w],
         "alpha": [B, S, h, w], "size": (H, W)}`` (AGFF)."""
-        taps = list(self.backbone(images))
-        size = taps[1].shape[-2:]
-        taps = [t if t.shape[-2:] == size else F.interpolate(t, size=size, mode="bilinear", align_corners=True)
-                for t in taps]
-        proj = torch.stack([p(t) for p, t in zip(self.proj, taps, strict=True)], dim=1)  # [B, S, 256, h, w]
-        base = self.reduce(proj.sum(dim=1))
+        fu = self.fusion
+        f3, f4, f5 = self.backbone(images)
+        size = f4.shape[-2:]
+        f3 = F.interpolate(f3, size=size, mode="bilinear", align_corners=True)
+        f5 = F.interpolate(f5, size=size, mode="bilinear", align_corners=True)
+        proj = torch.stack([fu.f3_layer(f3), fu.f4_layer(f4), fu.f5_layer(f5)], dim=1)  # [B, 3, 256, h, w]
+        base = fu.feat_ext(proj.sum(dim=1))  # = HCICFusion(f3, f4, f5)
         rel = self.relation_encoder(base)
         logits = self.attention(rel)
         att = torch.sigmoid(logits)
         alpha = torch.softmax(self.scale_weights(torch.cat([rel, logits], dim=1)), dim=1)  # [B, S, h, w]
-        fused = self.reduce((self.num_scales * alpha[:, :, None] * proj).sum(dim=1)) * (1 + att)
+        fused = fu.feat_ext((self.num_scales * alpha[:, :, None] * proj).sum(dim=1)) * (1 + att)
         return {
             "fused": fused,
             "global": fused * att,

@@ -19,6 +19,7 @@ from opencrop.models.hcic_modules import ContentPreserveModule, CropBranch, Part
 from opencrop.models.learned import LearnedCropModel
 from opencrop.models.preprocess import Preprocess
 from opencrop.models.registry import register_model
+from opencrop.nn import HCICFusion, create_backbone
 
 __all__ = ["HCIC", "best_person_box", "build_backbone", "hcic", "hcic_loss"]
 
@@ -26,10 +27,12 @@ _INPUT_MODES = ("gaicd", "fixed256")
 
 
 def build_backbone(name: str, pretrained: bool | str = False) -> tuple[nn.Module, list[int]]:
-    """A backbone with stride-8/16/32 taps (``opencrop.nn``) and the channel count of each tap."""
-    from opencrop.nn import create_backbone
+    """A classifier-free :mod:`opencrop.nn` backbone with stride-8/16/32 taps, and the channels of each tap.
 
-    bb = create_backbone(name, pretrained=pretrained)
+    ``pretrained``: ``False``, ``True`` (the default ImageNet file, resolved locally) or the path of a state dict.
+    """
+    weights = pretrained if isinstance(pretrained, str) else None
+    bb = create_backbone(name, pretrained=bool(pretrained), weights=weights, with_classifier=False)
     return bb, [int(c) for c in bb.feature_info.channels()]
 
 
@@ -171,8 +174,7 @@ class HCIC(LearnedCropModel):
         }
         super().__init__(preprocess_for(input_mode, input_size), config)
         self.backbone, chans = build_backbone(backbone, pretrained_backbone)
-        self.proj = nn.ModuleList([nn.Conv2d(c, 256, kernel_size=1) for c in chans])
-        self.reduce = nn.Conv2d(256, reddim, kernel_size=1)
+        self.fusion = HCICFusion(chans, reddim=reddim, mid=256)
         self.partition_aware = (
             PartitionAwareModule(reddim, partition, concat_with_human) if use_pa else None
         )
@@ -188,14 +190,7 @@ class HCIC(LearnedCropModel):
     # ------------------------------------------------------------------ network
     def forward_features(self, images: Tensor) -> dict[str, Any]:
         """``images`` ``[B, 3, H, W]`` → ``{"feat": [B, reddim, H/16, W/16], "size": (H, W)}`` (sum fusion)."""
-        import torch.nn.functional as F
-
-        taps = list(self.backbone(images))
-        size = taps[1].shape[-2:]
-        taps = [t if t.shape[-2:] == size else F.interpolate(t, size=size, mode="bilinear", align_corners=True)
-                for t in taps]
-        fused = sum(p(t) for p, t in zip(self.proj, taps, strict=True))
-        return {"feat": self.reduce(fused), "size": (int(images.shape[-2]), int(images.shape[-1]))}
+        return {"feat": self.fusion(*self.backbone(images)), "size": (int(images.shape[-2]), int(images.shape[-1]))}
 
     def forward_all(
         self, features: dict[str, Any], rois: Tensor, human_box: Tensor | None = None
