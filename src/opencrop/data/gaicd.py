@@ -29,7 +29,7 @@ from opencrop.data.record import CropRecord
 from opencrop.data.s2cnet import attach_object_boxes
 from opencrop.errors import DataFormatError
 
-__all__ = ["INVALID_SCORE", "detect_gaicd_source", "load_gaicd"]
+__all__ = ["INVALID_SCORE", "detect_gaicd_source", "load_gaicd", "parse_gaicd_txt"]
 
 #: raw GAICD score of a grid crop that violates a constraint and was not annotated
 INVALID_SCORE = -2.0
@@ -120,6 +120,25 @@ def _check_split(split: str, available: list[str], source: Path) -> None:
         raise DataFormatError(source, f"no split {split!r}; available: {', '.join([*available, 'all'])}")
 
 
+def parse_gaicd_txt(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """One raw GAICD annotation file → ``(crops [N, 4] xyxy float pixels, MOS [N])`` with −2 rows skipped.
+
+    Raises :class:`DataFormatError` naming the file and line for a malformed row, a score outside [0, 5] (other
+    than −2) or a degenerate box.
+    """
+    table = parse_table(path, 5)
+    bad = (table[:, 4] != INVALID_SCORE) & ((table[:, 4] < 0) | (table[:, 4] > 5))
+    if bad.any():
+        line = int(np.flatnonzero(bad)[0]) + 1
+        raise DataFormatError(path, f"score {table[line - 1, 4]} outside [0, 5] and not -2", line=line)
+    degenerate = (table[:, 2] <= table[:, 0]) | (table[:, 3] <= table[:, 1])
+    if degenerate.any():
+        line = int(np.flatnonzero(degenerate)[0]) + 1
+        raise DataFormatError(path, "y2 <= y1 or x2 <= x1 (expected y1 x1 y2 x2 score)", line=line)
+    valid = table[table[:, 4] != INVALID_SCORE]
+    return yxyx_to_xyxy(valid[:, :4]), valid[:, 4].copy()
+
+
 def _load_txt(ann: Path, split: str, root: Path, images: str | Path | None) -> list[CropRecord]:
     if not ann.is_dir():
         raise DataFormatError(ann, "annotation folder not found")
@@ -134,22 +153,14 @@ def _load_txt(ann: Path, split: str, root: Path, images: str | Path | None) -> l
         files = [(f, None) for f in sorted(ann.glob("*.txt"))]
     records = []
     for f, s in files:
-        table = parse_table(f, 5)
-        bad = (table[:, 4] != INVALID_SCORE) & ((table[:, 4] < 0) | (table[:, 4] > 5))
-        if bad.any():
-            line = int(np.flatnonzero(bad)[0]) + 1
-            raise DataFormatError(f, f"score {table[line - 1, 4]} outside [0, 5] and not -2", line=line)
-        valid = table[table[:, 4] != INVALID_SCORE]
-        boxes = yxyx_to_xyxy(valid[:, :4])
-        if (boxes.shape[0] and ((boxes[:, 2] <= boxes[:, 0]) | (boxes[:, 3] <= boxes[:, 1])).any()):
-            raise DataFormatError(f, "a crop has x2 <= x1 or y2 <= y1 (expected y1 x1 y2 x2 score)")
+        boxes, scores = parse_gaicd_txt(f)
         name = f.stem + ".jpg"
         records.append(
             CropRecord(
                 name=name,
                 image_path=resolve_image(_image_dirs(root, images, s), name),
                 crops=boxes,
-                scores=valid[:, 4].copy(),
+                scores=scores,
                 split=s,
             )
         )
