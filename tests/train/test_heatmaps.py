@@ -137,3 +137,20 @@ def test_cli_gaicd_txt_layout(tmp_path, capsys):
     assert _cli(["data", "heatmaps", "--format", "gaicd", str(root), "--out", str(tmp_path / "hm")]) == 1
     assert [p.name for p in (tmp_path / "hm").iterdir()] == ["1.png"]
     assert "2.jpg" in capsys.readouterr().err
+
+
+def test_cli_cpc_synthetic(tmp_path):
+    """`--format cpc` on a synthetic raw CPC folder: one map per image, at the image's resolution."""
+    from opencrop.data.cpc import load_cpc
+    from opencrop.data.synth import write_cpc
+
+    root = tmp_path / "CPC"
+    write_cpc(root, n=3, seed=0, size=(64, 48))
+    assert _cli(["data", "heatmaps", "--format", "cpc", str(root)]) == 0
+    out = root / "heat_map_gt" / "CPC" / "mask"
+    recs = load_cpc(root)
+    mean = dataset_mean_score(recs)
+    for r in recs:  # 24 views > 10: only views above the dataset mean count
+        png = np.asarray(Image.open(heatmap_path(out, r.name)))
+        assert png.shape == (48, 64) and png.max() == 255
+        np.testing.assert_array_equal(png, pseudo_heatmap(r.crops, r.scores, 64, 48, mean))
