@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from opencrop.models.hcic import build_backbone, hcic_loss, preprocess_for
-from opencrop.models.hcic_modules import ConvRelationEncoder, CropBranch, GraphRelationEncoder
+from opencrop.models.hcic_modules import ConvRelationEncoder, CropBranch, GraphRelationEncoder, coord_dtype
 from opencrop.models.learned import LearnedCropModel
 from opencrop.models.registry import register_model
 from opencrop.nn import HCICFusion
@@ -143,7 +143,7 @@ class GAFIC(LearnedCropModel):
 
     def forward_scores(self, features: dict[str, Any], rois: Tensor) -> Tensor:
         """``rois`` ``[K, 5]`` input pixels → scores ``[K]`` (GACE: crop feature ⊕ crop-aligned global feature)."""
-        rois = rois.to(features["fused"].dtype)
+        rois = rois.to(features["fused"].device, coord_dtype(features["fused"]))
         crop = self.crop_branch(features["fused"], rois)
         glob = self.global_branch(features["global"], rois)
         return self.fc(torch.cat([crop, glob], dim=1)).reshape(-1)

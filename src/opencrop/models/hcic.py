@@ -15,7 +15,13 @@ import torch
 from torch import Tensor, nn
 
 from opencrop.cues.types import Cues
-from opencrop.models.hcic_modules import ContentPreserveModule, CropBranch, PartitionAwareModule, partition_masks
+from opencrop.models.hcic_modules import (
+    ContentPreserveModule,
+    CropBranch,
+    PartitionAwareModule,
+    coord_dtype,
+    partition_masks,
+)
 from opencrop.models.learned import LearnedCropModel
 from opencrop.models.preprocess import Preprocess
 from opencrop.models.registry import register_model
@@ -198,10 +204,10 @@ class HCIC(LearnedCropModel):
         """→ ``(scores [K], heat map [B, 1, 64, 64] or None, partition means [B, G, h, w] or None)``."""
         feat: Tensor = features["feat"]
         height, width = features["size"]
-        rois = rois.to(feat.dtype)
+        rois = rois.to(feat.device, coord_dtype(feat))
         part = None
         if self.partition_aware is not None and human_box is not None:
-            hb = human_box.to(feat.device, feat.dtype).reshape(-1, 4)
+            hb = human_box.to(feat.device, coord_dtype(feat)).reshape(-1, 4)
             if hb.shape[0] != feat.shape[0]:
                 raise ValueError(f"{hb.shape[0]} human boxes for a batch of {feat.shape[0]} images")
             masks = partition_masks(hb, height, width, stride=16)

@@ -28,6 +28,7 @@ __all__ = [
     "GraphRelationEncoder",
     "HeatmapHead",
     "PartitionAwareModule",
+    "coord_dtype",
     "crop_masks",
     "has_human",
     "partition_masks",
@@ -98,6 +99,12 @@ def crop_masks(boxes: Tensor, height: int, width: int, size: int = 64) -> Tensor
     return (in_y[:, :, None] & in_x[:, None, :] & valid).to(torch.float32)
 
 
+def coord_dtype(x: Tensor) -> torch.dtype:
+    """Box-coordinate dtype for features ``x``: float64 for float64 maps, else float32 (never half precision,
+    which would round input-pixel coordinates under AMP)."""
+    return torch.float64 if x.dtype == torch.float64 else torch.float32
+
+
 def _rois_for_boxes(boxes: Tensor) -> Tensor:
     """``[B, 4]`` one box per image → ``[B, 5]`` RoI rows with batch index ``i`` for row ``i``."""
     idx = torch.arange(boxes.shape[0], device=boxes.device, dtype=boxes.dtype)[:, None]
@@ -151,7 +158,7 @@ class PartitionAwareModule(nn.Module):
             return x, x.new_zeros(b, 9 if self.partition in (0, 9) else self.groups, h, w)
         inp = x
         if self.concat_with_human:
-            rois = _rois_for_boxes(human_boxes.to(x.dtype))
+            rois = _rois_for_boxes(human_boxes.to(x.device, coord_dtype(x)))
             hfeat = self.human_conv(roi_align_avg(x, rois, 3, self.spatial_scale))  # [B, C/2, 1, 1]
             inp = torch.cat([x, hfeat.expand(-1, -1, h, w)], dim=1)
         pconv = F.relu(self.group_conv(inp))
