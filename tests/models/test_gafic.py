@@ -131,9 +131,8 @@ def test_crop_model_protocol_on_astronaut(model):
 
 def test_short_training_run_lowers_loss(tmp_path):
     """Synthetic GAICD → pseudo heat maps → the shared trainer, 3 short epochs; the loss goes down."""
-    from opencrop.data.synth import write_gaicd
-
     from opencrop.data.gaicd import load_gaicd
+    from opencrop.data.synth import write_gaicd
     from opencrop.models import create_model
     from opencrop.train.heatmaps import write_heatmaps
     from opencrop.train.recipe import Recipe
@@ -158,3 +157,25 @@ def test_short_training_run_lowers_loss(tmp_path):
     assert hist[-1]["train_loss"] < hist[0]["train_loss"]
     reloaded = create_model("gafic", backbone="mobilenet_v2", weights=str(result.best_path))
     assert reloaded.config["relation"] == "conv"
+
+
+@pytest.mark.parametrize("recipe_name", ["hcic_gaicd", "hcic_cpc", "gafic_gaicd", "gafic_cpc"])
+def test_recipes_carry_the_published_hyperparameters(recipe_name):
+    """configs/{hcic,gafic}_{gaicd,cpc}.yaml: HCIC's §3.5 recipe, validation-based selection, and they build."""
+    from pathlib import Path
+
+    from opencrop.models import create_model
+    from opencrop.train.recipe import load_recipe
+
+    r = load_recipe(Path(__file__).resolve().parents[2] / "configs" / f"{recipe_name}.yaml")
+    gaicd = recipe_name.endswith("gaicd")
+    assert r.model.name == recipe_name.split("_")[0]
+    assert (r.optim.name, r.optim.lr, r.optim.weight_decay) == ("adam", 1e-4, 1e-4)
+    assert (r.schedule.name, r.schedule.warmup_epochs) == ("warmup_cosine", 5)
+    assert r.train.epochs == (80 if gaicd else 30) and r.train.batch_size == (1 if gaicd else 8)
+    assert r.data.crops_per_image == (64 if gaicd else None)
+    assert (r.data.flip, r.data.photometric, r.data.val_split, r.train.seed) == (0.5, "colorjitter", "holdout", 0)
+    assert r.model.kwargs["input_mode"] == ("gaicd" if gaicd else "fixed256")
+    kwargs = {**r.model.kwargs, "pretrained_backbone": False}
+    model = create_model(r.model.name, **kwargs)
+    assert model.config["backbone"] == "vgg16" and model.config["reddim"] == 32
