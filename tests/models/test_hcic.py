@@ -303,3 +303,17 @@ def test_hcic_short_training_run_lowers_loss(tmp_path):
 
     reloaded = create_model("hcic", backbone="mobilenet_v2", weights=str(tmp_path / "run" / "best.pt"))
     assert reloaded.config["partition"] == 9
+
+
+def test_best_person_box_from_cues():
+    from opencrop.cues.types import Cues, Detections
+    from opencrop.models.hcic import best_person_box
+
+    people = Detections(np.array([[0, 0, 10, 10], [20, 10, 60, 90], [-5, 0, 30, 200]], np.float32),
+                        np.array([0.2, 0.8, 0.5], np.float32), ["person"] * 3)
+    box = best_person_box(Cues(width=100, height=80, people=people), sx=2.0, sy=0.5)
+    torch.testing.assert_close(box, torch.tensor([[40.0, 5.0, 120.0, 40.0]]))  # best score, clipped to the image
+    assert (best_person_box(None, 1.0, 1.0) == -1).all()
+    assert (best_person_box(Cues(width=10, height=10), 1.0, 1.0) == -1).all()
+    outside = Detections(np.array([[20, 20, 30, 30]], np.float32), np.array([0.9], np.float32), ["person"])
+    assert (best_person_box(Cues(width=10, height=10, people=outside), 1.0, 1.0) == -1).all()

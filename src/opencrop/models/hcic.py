@@ -27,7 +27,7 @@ from opencrop.models.preprocess import Preprocess
 from opencrop.models.registry import register_model
 from opencrop.nn import HCICFusion, create_backbone
 
-__all__ = ["HCIC", "best_person_box", "build_backbone", "hcic", "hcic_loss"]
+__all__ = ["HCIC", "best_person_box", "build_backbone", "hcic", "hcic_loss", "preprocess_for"]
 
 _INPUT_MODES = ("gaicd", "fixed256")
 
