@@ -198,6 +198,11 @@ def test_gaic_ops_match_loop_reference(seed, P):
     B, C, H, W = 2, 3, 5, 7
     f = torch.randn(B, C, H, W, generator=gen, dtype=torch.float64)
     rois = random_rois(gen, 9, B, H * 16, W * 16)
+    odd = torch.tensor([[0, 50, 40, 20, 10],  # x2 < x1, y2 < y1: roi size clamps to 0, all samples at (x1', y1')
+                        [1, 30, 30, 30, 30],  # a point
+                        [1, -90, -70, -20, -30],  # entirely above-left of the map
+                        [0, 200, 100, 400, 300]], dtype=torch.float64)  # entirely right of the map
+    rois = torch.cat([rois, odd])
     npf, npr = f.numpy(), rois.numpy()
     torch.testing.assert_close(roi_align(f, rois, P, 1 / 16), torch.from_numpy(ref_roi_align(npf, npr, P, 1 / 16)))
     torch.testing.assert_close(rod_align(f, rois, P, 1 / 16), torch.from_numpy(ref_rod_align(npf, npr, P, 1 / 16)))
@@ -210,7 +215,10 @@ def test_torchvision_roi_align_matches_loop_reference(seed, P, sr, aligned):
     B, C, H, W = 2, 2, 6, 8
     f = torch.randn(B, C, H, W, generator=gen, dtype=torch.float64)
     rois = random_rois(gen, 8, B, H * 8, W * 8)
-    rois = torch.cat([rois, torch.tensor([[1.0, 10, 10, 10.5, 10.2], [0.0, 40, 30, 70, 60]], dtype=torch.float64)])
+    extra = torch.tensor([[1.0, 10, 10, 10.5, 10.2], [0.0, 40, 30, 70, 60],
+                          [0.0, 30, 30, 20, 10],  # x2 < x1: 1-pixel roi, or no samples at all when aligned
+                          [1.0, -40, -30, -9, -9], [0.0, 70, 50, 90, 70]], dtype=torch.float64)  # off the map
+    rois = torch.cat([rois, extra])
     got = roi_align_torchvision(f, rois, P, 1 / 8, sampling_ratio=sr, aligned=aligned)
     ref = ref_roi_align_tv(f.numpy(), rois.numpy(), P, 1 / 8, sr, aligned)
     torch.testing.assert_close(got, torch.from_numpy(ref))
@@ -299,3 +307,27 @@ def test_cuda_matches_cpu(op):
     fr = f.clone().requires_grad_(True)
     op(fr, rois, 9, 1 / 16).sum().backward()
     torch.testing.assert_close(fc.grad.cpu(), fr.grad, atol=1e-4, rtol=1e-4)
+
+
+def test_module_wrappers():
+    from opencrop.ops import RoDAlign, RoDAlignAvg, RoIAlign, RoIAlignAvg
+
+    gen = torch.Generator().manual_seed(2)
+    f = torch.randn(1, 3, 8, 8, generator=gen)
+    rois = random_rois(gen, 4, 1, 128, 128).float()
+    for mod, fn in ((RoIAlign, roi_align), (RoDAlign, rod_align), (RoIAlignAvg, roi_align_avg),
+                    (RoDAlignAvg, rod_align_avg)):
+        m = mod(4, 1 / 16)
+        torch.testing.assert_close(m(f, rois), fn(f, rois, 4, 1 / 16))
+        assert "spatial_scale=0.0625" in repr(m)
+
+
+@pytest.mark.parametrize(("dtype", "tol"), [(torch.float16, 5e-3), (torch.bfloat16, 5e-2)])
+def test_half_precision_features(dtype, tol):
+    gen = torch.Generator().manual_seed(4)
+    f = torch.randn(2, 4, 8, 12, generator=gen)
+    rois = random_rois(gen, 10, 2, 128, 192, margin=0.0).float()
+    for op in (roi_align, rod_align, roi_align_avg, rod_align_avg, roi_align_torchvision):
+        out = op(f.to(dtype), rois, 5, 1 / 16)
+        assert out.dtype == dtype  # sample positions stay float32, as in the kernels
+        torch.testing.assert_close(out.float(), op(f, rois, 5, 1 / 16), atol=tol, rtol=tol)

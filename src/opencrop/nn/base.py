@@ -66,25 +66,54 @@ class Backbone(nn.Module):
         """ImageNet logits ``Tensor[B, 1000]`` (only for backbones built with their classifier)."""
         raise NotImplementedError(f"{type(self).__name__} has no classifier")
 
-    def load_weights(self, path: str | os.PathLike[str], strict: bool = True) -> None:
+    def load_weights(self, path: str | os.PathLike[str], strict: bool = True, by_order: bool = False) -> None:
         """Load an upstream ``state_dict`` file (``torch.load(weights_only=True)``) into this module.
 
         Keys listed in :attr:`ignored_keys` prefixes (a classifier this instance was built without) are dropped
         first; anything else that does not match is a :class:`ModelFileError` naming the file and the keys.
+
+        Args:
+            path: the file.
+            strict: every key of this module must be filled (and, by name, no extra keys may remain).
+            by_order: pair tensors by their order instead of their names (``num_batches_tracked`` skipped on both
+                sides), for files of the same architecture written by another implementation, e.g. d-li14's
+                MobileNetV2 used by GAIC / S2CNet. Counts and every shape must agree.
         """
         sd = load_state_dict_file(path)
+        if by_order:
+            sd = _rename_by_order(sd, self.state_dict(), path, self.ignored_keys)
         sd = {k: v for k, v in sd.items() if not k.startswith(self.ignored_keys)} if self.ignored_keys else sd
         own = self.state_dict()
         missing = [k for k in own if k not in sd]
         unexpected = [k for k in sd if k not in own]
         bad_shape = [k for k in own if k in sd and tuple(sd[k].shape) != tuple(own[k].shape)]
+        if by_order:  # BatchNorm counters are not paired; a file without them is fine
+            missing = [k for k in missing if not k.endswith("num_batches_tracked")]
         if strict and (missing or unexpected or bad_shape):
             raise ModelFileError(
                 path,
                 f"does not fit {type(self).__name__}: missing {missing[:5]}{'…' if len(missing) > 5 else ''}, "
                 f"unexpected {unexpected[:5]}{'…' if len(unexpected) > 5 else ''}, shape mismatch {bad_shape[:5]}",
             )
-        self.load_state_dict({k: v for k, v in sd.items() if k in own and k not in bad_shape}, strict=strict)
+        self.load_state_dict({k: v for k, v in sd.items() if k in own and k not in bad_shape}, strict=False)
+
+
+def _rename_by_order(
+    sd: dict[str, Tensor], own: dict[str, Tensor], path: str | os.PathLike[str], ignored: tuple[str, ...]
+) -> dict[str, Tensor]:
+    """Give the tensors of ``sd`` the names of ``own`` by position (``num_batches_tracked`` left out)."""
+    src = [k for k in sd if not k.endswith("num_batches_tracked")]
+    dst = [k for k in own if not k.endswith("num_batches_tracked")]
+    if ignored and len(src) > len(dst):  # the file has a head this module was built without: drop its tail
+        src = src[: len(dst)]
+    if len(src) != len(dst):
+        raise ModelFileError(path, f"has {len(src)} tensors, the module {len(dst)}: cannot pair them by order")
+    out: dict[str, Tensor] = {}
+    for a, b in zip(src, dst, strict=True):
+        if tuple(sd[a].shape) != tuple(own[b].shape):
+            raise ModelFileError(path, f"by order, {a} {tuple(sd[a].shape)} would go to {b} {tuple(own[b].shape)}")
+        out[b] = sd[a]
+    return out
 
 
 def load_state_dict_file(path: str | os.PathLike[str]) -> dict[str, Tensor]:

@@ -50,7 +50,8 @@ class HCICFusion(nn.Module):
     """HCIC / GAFIC / GenCrop fusion: per-scale 1×1 conv to ``mid`` channels, summed, then 1×1 conv to ``reddim``.
 
     Parameter names follow HCIC (``f3_layer``, ``f4_layer``, ``f5_layer``, ``feat_ext``). HCIC has no activation
-    after ``feat_ext``; GenCrop applies a ReLU (``relu=True``).
+    after ``feat_ext``; GenCrop (``train_gencrop.py``: ``f3_unify``/``f4_unify``/``f5_unify`` → ``f_down``, same
+    align_corners=True resize to f4 for ResNet backbones) applies a ReLU: ``relu=True``.
 
     Args:
         in_channels: (C3, C4, C5), e.g. VGG16: (512, 512, 512).

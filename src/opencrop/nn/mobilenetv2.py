@@ -79,10 +79,11 @@ class MobileNetV2(Backbone):
         self.with_classifier = with_classifier
         if with_classifier:
             layers.append(ConvBNReLU6(cin, 1280, 1))
-            self.classifier = nn.Sequential(nn.Dropout(0.2), nn.Linear(1280, 1000))
         else:
             self.ignored_keys = ("features.18.", "classifier.")
-        self.features = nn.Sequential(*layers)
+        self.features = nn.Sequential(*layers)  # registered before the classifier: torchvision's tensor order
+        if with_classifier:
+            self.classifier = nn.Sequential(nn.Dropout(0.2), nn.Linear(1280, 1000))
         self.feature_info = FeatureInfo(
             [Tap("f3", 32, 8, "features.6"), Tap("f4", 96, 16, "features.13"), Tap("f5", 320, 32, "features.17")]
         )

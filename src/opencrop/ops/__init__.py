@@ -7,9 +7,14 @@ in input-image pixels and return Tensor[K, C, P, P]; see :mod:`opencrop.ops.alig
 from __future__ import annotations
 
 from opencrop.ops.align import rod_align, rod_align_avg, roi_align, roi_align_avg, roi_align_torchvision
+from opencrop.ops.modules import RoDAlign, RoDAlignAvg, RoIAlign, RoIAlignAvg
 from opencrop.ops.nms import box_iou_matrix, nms
 
 __all__ = [
+    "RoDAlign",
+    "RoDAlignAvg",
+    "RoIAlign",
+    "RoIAlignAvg",
     "box_iou_matrix",
     "nms",
     "rod_align",

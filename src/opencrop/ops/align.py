@@ -21,8 +21,9 @@ and re-derived, not copied:
   (W - 1.001) / (Pw - 1)``; a sample with ``y1' <= h <= y2'`` **and** ``x1' <= w <= x2'`` (closed box, no ``+1``)
   is 0, every other sample is bilinear as above (never out of range).
 * **Avg variants** run the op at ``P + 1`` and apply 2×2 average pooling with stride 1.
-* Coordinates are computed in float32 (float64 when ``features`` is float64), like the kernels, so the
-  inside/outside tests agree with them on boundary cases.
+* Coordinates are computed in float32 (float64 when ``features`` is float64) with the kernels' rounding steps
+  (bin sizes divided in double, stored as float), so the inside/outside tests agree with them on boundary cases
+  (nvcc may fuse ``ph * bin + start`` into one FMA, which can move a sample by one float ulp).
 * **Degenerate maps (H or W equal to 1).** The kernels then use base index ``-1`` and read memory outside the
   map (undefined behaviour). Here the base index is clamped to ``[0, max(H - 2, 0)]`` and the neighbour index to
   ``H - 1``, so a 1-pixel axis is constant (the single row/column is returned with weight 1).
@@ -42,7 +43,6 @@ and time (times the samples per bin for the torchvision flavour); no Python loop
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 __all__ = [
@@ -200,12 +200,18 @@ def rod_align(features: Tensor, rois: Tensor, output_size: int | tuple[int, int]
     return out * keep.to(out.dtype)
 
 
+def _avg2x2(x: Tensor) -> Tensor:
+    """2×2 average pooling with stride 1 (``F.avg_pool2d(x, 2, 1)``), as four shifted slices: several times faster
+    than ``avg_pool2d`` on CPU for these small maps."""
+    return 0.25 * ((x[..., :-1, :-1] + x[..., :-1, 1:]) + (x[..., 1:, :-1] + x[..., 1:, 1:]))
+
+
 def roi_align_avg(features: Tensor, rois: Tensor, output_size: int | tuple[int, int], spatial_scale: float) -> Tensor:
     """GAIC RoIAlignAvg: :func:`roi_align` at ``P + 1``, then 2×2 average pooling, stride 1 → Tensor[K, C, P, P]."""
     ph, pw = _pair(output_size)
     if ph < 1 or pw < 1:
         raise ValueError(f"roi_align_avg: output_size must be >= 1, got {(ph, pw)}")
-    return F.avg_pool2d(roi_align(features, rois, (ph + 1, pw + 1), spatial_scale), kernel_size=2, stride=1)
+    return _avg2x2(roi_align(features, rois, (ph + 1, pw + 1), spatial_scale))
 
 
 def rod_align_avg(features: Tensor, rois: Tensor, output_size: int | tuple[int, int], spatial_scale: float) -> Tensor:
@@ -213,7 +219,7 @@ def rod_align_avg(features: Tensor, rois: Tensor, output_size: int | tuple[int, 
     ph, pw = _pair(output_size)
     if ph < 1 or pw < 1:
         raise ValueError(f"rod_align_avg: output_size must be >= 1, got {(ph, pw)}")
-    return F.avg_pool2d(rod_align(features, rois, (ph + 1, pw + 1), spatial_scale), kernel_size=2, stride=1)
+    return _avg2x2(rod_align(features, rois, (ph + 1, pw + 1), spatial_scale))
 
 
 def _tv_axis(start: Tensor, length: Tensor, bins: int, grid: Tensor, gmax: int, size: int):
