@@ -72,6 +72,7 @@ class LoadedImage:
     _data: bytes | None = field(default=None, repr=False)
     _path: Path | None = field(default=None, repr=False)
     _full: Image.Image | None = field(default=None, repr=False)
+    _decoded: tuple[Image.Image, float] | None = field(default=None, repr=False)
 
     @property
     def scale(self) -> tuple[float, float]:
@@ -86,6 +87,10 @@ class LoadedImage:
         """
         if self._full is not None:
             return self._full, 1.0
+        if self._decoded is not None:
+            pic, f = self._decoded
+            if f == 1.0 or (min_size is not None and pic.size[0] >= min_size[0] and pic.size[1] >= min_size[1]):
+                return pic, f
         src: Any = self._path if self._path is not None else _io.BytesIO(self._data or b"")
         im = _open(src, self.source)
         with im:
@@ -184,6 +189,9 @@ def _convert_icc(im: Image.Image) -> Image.Image:
         return im
 
 
+_HIGH_BIT = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
+
+
 def _high_bit_to_8(im: Image.Image, for_analysis: bool) -> Image.Image:
     a = np.asarray(im).astype(np.float64)
     if im.mode == "F":
@@ -212,7 +220,7 @@ def _decode_rgb(im: Image.Image, name: str, for_analysis: bool) -> Image.Image:
         raise DecodeError(name, f"corrupt image data ({msg})") from None
     mode = im.mode
     has_trns = "transparency" in im.info
-    if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+    if mode in _HIGH_BIT:
         trns = im.info.get("transparency") if isinstance(im.info.get("transparency"), int) else None
         grey = _high_bit_to_8(im, for_analysis)
         if trns is not None:
@@ -296,14 +304,18 @@ def load_image(
             orient = _orientation(im, name)
             w0, h0 = im.size
             if im.format == "JPEG":
-                _draft(im, (analysis_size, analysis_size))
+                s = min(1.0, analysis_size / max(w0, h0))
+                _draft(im, (max(1, int(w0 * s)), max(1, int(h0 * s))))
             fmt = im.format
+            decoded_w = im.size[0]
+            reusable = im.mode not in _HIGH_BIT  # analysis-only contrast stretch must not reach the output
             rgb = _apply_orientation(_decode_rgb(im, name, True), orient)
     up_w, up_h = (h0, w0) if orient in (5, 6, 7, 8) else (w0, h0)
     if up_w <= 0 or up_h <= 0:
         raise UnsupportedImageError(name, f"zero-size image ({up_w}×{up_h})")
+    # keep the decoded (possibly DCT-reduced) picture: the output crop reuses it when it is large enough
     return LoadedImage(name, up_w, up_h, _analysis_from(rgb, analysis_size), fmt, n_frames,
-                       rgb.mode == "RGBA", _data=data, _path=path)
+                       rgb.mode == "RGBA", _data=data, _path=path, _decoded=(rgb, decoded_w / w0) if reusable else None)
 
 
 def _check_size(size: tuple[int, int], name: str, max_pixels: int) -> None:

@@ -21,6 +21,15 @@ from opencrop.train.recipe import Recipe, RecipeError, apply_overrides, load_rec
 from opencrop.train.trainer import holdout_split, lr_factor, save_atomic, train
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One intra-op thread: tiny tensors gain nothing from more, and on a shared CPU OpenMP spinning costs 10×."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 class _TinyScorer(LearnedCropModel):
     """Stride-32 conv features; a crop's score = MLP(mean feature inside the box) with dropout (exercises RNG)."""
 
@@ -176,3 +185,42 @@ def test_select_on_test_is_explicit(tmp_path):
                 progress=False)
     sel = json.loads((tmp_path / "run" / "split.json").read_text())["selection"]
     assert sel.startswith("test") and res.best_epoch in (1, 2)
+
+
+def _write_gaicd(root, split, n, rng):
+    (root / "images" / split).mkdir(parents=True)
+    (root / "annotations" / split).mkdir(parents=True)
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)).save(root / "images" / split / f"{i}.jpg")
+        crops = gaic_grid(64, 48)
+        lines = [f"{int(b[1])} {int(b[0])} {int(b[3])} {int(b[2])} {1 + 4 * b[0] / 64:.2f}" for b in crops]
+        (root / "annotations" / split / f"{i}.txt").write_text("\n".join(lines) + "\n")
+
+
+def test_cli_train_on_gaicd_txt_and_usage_errors(tmp_path, monkeypatch, capsys):
+    from opencrop import cli
+
+    monkeypatch.setattr(cli, "_COMMAND_MODULES", ("opencrop.train.cli",))
+    rng = np.random.default_rng(0)
+    _write_gaicd(tmp_path / "gaicd", "train", 4, rng)
+    _write_gaicd(tmp_path / "gaicd", "test", 2, rng)
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(
+        "version: 1\nmodel: {name: _tiny_test}\n"
+        "data: {format: gaicd, val_split: holdout, holdout_fraction: 0.25, crops_per_image: 8}\n"
+        "train: {epochs: 1, amp: false}\n"
+    )
+    out = tmp_path / "run"
+    rc = cli.main(["train", str(recipe), "optim.lr=1e-3", "--data", str(tmp_path / "gaicd"), "--out", str(out),
+                   "--device", "cpu", "--no-progress"])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    assert "best srcc" in captured.out and "test:" in captured.out
+    assert {"recipe.yaml", "split.json", "log.csv", "last.pt", "best.pt", "metrics.json"} <= {
+        p.name for p in out.iterdir()}
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["test"] is not None and "srcc" in metrics["test"]
+    assert load_recipe(out / "recipe.yaml").optim.lr == pytest.approx(1e-3)
+    # a typo in an override is a usage error (exit 2) naming the key
+    assert cli.main(["train", str(recipe), "train.epoks=3", "--out", str(tmp_path / "x")]) == 2
+    assert "train.epoks: unknown key; did you mean 'epochs'" in capsys.readouterr().err

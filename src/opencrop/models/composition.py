@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 from scipy import ndimage
 
 from opencrop.cues.types import Cues
@@ -47,13 +48,19 @@ def _gray(image: np.ndarray) -> np.ndarray:
     return image[..., :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
 
 
+def _resize_to(a: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Bilinear resize of a 2-D float map or an ``[H, W, 3]`` uint8 image to ``size`` ``(w, h)``, as float32."""
+    if a.ndim == 3:
+        return np.asarray(Image.fromarray(a[..., :3]).resize(size, Image.Resampling.BILINEAR), np.float32)
+    return np.asarray(Image.fromarray(a.astype(np.float32), "F").resize(size, Image.Resampling.BILINEAR))
+
+
 def _resize_long(a: np.ndarray, long_side: int) -> np.ndarray:
     h, w = a.shape[:2]
     s = long_side / max(h, w)
     if s >= 1:
         return a.astype(np.float32)
-    zoom = (max(1, round(h * s)) / h, max(1, round(w * s)) / w) + ((1,) if a.ndim == 3 else ())
-    return ndimage.zoom(a.astype(np.float32), zoom, order=1, prefilter=False)
+    return _resize_to(a, (max(1, round(w * s)), max(1, round(h * s))))
 
 
 def spectral_saliency(image: np.ndarray, size: int = _SAL_SIZE) -> np.ndarray:
@@ -63,7 +70,7 @@ def spectral_saliency(image: np.ndarray, size: int = _SAL_SIZE) -> np.ndarray:
     (Hou & Zhang, CVPR 2007, at 64 px) and frequency-tuned colour contrast (Achanta et al., CVPR 2009): the
     distance of each blurred pixel's colour from the image's mean colour.
     """
-    small = _resize_long(image[..., :3], size)
+    small = _resize_long(image, size)
     h, w = small.shape[:2]
     # frequency-tuned: colour distance from the mean, on a lightly blurred image (opponent colour space)
     r, g, b = small[..., 0], small[..., 1], small[..., 2]
@@ -77,9 +84,7 @@ def spectral_saliency(image: np.ndarray, size: int = _SAL_SIZE) -> np.ndarray:
     resid = log_amp - ndimage.uniform_filter(log_amp, size=3, mode="nearest")
     sr = np.abs(np.fft.ifft2(np.exp(resid + 1j * np.angle(f)))) ** 2
     sr = ndimage.gaussian_filter(sr, sigma=2.5)
-    sr = ndimage.zoom(sr, (h / sr.shape[0], w / sr.shape[1]), order=1, prefilter=False)[:h, :w]
-    if sr.shape != (h, w):
-        sr = np.pad(sr, ((0, h - sr.shape[0]), (0, w - sr.shape[1])), mode="edge")
+    sr = _resize_to(sr, (w, h))
 
     def norm(a: np.ndarray) -> np.ndarray:
         lo, hi = np.percentile(a, 1), np.percentile(a, 99.5)
@@ -167,7 +172,7 @@ class CompositionModel:
         sal = sal.astype(np.float32)
         g = _resize_long(_gray(image), max(sal.shape))
         if g.shape != sal.shape:
-            g = ndimage.zoom(g, (sal.shape[0] / g.shape[0], sal.shape[1] / g.shape[1]), order=1)
+            g = _resize_to(g, (sal.shape[1], sal.shape[0]))
         grad = np.hypot(ndimage.sobel(g, 0), ndimage.sobel(g, 1))
         subjects, sw = self._subjects(sal, w, h, cues)
         faces = cues.faces.boxes.astype(np.float64) if cues is not None and len(cues.faces) else np.zeros((0, 4))

@@ -114,7 +114,9 @@ class ScheduleConfig:
 @dataclass
 class TrainConfig:
     """Loop settings. ``accumulate``: micro-batches per optimiser step; ``select_metric``: a key of
-    ``gaicd_metrics`` (higher is better); ``max_steps_per_epoch``: cap for smoke runs (``null`` = all)."""
+    ``gaicd_metrics`` (higher is better); ``max_steps_per_epoch``: cap for smoke runs (``null`` = all);
+    ``time_limit_s``: stop after the epoch during which this much training time has elapsed (``null`` = none;
+    the schedule still assumes ``epochs``)."""
 
     epochs: int = 80
     batch_size: int = 1
@@ -125,6 +127,7 @@ class TrainConfig:
     select_metric: str = "srcc"
     eval_every: int = 1
     max_steps_per_epoch: int | None = None
+    time_limit_s: float | None = None
     deterministic: bool = False
 
 

@@ -450,7 +450,21 @@ def train(
                      f"device {dev}{' (AMP)' if use_amp else ''}\n")
 
     metric = t.select_metric
+    t_start = time.monotonic()
+    stopped = None
     for epoch in range(start_epoch, t.epochs):
+        stop = t.time_limit_s is not None and time.monotonic() - t_start >= t.time_limit_s
+        if world > 1:  # every rank must take the same decision
+            import torch.distributed as dist
+
+            flag = torch.tensor([float(stop)], device=dev)
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            stop = bool(flag.item() > 0)
+        if stop:
+            stopped = f"time limit {t.time_limit_s:g} s reached after epoch {epoch}"
+            if is_main:
+                stream.write(stopped + "\n")
+            break
         train_ds.set_epoch(epoch)
         batches = _epoch_batches(len(train_ds), t.batch_size, t.seed, epoch, rank, world, t.max_steps_per_epoch)
         loader = torch.utils.data.DataLoader(train_ds, batch_sampler=batches, collate_fn=collate,
@@ -516,7 +530,9 @@ def train(
                 "source": f"opencrop train {recipe.source}",
             }, last)
             logger.log(row)
-            vs = " ".join(f"{k[4:]} {v:.4f}" for k, v in row.items() if k.startswith("val_"))
+            shown = [f"val_{k}" for k in ("srcc", "pcc", "acc5", "acc10", metric) if f"val_{k}" in row]
+            shown = shown or [k for k in row if k.startswith("val_")]
+            vs = " ".join(f"{k[4:]} {row[k]:.4f}" for k in dict.fromkeys(shown))
             stream.write(f"epoch {epoch + 1}/{t.epochs} loss {row['train_loss']:.4f} {vs}"
                          f"{' *' if improved and vs else ''}\n")
         if world > 1:
@@ -536,7 +552,7 @@ def train(
     if is_main:
         (out / "metrics.json").write_text(json.dumps({
             "selection": selection, "select_metric": metric, "best_epoch": best_epoch, "best_value": best_value,
-            "test": test_metrics, "history": history,
+            "stopped": stopped, "test": test_metrics, "history": history,
         }, indent=1))
     logger.close()
     return TrainResult(out, len(history), best_epoch, best_value, metric, history, test_metrics)
