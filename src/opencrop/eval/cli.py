@@ -1,0 +1,91 @@
+"""``opencrop eval``: evaluate a registered model on a dataset and print the paper's table beside ours.
+
+No torch at import time: everything heavy is imported inside the handler.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+
+__all__ = ["register"]
+
+
+def register(sub: argparse._SubParsersAction, group: Callable[[str, str], argparse._SubParsersAction]) -> None:
+    p = sub.add_parser(
+        "eval",
+        help="evaluate a crop model on a benchmark (GAICD, CPC, FCDB, FLMS, SACD, GenCrop)",
+        description="Evaluate a registered crop model on FORMAT:DIR and print the paper's table beside ours.",
+    )
+    p.add_argument("--model", required=True, help="registered model name (see `opencrop models`)")
+    p.add_argument("--weights", help="weight file passed to the model (only when given)")
+    p.add_argument("--dataset", required=True, metavar="FORMAT:DIR", help="e.g. gaicd:/data/GAICD, flms:/data/FLMS")
+    p.add_argument("--split", help="split name (default: the format's test split)")
+    p.add_argument("--subset", choices=["human"], help="HCIC human subset")
+    p.add_argument("--candidates", default="auto", choices=["auto", "lvrn", "grid"],
+                   help="candidates for GT-crop datasets: LVRN anchors (HCIC protocol) or the GAIC grid; "
+                        "auto = lvrn when the anchors are available, else grid")
+    p.add_argument("--anchors", help="LVRN pdefined_anchors.pkl (sha256-checked)")
+    p.add_argument("--limit", type=int, help="evaluate only the first N images (smoke tests)")
+    p.add_argument("--json", dest="json_out", metavar="OUT", help="write metrics and per-image predictions here")
+    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    p.set_defaults(handler=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    import opencrop.models.baselines  # noqa: F401  (registers the baselines)
+    from opencrop.data.registry import load_dataset, parse_spec
+    from opencrop.errors import OpenCropError
+    from opencrop.eval.paper_numbers import paper_table
+    from opencrop.eval.report import format_table
+    from opencrop.eval.runner import evaluate, resolve_lvrn_anchors, stderr_progress
+    from opencrop.models import create_model
+
+    try:
+        fmt, _ = parse_spec(args.dataset)
+        records = load_dataset(args.dataset, split=args.split, subset=args.subset)
+    except (ValueError, TypeError, OpenCropError) as e:
+        print(f"opencrop eval: {e}", file=sys.stderr)
+        return 2 if isinstance(e, (ValueError, TypeError)) else 1
+    if args.limit:
+        records = records[: args.limit]
+    if not records:
+        print(f"opencrop eval: {args.dataset}: no images in split {args.split or 'default'}", file=sys.stderr)
+        return 1
+    try:
+        model = create_model(args.model, **({"weights": args.weights} if args.weights else {}))
+    except KeyError as e:
+        print(f"opencrop eval: {e.args[0]}", file=sys.stderr)
+        return 2
+    anchors = None
+    if args.candidates in ("auto", "lvrn"):
+        try:
+            anchors = resolve_lvrn_anchors(args.anchors)
+        except OpenCropError as e:
+            print(f"opencrop eval: {e}", file=sys.stderr)
+            return 1
+        if anchors is None and args.candidates == "lvrn":
+            print("opencrop eval: LVRN anchors unavailable; pass --anchors pdefined_anchors.pkl", file=sys.stderr)
+            return 2
+    try:
+        res = evaluate(model, records, args.candidates, anchors, None if args.quiet else stderr_progress)
+    except OpenCropError as e:
+        print(f"opencrop eval: {e}", file=sys.stderr)
+        return 1
+    paper = paper_table(fmt, args.subset)
+    title = (f"{args.dataset} split={args.split or 'default'}" + (f" subset={args.subset}" if args.subset else "")
+             + f": {len(records)} images" + (f", candidates={res.candidates}" if res.candidates else ""))
+    print(format_table(res.protocol, args.model, res.metrics, paper, title))
+    if args.json_out:
+        out = {
+            "model": args.model, "weights": args.weights, "dataset": args.dataset, "format": fmt,
+            "split": args.split, "subset": args.subset, "protocol": res.protocol, "candidates": res.candidates,
+            "metrics": res.metrics, "paper": paper, "per_image": res.per_image,
+        }
+        Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json_out).write_text(json.dumps(out, indent=1))
+    return 0

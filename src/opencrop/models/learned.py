@@ -1,0 +1,267 @@
+"""Base class of every learned crop scorer (GAIC, HCIC, GAFIC, S2CNet …).
+
+A :class:`LearnedCropModel` is both a ``torch.nn.Module`` (used by :mod:`opencrop.train`) and a
+:class:`~opencrop.models.base.CropModel` (used by the Cropper and ``opencrop eval``):
+
+* training / batch inference: ``forward(images[B,3,H,W], rois[K,5], **extra) -> scores[K]``, built from
+  :meth:`~LearnedCropModel.forward_features` (one backbone pass per image) and
+  :meth:`~LearnedCropModel.forward_scores` (any number of boxes against those features);
+* :meth:`~LearnedCropModel.compute_loss` takes the trainer's collated batch (contract below) and returns a dict
+  of scalar tensors with key ``"loss"``;
+* CropModel protocol: :meth:`prepare` preprocesses the image and runs the backbone once under
+  ``torch.inference_mode()``; :meth:`score` maps any number of boxes into the network input and scores them in
+  one call. One ``prepare`` serves every candidate of every requested aspect ratio.
+
+Box conventions: ``rois`` rows are ``(batch_index, x1, y1, x2, y2)`` in **network-input pixels** (the resized
+image, systems.md §1.2 "GAIC / HCIC RoI ops input"); :meth:`score` takes xyxy float pixels of the analysis image
+given to :meth:`prepare` and rescales x by ``sx = W_in / W`` and y by ``sy = H_in / H``.
+
+Collated training batch (produced by :func:`opencrop.train.datasets.collate`), ``B`` images, ``K`` crops in all:
+
+==============  ==========================  ==================================================================
+key             shape / type                meaning
+==============  ==========================  ==================================================================
+``image``       ``Tensor[B, 3, H, W]``      preprocessed input (all images of a batch share one size)
+``rois``        ``Tensor[K, 5]``            ``(batch_index, x1, y1, x2, y2)``, input pixels
+``mos``         ``Tensor[K]``               raw crop scores (GAICD MOS in [1, 5], CPC mean votes)
+``counts``      ``Tensor[B]`` int64         crops per image (rows of ``rois`` are grouped per image, in order)
+``human_box``   ``Tensor[B, 4]``            xyxy input pixels of the main person, all ``-1`` when none
+``heatmap``     ``Tensor[B, 1, 64, 64]``    pseudo heat map in [0, 1] (only when a heat-map dir is configured)
+``name``        ``list[str]``               record names
+``scale``       ``Tensor[B, 2]``            ``(sx, sy)`` used to map source boxes to input pixels
+==============  ==========================  ==================================================================
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from opencrop.cues.types import Cues
+from opencrop.errors import ModelFileError
+from opencrop.models.preprocess import Preprocess
+
+__all__ = ["LearnedCropModel", "PreparedImage", "load_checkpoint_file", "opencrop_version"]
+
+
+def opencrop_version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("opencrop")
+    except Exception:  # not installed (running from a source tree)
+        return "0.1.0+src"
+
+
+@dataclass
+class PreparedImage:
+    """What :meth:`LearnedCropModel.prepare` computed for one image.
+
+    Attributes:
+        features: the model's feature object for a batch of one (whatever ``forward_features`` returns).
+        width, height: size of the analysis image that boxes given to :meth:`LearnedCropModel.score` refer to.
+        input_size: ``(W_in, H_in)`` of the network input.
+        sx, sy: box scale factors analysis pixels → input pixels.
+        extra: model-specific keyword tensors for ``forward_scores`` (e.g. HCIC's human box), batch of one.
+    """
+
+    features: Any
+    width: int
+    height: int
+    input_size: tuple[int, int]
+    sx: float
+    sy: float
+    extra: dict[str, Tensor] = field(default_factory=dict)
+
+
+def load_checkpoint_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read an opencrop model or run checkpoint (``torch.load``, ``weights_only=True``) → its dict.
+
+    Raises:
+        ModelFileError: missing, unreadable, or not a dict with a ``"model"`` state dict.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise ModelFileError(p, "no such weight file")
+    try:
+        ckpt = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise ModelFileError(p, f"cannot read as a torch checkpoint ({type(e).__name__}: {e})") from e
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("model"), dict):
+        hint = ""
+        if isinstance(ckpt, dict) and ckpt and all(isinstance(v, Tensor) for v in ckpt.values()):
+            hint = " (this looks like a bare state dict; convert it with `opencrop weights import`)"
+        raise ModelFileError(p, f"not an opencrop checkpoint: expected a dict with a 'model' state dict{hint}")
+    return ckpt
+
+
+class LearnedCropModel(nn.Module):
+    """A learned crop scorer. Subclasses implement :meth:`forward_features`, :meth:`forward_scores` and
+    :meth:`compute_loss`; they may override :meth:`extra_from_cues` and :meth:`batch_extra` to feed extra
+    inputs (human boxes, heat maps) to :meth:`forward_scores`.
+
+    Args:
+        preprocess: the input preprocessing (:class:`~opencrop.models.preprocess.Preprocess`).
+        config: the keyword arguments that rebuild this model through ``create_model(self.name, **config)``;
+            saved inside checkpoints.
+
+    Class attributes:
+        name: registry name (``"gaic"``).
+        needs: cues the model uses at inference (subset of ``{"faces", "people", ...}``).
+    """
+
+    name: str = "learned"
+    needs: frozenset[str] = frozenset()
+
+    def __init__(self, preprocess: Preprocess, config: dict[str, Any] | None = None) -> None:
+        super().__init__()
+        self.preprocess = preprocess
+        self.config: dict[str, Any] = dict(config or {})
+
+    # ------------------------------------------------------------------ network
+    def forward_features(self, images: Tensor) -> Any:
+        """``images`` ``Tensor[B, 3, H, W]`` (preprocessed) → model-specific features (one backbone pass)."""
+        raise NotImplementedError
+
+    def forward_scores(self, features: Any, rois: Tensor, **extra: Tensor) -> Tensor:
+        """Score ``rois`` ``Tensor[K, 5]`` ``(batch_index, x1, y1, x2, y2)`` input pixels → ``Tensor[K]``."""
+        raise NotImplementedError
+
+    def forward(self, images: Tensor, rois: Tensor, **extra: Tensor) -> Tensor:
+        """``images`` ``Tensor[B, 3, H, W]``, ``rois`` ``Tensor[K, 5]`` → scores ``Tensor[K]``."""
+        return self.forward_scores(self.forward_features(images), rois, **extra)
+
+    def compute_loss(self, batch: dict[str, Any]) -> dict[str, Tensor]:
+        """Training loss on a collated batch (module docstring) → ``{"loss": scalar, ...parts}``."""
+        raise NotImplementedError
+
+    def batch_extra(self, batch: dict[str, Any]) -> dict[str, Tensor]:
+        """Keyword inputs of :meth:`forward_scores` taken from a collated batch (none by default)."""
+        return {}
+
+    def extra_from_cues(
+        self, cues: Cues | None, width: int, height: int, sx: float, sy: float
+    ) -> dict[str, Tensor]:
+        """Keyword inputs of :meth:`forward_scores` derived from cues at inference (none by default).
+
+        ``cues`` refer to the ``width × height`` analysis image; ``(sx, sy)`` map them to input pixels.
+        """
+        return {}
+
+    def predict_batch(self, batch: dict[str, Any]) -> Tensor:
+        """Scores ``Tensor[K]`` of every roi of a collated batch (validation / evaluation)."""
+        return self(batch["image"], batch["rois"], **self.batch_extra(batch))
+
+    @property
+    def device(self) -> torch.device:
+        for p in self.parameters():
+            return p.device
+        for b in self.buffers():
+            return b.device
+        return torch.device("cpu")
+
+    # ------------------------------------------------------------------ CropModel protocol
+    def prepare(self, image: np.ndarray, cues: Cues | None = None) -> PreparedImage:
+        """Preprocess ``image`` (``[H, W, 3]`` uint8 RGB) and run the backbone once (eval mode, no grad)."""
+        if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3:
+            shape = getattr(image, "shape", None)
+            raise ValueError(f"{self.name}.prepare expects an [H, W, 3] uint8 RGB array, got shape {shape}")
+        h, w = int(image.shape[0]), int(image.shape[1])
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.inference_mode():
+                x, (sx, sy) = self.preprocess(image)
+                x = x.to(self.device)
+                feats = self.forward_features(x[None])
+                extra = self.extra_from_cues(cues, w, h, sx, sy)
+                extra = {k: v.to(self.device) for k, v in extra.items()}
+        finally:
+            self.train(was_training)
+        return PreparedImage(feats, w, h, (int(x.shape[2]), int(x.shape[1])), sx, sy, extra)
+
+    def score(self, prepared: PreparedImage, boxes: np.ndarray) -> np.ndarray:
+        """Score ``boxes`` (``[N, 4]`` xyxy float pixels of the prepared image) → ``ndarray[N]`` float32.
+
+        All boxes go through the head in one call; no Python loop over boxes.
+        """
+        b = np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
+        if b.shape[0] == 0:
+            return np.zeros((0,), dtype=np.float32)
+        scale = np.array([prepared.sx, prepared.sy, prepared.sx, prepared.sy], dtype=np.float32)
+        rois = np.concatenate([np.zeros((b.shape[0], 1), np.float32), b * scale], axis=1)
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.inference_mode():
+                out = self.forward_scores(prepared.features, torch.from_numpy(rois).to(self.device), **prepared.extra)
+        finally:
+            self.train(was_training)
+        return out.reshape(-1).float().cpu().numpy()
+
+    # ------------------------------------------------------------------ weights
+    def checkpoint(self, source: str = "opencrop") -> dict[str, Any]:
+        """Model file content: ``{"model", "config", "opencrop_version", "source"}``."""
+        return {
+            "model": {k: v.detach().cpu() for k, v in self.state_dict().items()},
+            "config": {"name": self.name, **self.config},
+            "opencrop_version": opencrop_version(),
+            "source": source,
+        }
+
+    def save_weights(self, path: str | os.PathLike[str], source: str = "opencrop") -> Path:
+        """Write :meth:`checkpoint` atomically (temporary file + ``os.replace``)."""
+        p = Path(path)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        tmp = p.with_name(p.name + ".tmp")
+        torch.save(self.checkpoint(source), tmp)
+        os.replace(tmp, p)
+        return p
+
+    def load_weights(self, path: str | os.PathLike[str], strict: bool = True) -> dict[str, Any]:
+        """Load an opencrop model file or training-run checkpoint into this model; returns the checkpoint dict.
+
+        Raises:
+            ModelFileError: unreadable file, a checkpoint of another model, missing / unexpected keys or
+                shape mismatches (the message lists them).
+        """
+        ckpt = load_checkpoint_file(path)
+        cfg = ckpt.get("config") or {}
+        other = cfg.get("name") if isinstance(cfg, dict) else None
+        if other is not None and other != self.name:
+            raise ModelFileError(path, f"checkpoint is for model {other!r}, not {self.name!r}")
+        self.load_state(ckpt["model"], source=path, strict=strict)
+        return ckpt
+
+    def load_state(
+        self, state: dict[str, Tensor], source: str | os.PathLike[str] | None = None, strict: bool = True
+    ) -> None:
+        """``load_state_dict`` with a :class:`ModelFileError` that names every mismatch."""
+        own = self.state_dict()
+        missing = [k for k in own if k not in state]
+        unexpected = [k for k in state if k not in own]
+        shapes = [
+            f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+            for k in own
+            if k in state and tuple(state[k].shape) != tuple(own[k].shape)
+        ]
+        problems = []
+        if shapes:
+            problems.append(f"{len(shapes)} shape mismatch(es): " + "; ".join(shapes[:5]))
+        if strict and missing:
+            problems.append(f"{len(missing)} missing key(s): " + ", ".join(missing[:5]))
+        if strict and unexpected:
+            problems.append(f"{len(unexpected)} unexpected key(s): " + ", ".join(unexpected[:5]))
+        if problems:
+            raise ModelFileError(
+                source,
+                f"weights do not fit {self.name} with config {self.config}: " + " | ".join(problems)
+                + " (was the model built with the same backbone / reddim / batchnorm?)",
+            )
+        self.load_state_dict({k: v for k, v in state.items() if k in own}, strict=strict)
