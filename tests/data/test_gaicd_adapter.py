@@ -46,6 +46,10 @@ def test_real_splits(shared_data: Path) -> None:
     assert {r.name for r in load_gaicd(mat, split="test")} == {r.name for r in load_gaicd(hcic, split="test")}
     with pytest.raises(DataFormatError, match="no split 'val'"):
         load_gaicd(hcic, split="val")
+    # an explicit source picks that form's file inside a folder
+    assert len(load_gaicd(shared_data / "gaicd-annotations", split="val", source="json")) == 36
+    with pytest.raises(DataFormatError, match="file not found"):
+        load_gaicd(hcic, source="json")
 
 
 def test_real_forms_agree(real_gaicd: dict[str, dict]) -> None:
@@ -83,8 +87,9 @@ def test_real_object_boxes(shared_data: Path) -> None:
     v2 = load_object_boxes(d / "s2cnet_GAIC-journal_boxes_raw.json")
     assert len(v2) == 3336 and sum(len(v) for v in v2.values()) == 16680 - 13
     # attached to GAICD records via objects=
-    recs = load_gaicd(shared_data / "hcic-annotations" / "GAICD", split="test",
-                      objects=d / "s2cnet_GAIC_object_boxes_xyxy.json")
+    recs = load_gaicd(
+        shared_data / "hcic-annotations" / "GAICD", split="test", objects=d / "s2cnet_GAIC_object_boxes_xyxy.json"
+    )
     assert all(r.object_boxes is not None and r.object_boxes.shape[1] == 4 for r in recs)
 
 

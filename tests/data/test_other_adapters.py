@@ -80,8 +80,9 @@ def test_fcdb_real_official_and_hcic(shared_data: Path) -> None:
     o = {x.name: x for x in load_fcdb(off, "all")}
     h = {x.name: x for x in load_fcdb(hcic, "all")}
     differ = sorted(n for n in h if not np.array_equal(h[n].gt_crops, o[n].gt_crops))
-    assert differ == sorted(["9216061054_9b15b5e220_c.jpg", "7075587655_060c69610a_c.jpg",
-                             "2911844831_443a3627a9_b.jpg"])
+    assert differ == sorted(
+        ["9216061054_9b15b5e220_c.jpg", "7075587655_060c69610a_c.jpg", "2911844831_443a3627a9_b.jpg"]
+    )
     human = load_fcdb(hcic, "all", subset="human")
     assert len(human) == 176 and all(x.human_box is not None for x in human)
 

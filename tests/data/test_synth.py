@@ -48,9 +48,14 @@ def test_speed_at_512px(tmp_path: Path) -> None:
 def _scene() -> Scene:
     """A hand-built scene: subject box in the middle-left, horizon at 1/3, one distractor at the right edge."""
     img = np.zeros((300, 400, 3), np.uint8)
-    return Scene(image=img, horizon=100.0, subject_boxes=np.array([[100.0, 120, 160, 240]]),
-                 subject_kinds=["person"], subject_masks=[np.zeros((300, 400), bool)],
-                 distractors=np.array([[370.0, 140, 400, 170]]))
+    return Scene(
+        image=img,
+        horizon=100.0,
+        subject_boxes=np.array([[100.0, 120, 160, 240]]),
+        subject_kinds=["person"],
+        subject_masks=[np.zeros((300, 400), bool)],
+        distractors=np.array([[370.0, 140, 400, 170]]),
+    )
 
 
 def test_rules_rank_crops_by_composition() -> None:

@@ -19,15 +19,44 @@ from opencrop.models import create_model
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("tiny")
     for fmt in ("gaicd", "flms"):
-        assert main(["data", "synth", "--format", fmt, "--out", str(root / fmt), "--n", "4", "--seed", "7",
-                     "--size", "256x192"]) == 0
+        assert (
+            main(
+                [
+                    "data",
+                    "synth",
+                    "--format",
+                    fmt,
+                    "--out",
+                    str(root / fmt),
+                    "--n",
+                    "4",
+                    "--seed",
+                    "7",
+                    "--size",
+                    "256x192",
+                ]
+            )
+            == 0
+        )
     return {"gaicd": root / "gaicd", "flms": root / "flms"}
 
 
 def test_eval_gaicd_end_to_end(tiny: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     out = tmp_path / "res.json"
-    rc = main(["eval", "--model", "baseline-center", "--dataset", f"gaicd:{tiny['gaicd']}", "--split", "all",
-               "--json", str(out), "--quiet"])
+    rc = main(
+        [
+            "eval",
+            "--model",
+            "baseline-center",
+            "--dataset",
+            f"gaicd:{tiny['gaicd']}",
+            "--split",
+            "all",
+            "--json",
+            str(out),
+            "--quiet",
+        ]
+    )
     assert rc == 0
     text = capsys.readouterr().out
     assert "paper: GAIC MobileNetV2" in text and "ours: baseline-center" in text and "SRCC" in text
@@ -46,8 +75,20 @@ def test_eval_gaicd_end_to_end(tiny: dict[str, Path], tmp_path: Path, capsys: py
 
 def test_eval_flms_end_to_end(tiny: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     out = tmp_path / "flms.json"
-    rc = main(["eval", "--model", "baseline-center", "--dataset", f"flms:{tiny['flms']}", "--candidates", "grid",
-               "--json", str(out), "--quiet"])
+    rc = main(
+        [
+            "eval",
+            "--model",
+            "baseline-center",
+            "--dataset",
+            f"flms:{tiny['flms']}",
+            "--candidates",
+            "grid",
+            "--json",
+            str(out),
+            "--quiet",
+        ]
+    )
     assert rc == 0
     assert "IoU" in capsys.readouterr().out
     res = json.loads(out.read_text())
@@ -64,8 +105,18 @@ def test_eval_lvrn_candidates(tiny: dict[str, Path], shared_data: Path) -> None:
     boxes = candidate_boxes("lvrn", 301, 199, anchors)
     assert boxes.shape == (1745, 4) and np.array_equal(boxes, np.trunc(boxes))  # HCIC truncation
     assert boxes[:, 2].max() <= 301 and boxes[:, 3].max() <= 199
-    rc = main(["eval", "--model", "baseline-area", "--dataset", f"flms:{tiny['flms']}", "--quiet",
-               "--anchors", str(shared_data / "anchors" / "lvrn_pdefined_anchors.pkl")])
+    rc = main(
+        [
+            "eval",
+            "--model",
+            "baseline-area",
+            "--dataset",
+            f"flms:{tiny['flms']}",
+            "--quiet",
+            "--anchors",
+            str(shared_data / "anchors" / "lvrn_pdefined_anchors.pkl"),
+        ]
+    )
     assert rc == 0
 
 
@@ -73,6 +124,13 @@ def test_eval_errors(tiny: dict[str, Path], capsys: pytest.CaptureFixture) -> No
     assert main(["eval", "--model", "no-such-model", "--dataset", f"gaicd:{tiny['gaicd']}", "--quiet"]) == 2
     assert "unknown model" in capsys.readouterr().err
     assert main(["eval", "--model", "baseline-area", "--dataset", "nope:/x", "--quiet"]) == 2
+    assert (
+        main(
+            ["eval", "--model", "baseline-area", "--weights", "w.pth", "--dataset", f"gaicd:{tiny['gaicd']}", "--quiet"]
+        )
+        == 2
+    )
+    assert "does not take" in capsys.readouterr().err
     missing = tiny["gaicd"].parent / "missing-img"
     import shutil
 
@@ -106,3 +164,56 @@ def test_paper_table_consistency() -> None:
             assert v["acc10"] == pytest.approx(np.mean([v[f"acc{k}_10"] for k in range(1, 5)]), abs=0.051)
     assert paper_table("flms", "human")["title"].startswith("FLMS + FCDB human")
     assert paper_table("unknown") is None
+    assert paper_table("gaicd", "human") is None  # HCIC's human-subset numbers are unpublished: no fallback
+
+
+def test_subset_without_paper_numbers(tiny: dict[str, Path], capsys: pytest.CaptureFixture) -> None:
+    rc = main(
+        [
+            "eval",
+            "--model",
+            "baseline-area",
+            "--dataset",
+            f"gaicd:{tiny['gaicd']}",
+            "--split",
+            "all",
+            "--subset",
+            "human",
+            "--quiet",
+        ]
+    )
+    out = capsys.readouterr().out
+    assert rc == 0 and "paper: no published numbers" in out and "GAIC MobileNetV2" not in out
+
+
+def test_set_metrics_for_scoring_models(tiny: dict[str, Path]) -> None:
+    import opencrop.models.baselines  # noqa: F401
+
+    recs = load_dataset(f"gaicd:{tiny['gaicd']}", split="all")
+
+    from opencrop.eval.runner import decode_rgb
+
+    by_image = {decode_rgb(r.image_path)[0].tobytes(): r for r in recs}
+
+    class Oracle:  # scores each annotated crop by its own MOS, looked up from the image it is shown
+        name, needs = "oracle", frozenset()
+
+        def prepare(self, image: np.ndarray, cues: object = None) -> dict:
+            r = by_image[image.tobytes()]
+            return {tuple(b): s for b, s in zip(map(tuple, r.crops), r.scores, strict=True)}
+
+        def score(self, prepared: dict, boxes: np.ndarray) -> np.ndarray:
+            return np.array([prepared[tuple(b)] for b in boxes])
+
+    m = evaluate(Oracle(), recs, set_metrics=True).metrics
+    assert m["srcc"] == pytest.approx(1.0) and m["hit5@0.85"] == 100.0 and m["ap90@0.90"] == pytest.approx(100.0)
+    assert "hit5@0.85" not in evaluate(create_model("baseline-area"), recs).metrics
+
+
+def test_ratio_window_candidates() -> None:
+    boxes = candidate_boxes("ratios", 400, 300)
+    ar = (boxes[:, 2] - boxes[:, 0]) / (boxes[:, 3] - boxes[:, 1])
+    assert {round(a, 4) for a in ar} == {1.0, round(4 / 3, 4), 0.75, round(16 / 9, 4), round(9 / 16, 4)}
+    assert boxes[:, 2].max() <= 400 + 1e-9 and boxes.min() >= -1e-9
+    with pytest.raises(ValueError, match="unknown candidate set"):
+        candidate_boxes("nope", 10, 10)

@@ -32,8 +32,10 @@ class CheckReport:
         """Human-readable summary (one fact per line)."""
         lines = [f"{self.fmt} dataset at {self.root}"]
         total = sum(self.counts.values())
-        lines.append(f"  images annotated: {total}" + (" (" + ", ".join(
-            f"{k}: {v}" for k, v in sorted(self.counts.items())) + ")" if self.counts else ""))
+        lines.append(
+            f"  images annotated: {total}"
+            + (" (" + ", ".join(f"{k}: {v}" for k, v in sorted(self.counts.items())) + ")" if self.counts else "")
+        )
         if self.missing_images:
             lines.append(f"  missing image files: {len(self.missing_images)}")
             lines += [f"    {p}" for p in self.missing_images[:max_list]]
@@ -101,8 +103,9 @@ def check_dataset(fmt: str, root: str | Path) -> CheckReport:
     no_dir = [r for r in records if r.image_path is None]
     if no_dir:
         rep.problems.append(f"{root}: no image folder found (expected images/ or image/ next to the annotations)")
-    rep.missing_images = sorted({str(r.image_path) for r in records
-                                 if r.image_path is not None and not Path(r.image_path).is_file()})
+    rep.missing_images = sorted(
+        {str(r.image_path) for r in records if r.image_path is not None and not Path(r.image_path).is_file()}
+    )
     for r in records:
         rep.problems += _box_problems(r)
     return rep

@@ -78,8 +78,7 @@ def load_cpc(
         for f in sorted((root / "CollectedAnnotationsRaw").glob("*.txt")):
             name = f.name[: -len(".txt")]
             boxes, scores = parse_cpc_raw(f)
-            records.append(CropRecord(name=name, image_path=resolve_image(img_dirs, name), crops=boxes,
-                                      scores=scores))
+            records.append(CropRecord(name=name, image_path=resolve_image(img_dirs, name), crops=boxes, scores=scores))
     elif source == "hcic":
         ann = root if root.is_file() else root / "image_crop.json"
         data = read_json(ann)
@@ -92,8 +91,7 @@ def load_cpc(
             scores = np.asarray(v["scores"], dtype=np.float64).reshape(-1)
             if scores.shape[0] != boxes.shape[0]:
                 raise DataFormatError(ann, f"image {name}: {boxes.shape[0]} boxes but {scores.size} scores")
-            records.append(CropRecord(name=name, image_path=resolve_image(img_dirs, name), crops=boxes,
-                                      scores=scores))
+            records.append(CropRecord(name=name, image_path=resolve_image(img_dirs, name), crops=boxes, scores=scores))
     else:
         raise ValueError(f"unknown CPC source {source!r}; use auto, raw or hcic")
     if split not in ("all", None):

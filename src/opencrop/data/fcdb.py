@@ -63,8 +63,15 @@ def load_fcdb(
                     raise DataFormatError(f, f"entry {i}: expected keys 'url' and 'crop'")
                 name = str(e["url"]).rsplit("/", 1)[-1]
                 gt = xywh_to_xyxy(as_boxes(e["crop"], f, f"entry {i} ({name}) crop"))
-                records.append(CropRecord(name=name, image_path=resolve_image(img_dirs, name), gt_crops=gt,
-                                          split=s, extra={"url": e["url"]}))
+                records.append(
+                    CropRecord(
+                        name=name,
+                        image_path=resolve_image(img_dirs, name),
+                        gt_crops=gt,
+                        split=s,
+                        extra={"url": e["url"]},
+                    )
+                )
         sw = base / "sliding_window.json"
         if sw.is_file():
             windows = {e["filename"]: e["crops"] for e in read_json(sw)}
@@ -90,8 +97,7 @@ def load_fcdb(
             if name not in data:
                 raise DataFormatError(ann, f"image {name} (listed in {sf.name}) has no crop")
             gt = xywh_to_xyxy(as_boxes(data[name], ann, f"image {name}"))
-            records.append(CropRecord(name=name, image_path=resolve_image(img_dirs, name), gt_crops=gt,
-                                      split=sname))
+            records.append(CropRecord(name=name, image_path=resolve_image(img_dirs, name), gt_crops=gt, split=sname))
     else:
         raise ValueError(f"unknown FCDB source {source!r}; use auto, official or hcic")
     if human is None and (base / "human_bboxes.json").is_file():

@@ -136,8 +136,12 @@ def load_flms_design(
                 image_path=resolve_image(img_dirs, image_name),
                 gt_crops=gt,
                 split="test",
-                extra={"image_name": image_name, "aspect_ratio": ratio, "layout_region": region,
-                       "blank_space_index": idx},
+                extra={
+                    "image_name": image_name,
+                    "aspect_ratio": ratio,
+                    "layout_region": region,
+                    "blank_space_index": idx,
+                },
             )
         )
     attach_sizes(records, require_images)

@@ -34,6 +34,12 @@ __all__ = ["INVALID_SCORE", "detect_gaicd_source", "load_gaicd", "parse_gaicd_tx
 #: raw GAICD score of a grid crop that violates a constraint and was not annotated
 INVALID_SCORE = -2.0
 _SOURCES = ("txt", "mat", "json", "hcic")
+_FILE_NAMES = {
+    "txt": "annotations",
+    "mat": "imdb_GAIC1000.mat",
+    "json": "gaicd_v1_official_xyxy.json",
+    "hcic": "image_crop.json",
+}
 
 
 def detect_gaicd_source(root: str | Path) -> tuple[str, Path]:
@@ -94,9 +100,12 @@ def load_gaicd(
     if source == "auto":
         source, ann = detect_gaicd_source(root)
     elif source in _SOURCES:
-        ann = {"txt": root / "annotations"}.get(source, root)
-        if source != "txt" and root.is_dir():
-            ann = detect_gaicd_source(root)[1]
+        ann = root
+        if root.is_dir():
+            if source == "mat" and not (root / _FILE_NAMES["mat"]).is_file():
+                ann = next(iter(sorted(root.glob("*.mat"))), root / _FILE_NAMES["mat"])
+            else:
+                ann = root / _FILE_NAMES[source]
     else:
         raise ValueError(f"unknown GAICD source {source!r}; use one of auto, {', '.join(_SOURCES)}")
     loader = {"txt": _load_txt, "mat": _load_mat, "json": _load_json, "hcic": _load_hcic}[source]

@@ -91,8 +91,9 @@ def load_gencrop(
             subj = xywh_to_xyxy(as_boxes(subj, ann, f"entry {h} subject_xywh"))[0] if subj is not None else None
             png = v.get("subject_mask")
             path = resolve_image(img_dirs, f"{h}.jpg")
-            rec = CropRecord(name=h, image_path=path, split="test",
-                             extra={"crop_xyxy_norm": crops, "subject_xyxy_norm": subj})
+            rec = CropRecord(
+                name=h, image_path=path, split="test", extra={"crop_xyxy_norm": crops, "subject_xyxy_norm": subj}
+            )
             attach_sizes([rec])
             if rec.width is None and png:
                 try:
@@ -119,8 +120,12 @@ def load_gencrop(
         if h is None or not isinstance(v, dict) or "subject_xywh" not in v:
             raise DataFormatError(ann, "entries must be {'hash_id', 'subject_xywh'}")
         subj = xywh_to_xyxy(as_boxes(v["subject_xywh"], ann, f"entry {h} subject_xywh"))[0]
-        rec = CropRecord(name=str(h), image_path=resolve_image(img_dirs, f"{h}.jpg"),
-                         split=split if not root.is_file() else None, extra={"subject_xyxy_norm": subj})
+        rec = CropRecord(
+            name=str(h),
+            image_path=resolve_image(img_dirs, f"{h}.jpg"),
+            split=split if not root.is_file() else None,
+            extra={"subject_xyxy_norm": subj},
+        )
         records.append(rec)
     attach_sizes(records, require_images)
     for r in records:

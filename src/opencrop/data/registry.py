@@ -22,8 +22,14 @@ FORMATS: dict[str, tuple[str, str, str | None, str]] = {
     "sacd": ("opencrop.data.sacd", "load_sacd", "test", "ground-truth crops + subject"),
     "gencrop": ("opencrop.data.gencrop", "load_gencrop", "test", "ground-truth crops + subject"),
 }
-_ALIASES = {"gaicd-v1": "gaicd", "gaicd-v2": "gaicd", "gaic": "gaicd", "gaic-journal": "gaicd",
-            "flms_design": "flms-design", "unsplash": "gencrop"}
+_ALIASES = {
+    "gaicd-v1": "gaicd",
+    "gaicd-v2": "gaicd",
+    "gaic": "gaicd",
+    "gaic-journal": "gaicd",
+    "flms_design": "flms-design",
+    "unsplash": "gencrop",
+}
 
 
 def _canon(fmt: str) -> str:

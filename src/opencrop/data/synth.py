@@ -113,8 +113,13 @@ def _mask_box(m: np.ndarray) -> np.ndarray:
     return np.array([xs[0], ys[0], xs[-1] + 1, ys[-1] + 1], dtype=np.float64)
 
 
-def render_scene(rng: np.random.Generator, width: int = 512, height: int = 384, n_subjects: int | None = None,
-                 kinds: tuple[str, ...] = ("person", "animal", "object")) -> Scene:
+def render_scene(
+    rng: np.random.Generator,
+    width: int = 512,
+    height: int = 384,
+    n_subjects: int | None = None,
+    kinds: tuple[str, ...] = ("person", "animal", "object"),
+) -> Scene:
     """Render one scene ``[height, width, 3]`` uint8 with its geometry (see the module docstring)."""
     h, w = int(height), int(width)
     yy = np.arange(h, dtype=np.float32)[:, None]
@@ -273,8 +278,12 @@ def _fmt_row(vals: np.ndarray) -> str:
 
 
 def _gt_candidates(w: int, h: int) -> np.ndarray:
-    return np.concatenate([ratio_windows(w, h, r, min_scale=0.45, num_scales=6, step=0.05, max_count=300)
-                           for r in ("1:1", "4:3", "3:4", "16:9", "3:2", "2:3")])
+    return np.concatenate(
+        [
+            ratio_windows(w, h, r, min_scale=0.45, num_scales=6, step=0.05, max_count=300)
+            for r in ("1:1", "4:3", "3:4", "16:9", "3:2", "2:3")
+        ]
+    )
 
 
 def _top_diverse(boxes: np.ndarray, score: np.ndarray, k: int, max_iou: float = 0.85) -> np.ndarray:
@@ -322,8 +331,7 @@ def write_gaicd(out: Path, n: int = 20, seed: int = 0, size: tuple[int, int] | N
             humans[f"{name}.jpg"] = [int(v) for v in scene.subject_boxes[0]]
         objs = np.concatenate([scene.subject_boxes, scene.distractors, np.array([[1.0, 0, 1, 1]])])
         (out / "bbox").mkdir(parents=True, exist_ok=True)
-        (out / "bbox" / f"{name}.txt").write_text(
-            "\n".join(_fmt_row(np.trunc(r)) for r in xyxy_to_yxyx(objs)) + "\n")
+        (out / "bbox" / f"{name}.txt").write_text("\n".join(_fmt_row(np.trunc(r)) for r in xyxy_to_yxyx(objs)) + "\n")
     (out / "human_bboxes.json").write_text(json.dumps(humans))
 
 
@@ -365,8 +373,13 @@ def write_fcdb(out: Path, n: int = 20, seed: int = 0, size: tuple[int, int] | No
         name = f"{pid}_synth_c.jpg"
         _save_jpg(scene.image, out / "images" / name)
         gt = _best_crops(scene, rng, 1)[0]
-        sets[split].append({"url": f"https://synthetic.invalid/{name}", "flickr_photo_id": pid,
-                            "crop": [int(v) for v in xyxy_to_xywh(gt)]})
+        sets[split].append(
+            {
+                "url": f"https://synthetic.invalid/{name}",
+                "flickr_photo_id": pid,
+                "crop": [int(v) for v in xyxy_to_xywh(gt)],
+            }
+        )
         if scene.subject_kinds and scene.subject_kinds[0] == "person":
             humans[name] = [int(v) for v in scene.subject_boxes[0]]
     (out / "cropping_training_set.json").write_text(json.dumps(sets["train"]))
@@ -440,8 +453,11 @@ def write_gencrop(out: Path, n: int = 20, seed: int = 0, size: tuple[int, int] |
         norm = np.array([w, h, w, h], dtype=np.float64)
         subj = xyxy_to_xywh(scene.subject_boxes[0] / norm)
         crops = xyxy_to_xywh(_best_crops(scene, rng, int(rng.integers(1, 4))) / norm)
-        testeval[hid] = {"subject_xywh": np.round(subj, 6).tolist(), "crop_xywh": np.round(crops, 6).tolist(),
-                         "subject_mask": _png_b64(scene.subject_masks[0])}
+        testeval[hid] = {
+            "subject_xywh": np.round(subj, 6).tolist(),
+            "crop_xywh": np.round(crops, 6).tolist(),
+            "subject_mask": _png_b64(scene.subject_masks[0]),
+        }
         splits[("train", "val", "test")[i % 3]].append({"hash_id": hid, "subject_xywh": np.round(subj, 6).tolist()})
     out.mkdir(parents=True, exist_ok=True)
     with gzip.open(out / "testeval_sha256.json.gz", "wt", encoding="utf-8") as f:

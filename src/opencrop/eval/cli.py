@@ -23,10 +23,20 @@ def register(sub: argparse._SubParsersAction, group: Callable[[str, str], argpar
     p.add_argument("--dataset", required=True, metavar="FORMAT:DIR", help="e.g. gaicd:/data/GAICD, flms:/data/FLMS")
     p.add_argument("--split", help="split name (default: the format's test split)")
     p.add_argument("--subset", choices=["human"], help="HCIC human subset")
-    p.add_argument("--candidates", default="auto", choices=["auto", "lvrn", "grid"],
-                   help="candidates for GT-crop datasets: LVRN anchors (HCIC protocol) or the GAIC grid; "
-                        "auto = lvrn when the anchors are available, else grid")
+    p.add_argument(
+        "--candidates",
+        default="auto",
+        choices=["auto", "lvrn", "grid", "ratios"],
+        help="candidates for GT-crop datasets: LVRN anchors (HCIC protocol), the GAIC grid or "
+        "1:1/4:3/3:4/16:9/9:16 windows; "
+        "auto = lvrn when the anchors are available, else grid",
+    )
     p.add_argument("--anchors", help="LVRN pdefined_anchors.pkl (sha256-checked)")
+    p.add_argument(
+        "--set-metrics",
+        action="store_true",
+        help="GAICD: also Rethinking's best-crop hit rate and AP over good crops (MOS >= 4), in the JSON",
+    )
     p.add_argument("--limit", type=int, help="evaluate only the first N images (smoke tests)")
     p.add_argument("--json", dest="json_out", metavar="OUT", help="write metrics and per-image predictions here")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
@@ -61,6 +71,12 @@ def _run(args: argparse.Namespace) -> int:
     except KeyError as e:
         print(f"opencrop eval: {e.args[0]}", file=sys.stderr)
         return 2
+    except TypeError as e:  # e.g. --weights for a model without weights
+        print(f"opencrop eval: model {args.model!r} does not take these options: {e}", file=sys.stderr)
+        return 2
+    except OpenCropError as e:  # a missing or corrupt weight file
+        print(f"opencrop eval: {e}", file=sys.stderr)
+        return 1
     anchors = None
     if args.candidates in ("auto", "lvrn"):
         try:
@@ -72,19 +88,33 @@ def _run(args: argparse.Namespace) -> int:
             print("opencrop eval: LVRN anchors unavailable; pass --anchors pdefined_anchors.pkl", file=sys.stderr)
             return 2
     try:
-        res = evaluate(model, records, args.candidates, anchors, None if args.quiet else stderr_progress)
+        res = evaluate(
+            model, records, args.candidates, anchors, None if args.quiet else stderr_progress, args.set_metrics
+        )
     except OpenCropError as e:
         print(f"opencrop eval: {e}", file=sys.stderr)
         return 1
     paper = paper_table(fmt, args.subset)
-    title = (f"{args.dataset} split={args.split or 'default'}" + (f" subset={args.subset}" if args.subset else "")
-             + f": {len(records)} images" + (f", candidates={res.candidates}" if res.candidates else ""))
+    title = (
+        f"{args.dataset} split={args.split or 'default'}"
+        + (f" subset={args.subset}" if args.subset else "")
+        + f": {len(records)} images"
+        + (f", candidates={res.candidates}" if res.candidates else "")
+    )
     print(format_table(res.protocol, args.model, res.metrics, paper, title))
     if args.json_out:
         out = {
-            "model": args.model, "weights": args.weights, "dataset": args.dataset, "format": fmt,
-            "split": args.split, "subset": args.subset, "protocol": res.protocol, "candidates": res.candidates,
-            "metrics": res.metrics, "paper": paper, "per_image": res.per_image,
+            "model": args.model,
+            "weights": args.weights,
+            "dataset": args.dataset,
+            "format": fmt,
+            "split": args.split,
+            "subset": args.subset,
+            "protocol": res.protocol,
+            "candidates": res.candidates,
+            "metrics": res.metrics,
+            "paper": paper,
+            "per_image": res.per_image,
         }
         Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json_out).write_text(json.dumps(out, indent=1))

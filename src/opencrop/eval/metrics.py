@@ -220,9 +220,7 @@ def good_crops(crops: np.ndarray, scores: np.ndarray, good_thresh: float = 4.0) 
     return np.asarray(crops, dtype=np.float64)[keep]
 
 
-def best_crop_hits(
-    pred_boxes: Sequence[np.ndarray], best_gt: Sequence[np.ndarray], k: int, iou_thr: float
-) -> float:
+def best_crop_hits(pred_boxes: Sequence[np.ndarray], best_gt: Sequence[np.ndarray], k: int, iou_thr: float) -> float:
     """Percent of images where any of the first ``k`` predictions (already ranked, xyxy ``[P, 4]``) has
     IoU ≥ ``iou_thr`` with that image's single best GT crop (``[4]`` xyxy)."""
     hits = []
@@ -281,8 +279,11 @@ def coco_ap(
     precision = np.maximum.accumulate(precision[::-1])[::-1] if precision.size else precision
     rec_pts = np.linspace(0.0, 1.0, 101)
     idx = np.searchsorted(recall, rec_pts, side="left")
-    q = np.where(idx < precision.size, precision[np.minimum(idx, max(precision.size - 1, 0))], 0.0) \
-        if precision.size else np.zeros_like(rec_pts)
+    q = (
+        np.where(idx < precision.size, precision[np.minimum(idx, max(precision.size - 1, 0))], 0.0)
+        if precision.size
+        else np.zeros_like(rec_pts)
+    )
     return 100.0 * float(q.mean())
 
 

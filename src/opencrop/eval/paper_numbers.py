@@ -254,5 +254,5 @@ _TABLE_FOR = {
 
 def paper_table(fmt: str, subset: str | None = None) -> dict[str, Any] | None:
     """The reference table for a dataset format and subset, or ``None`` when nothing is published."""
-    key = _TABLE_FOR.get((fmt, subset)) or _TABLE_FOR.get((fmt, None))
-    return PAPER_TABLES.get(key) if key else None
+    key = _TABLE_FOR.get((fmt, subset if subset not in ("all", "full") else None))
+    return PAPER_TABLES.get(key) if key else None  # no fallback: a subset never shows full-set numbers

@@ -6,10 +6,32 @@ from typing import Any
 
 __all__ = ["format_table"]
 
-_HEAD = {"srcc": "SRCC", "pcc": "PCC", "acc5": "Acc5", "acc10": "Acc10", "iou": "IoU", "bde": "BDE",
-         "disp": "Disp", "recall75": "R@.75"}
-_SCORED_COLS = ["srcc", "pcc", "acc1_5", "acc2_5", "acc3_5", "acc4_5", "acc1_10", "acc2_10", "acc3_10",
-                "acc4_10", "acc5", "acc10", "wacc5", "wacc10"]
+_HEAD = {
+    "srcc": "SRCC",
+    "pcc": "PCC",
+    "acc5": "Acc5",
+    "acc10": "Acc10",
+    "iou": "IoU",
+    "bde": "BDE",
+    "disp": "Disp",
+    "recall75": "R@.75",
+}
+_SCORED_COLS = [
+    "srcc",
+    "pcc",
+    "acc1_5",
+    "acc2_5",
+    "acc3_5",
+    "acc4_5",
+    "acc1_10",
+    "acc2_10",
+    "acc3_10",
+    "acc4_10",
+    "acc5",
+    "acc10",
+    "wacc5",
+    "wacc10",
+]
 _GT_COLS = ["iou", "bde", "recall75"]
 
 
@@ -29,8 +51,9 @@ def _fmt(c: str, v: Any) -> str:
     return f"{v:.4f}" if c in ("iou", "bde", "disp", "recall75") else f"{v:.3f}"
 
 
-def format_table(protocol: str, ours_label: str, metrics: dict[str, float], paper: dict[str, Any] | None,
-                 title: str) -> str:
+def format_table(
+    protocol: str, ours_label: str, metrics: dict[str, float], paper: dict[str, Any] | None, title: str
+) -> str:
     """Render one table: header, the paper rows (``paper`` = a :data:`PAPER_TABLES` entry or ``None``), then ours.
 
     Columns: the paper table's columns plus any we computed (GAICD: Acc_{K/N}, Acc5/10, Acc_w; IoU/BDE/recall).
@@ -51,6 +74,11 @@ def format_table(protocol: str, ours_label: str, metrics: dict[str, float], pape
     if paper and paper.get("missing"):
         lines.append(f"note: {paper['missing']}")
     if paper:
-        lines.append("paper sources: " + "; ".join(sorted({r["source"] for r in paper["rows"]})) if paper["rows"]
-                     else "paper sources: none published")
+        lines.append(
+            "paper sources: " + "; ".join(sorted({r["source"] for r in paper["rows"]}))
+            if paper["rows"]
+            else "paper sources: none published"
+        )
+    else:
+        lines.append("paper: no published numbers for this dataset / subset in any material available to us")
     return "\n".join(lines)

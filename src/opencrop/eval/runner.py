@@ -5,8 +5,8 @@ Two protocols, chosen by what the records carry:
 * **scored** (GAICD, CPC: ``crops`` + ``scores``): the model scores the annotated crops; metrics =
   :func:`~opencrop.eval.metrics.gaicd_metrics`.
 * **gt** (FCDB, FLMS, SACD, GenCrop: ``gt_crops``): the model scores a candidate set — LVRN's 1,745 normalised
-  anchors mapped to pixels with integer truncation (as HCIC), or the GAIC grid — and its best candidate is compared
-  with the GT crops; metrics = :func:`~opencrop.eval.metrics.iou_bde`.
+  anchors mapped to pixels with integer truncation (as HCIC), the GAIC grid or fixed-ratio windows — and its
+  best candidate is compared with the GT crops; metrics = :func:`~opencrop.eval.metrics.iou_bde`.
 
 ``prepare`` runs once per image, ``score`` once on all its candidates. Boxes are xyxy pixels of the image as
 decoded (EXIF-upright); when the decoder shrinks the image for analysis, boxes are scaled to it for scoring.
@@ -28,7 +28,9 @@ from opencrop.errors import DataFormatError
 
 __all__ = ["EvalResult", "candidate_boxes", "decode_rgb", "evaluate", "resolve_lvrn_anchors"]
 
-CANDIDATE_SETS = ("auto", "lvrn", "grid")
+CANDIDATE_SETS = ("auto", "lvrn", "grid", "ratios")
+#: aspect ratios of the ``"ratios"`` candidate set (the fixed-ratio windows of GAIC / S2CNet demos)
+WINDOW_RATIOS = ("1:1", "4:3", "3:4", "16:9", "9:16")
 
 
 @dataclass
@@ -89,7 +91,8 @@ def resolve_lvrn_anchors(path: str | Path | None = None) -> np.ndarray | None:
 
 def candidate_boxes(kind: str, width: int, height: int, anchors: np.ndarray | None = None) -> np.ndarray:
     """``[N, 4]`` xyxy pixel candidates of a ``width × height`` image: ``"lvrn"`` (normalised anchors × size,
-    truncated to integers as HCIC does) or ``"grid"`` (GAIC 12×12 grid)."""
+    truncated to integers as HCIC does), ``"grid"`` (GAIC 12×12 grid) or ``"ratios"`` (sliding windows of
+    1:1, 4:3, 3:4, 16:9 and 9:16, at most 300 per ratio)."""
     if kind == "lvrn":
         if anchors is None:
             raise ValueError("LVRN anchors are not available: pass --anchors pdefined_anchors.pkl or use grid")
@@ -100,7 +103,11 @@ def candidate_boxes(kind: str, width: int, height: int, anchors: np.ndarray | No
         from opencrop.candidates import gaic_grid
 
         return gaic_grid(width, height)
-    raise ValueError(f"unknown candidate set {kind!r}; use lvrn or grid")
+    if kind == "ratios":
+        from opencrop.candidates import ratio_windows
+
+        return np.concatenate([ratio_windows(width, height, r, max_count=300) for r in WINDOW_RATIOS])
+    raise ValueError(f"unknown candidate set {kind!r}; use lvrn, grid or ratios")
 
 
 def _score(model: Any, image: np.ndarray, boxes: np.ndarray, sx: float, sy: float) -> np.ndarray:
@@ -108,8 +115,9 @@ def _score(model: Any, image: np.ndarray, boxes: np.ndarray, sx: float, sy: floa
     b = boxes * np.array([sx, sy, sx, sy]) if (sx, sy) != (1.0, 1.0) else boxes
     s = np.asarray(model.score(prepared, b), dtype=np.float64).reshape(-1)
     if s.shape[0] != boxes.shape[0]:
-        raise RuntimeError(f"model {getattr(model, 'name', model)!r} returned {s.shape[0]} scores for "
-                           f"{boxes.shape[0]} boxes")
+        raise RuntimeError(
+            f"model {getattr(model, 'name', model)!r} returned {s.shape[0]} scores for {boxes.shape[0]} boxes"
+        )
     return s
 
 
@@ -119,8 +127,12 @@ def evaluate(
     candidates: str = "auto",
     anchors: np.ndarray | None = None,
     progress: Callable[[int, int], None] | None = None,
+    set_metrics: bool = False,
 ) -> EvalResult:
     """Run ``model`` over ``records`` and compute the protocol's metrics (see the module docstring).
+
+    With ``set_metrics`` (scored protocol only) the annotated crops ranked by the model's scores are also treated
+    as a set prediction and Rethinking's metrics are added (``hit{k}@{t}``, ``ap{m}@{t}``, good crops = MOS ≥ 4).
 
     Raises :class:`DataFormatError` for a record without an image file, or records that carry neither scored
     crops nor GT crops.
@@ -164,7 +176,14 @@ def evaluate(
         if progress is not None:
             progress(i + 1, len(records))
     if scored:
-        return EvalResult("scored", gaicd_metrics(preds, gts), None, per)
+        metrics = gaicd_metrics(preds, gts)
+        if set_metrics:
+            from opencrop.eval.metrics import set_prediction_metrics
+
+            crops = [r.crops for r in records]
+            sm = set_prediction_metrics(crops, preds, crops, gts)
+            metrics.update({k: v for k, v in sm.items() if k != "n_images"})
+        return EvalResult("scored", metrics, None, per)
     return EvalResult("gt", iou_bde(preds, gts, ws, hs), kind, per)
 
 
