@@ -1,6 +1,6 @@
 """Crop models: one file per system, all registered through :func:`create_model`."""
 
-from opencrop.models import composition  # noqa: F401  (registers "composition")
+from opencrop.models import baselines, composition  # noqa: F401  (registers "composition", baselines)
 from opencrop.models import gafic as _gafic  # noqa: F401  (registers "gafic")
 from opencrop.models import gaic as _gaic  # noqa: F401  (registers "gaic")
 from opencrop.models import hcic as _hcic  # noqa: F401  (registers "hcic")
