@@ -119,7 +119,9 @@ def run_model(name: str, data: Path, out: Path, budget: float, epochs: int, seed
     t0 = time.monotonic()
     res = train(recipe, run_dir, device="cpu", progress=True)
     train_s = time.monotonic() - t0
-    model = create_model(name, weights=res.best_path)
+    # the architecture kwargs again (not every builder reads them back from the file), no ImageNet reload
+    kw = {k: (False if k == "pretrained_backbone" else v) for k, v in MODEL_KWARGS.get(name, {}).items()}
+    model = create_model(name, weights=res.best_path, **kw)
     test = load_gaicd(data, split="test")
     t1 = time.monotonic()
     metrics = score_with_protocol(model, test)
