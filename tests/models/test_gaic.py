@@ -278,3 +278,19 @@ def test_cropper_uses_gaic_with_a_weight_file(tmp_path):
         x1, y1, x2, y2 = c.box
         assert 0 <= x1 < x2 <= 360 and 0 <= y1 < y2 <= 240
         assert abs((x2 - x1) / (y2 - y1) - r) < 0.05
+
+
+def test_cli_weights_import(tmp_path, capsys):
+    from opencrop import cli
+
+    src = _fake_state(released_mobilenet_keys())
+    torch.save(src, tmp_path / "mobilenet_released.pth")
+    out = tmp_path / "out" / "gaic_mbv2.pt"
+    rc = cli.main(["weights", "import", "gaic", str(tmp_path / "mobilenet_released.pth"), "--out", str(out)])
+    assert rc == 0, capsys.readouterr().err
+    ck = torch.load(out, weights_only=True)
+    assert ck["config"]["name"] == "gaic" and ck["source"].startswith("lld533/")
+    assert set(ck) == {"model", "config", "opencrop_version", "source"}
+    torch.save({"x": torch.zeros(1)}, tmp_path / "junk.pth")
+    assert cli.main(["weights", "import", "gaic", str(tmp_path / "junk.pth"), "--out", str(out)]) == 1
+    assert "not a released GAIC checkpoint" in capsys.readouterr().err
