@@ -13,7 +13,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	touch $@
 
 demo: setup
-	$(VENV)/bin/opencrop crop examples/street.jpg --ratio 16:9 --ratio 1:1 --ratio 9:16 --out out/ --json
+	$(VENV)/bin/opencrop crop examples/astronaut.jpg --ratio 16:9 --ratio 1:1 --ratio 9:16 --out out/ --json
 
 test: setup
 	$(PY) -m pytest

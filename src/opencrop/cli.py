@@ -53,8 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
         try:
             mod = importlib.import_module(mod_name)
         except ModuleNotFoundError as e:
-            if e.name == mod_name:
-                continue
+            if e.name and (mod_name == e.name or mod_name.startswith(e.name + ".")):
+                continue  # that package (or its cli module) is not part of this build
             raise
         mod.register(sub, group)
     return parser

@@ -1,0 +1,262 @@
+"""``opencrop crop`` and ``opencrop batch``: the product commands.
+
+Output files are named ``<stem>_<W>x<H ratio>.<ext>`` (``photo_16x9.jpg``) and written atomically; one bad
+input never stops the others, and is named on stderr with its problem.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+__all__ = ["register"]
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif", ".avif"}
+
+
+def _ratio_tag(ratio: str) -> str:
+    return ratio.replace(":", "x").replace("/", "x").replace(".", "_")
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--ratio", "-r", action="append", default=[], metavar="W:H",
+                   help="aspect ratio, repeatable (16:9, 1:1, 4:5, 9:16, 1.91:1); default 1:1, or the --size aspect")
+    p.add_argument("--size", metavar="WxH", help="resize each output to exactly this size")
+    p.add_argument("--model", "-m", default="composition", help="crop model (default: composition)")
+    p.add_argument("--weights", help="weight file for learned models")
+    p.add_argument("--no-cues", action="store_true", help="do not run face/person/object detectors")
+    p.add_argument("--format", dest="fmt", default=None, choices=["jpg", "png", "webp"],
+                   help="output format (default: the input's when it is jpg/png/webp, else jpg)")
+    p.add_argument("--quality", type=int, default=90, help="JPEG/WebP quality (default 90)")
+    p.add_argument("--analysis-size", type=int, default=512, help="long side of the analysis image (default 512)")
+
+
+def register(sub: argparse._SubParsersAction, group: Callable[..., argparse._SubParsersAction]) -> None:
+    p = sub.add_parser("crop", help="crop images to one or more aspect ratios",
+                       description="Crop each IMAGE to every --ratio from one analysis.")
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    _common(p)
+    p.add_argument("--out", "-o", type=Path, help="write the crops into this directory")
+    p.add_argument("--json", action="store_true", help="print one JSON object per image")
+    p.add_argument("--debug", action="store_true", help="write an overlay PNG (chosen box, runners-up, cues)")
+    p.add_argument("--subject", action="append", default=[], metavar="x1,y1,x2,y2",
+                   help="a box (original pixels) that must stay whole; outranks detections; repeatable")
+    p.add_argument("--focus", metavar="x,y", help="a point (original pixels) to centre the crop on")
+    p.set_defaults(handler=_crop_cmd)
+
+    b = sub.add_parser("batch", help="crop a folder (or a list file) of images; resumable",
+                       description="Crop every image under INPUT (a folder, searched recursively, or a text file "
+                                   "with one path per line) into OUT, mirroring the folder layout. Results are "
+                                   "appended to OUT/results.jsonl; --resume skips images already done.")
+    b.add_argument("input", type=Path, metavar="INPUT")
+    b.add_argument("--out", "-o", type=Path, required=True)
+    _common(b)
+    b.add_argument("--jobs", "-j", type=int, default=1, help="worker processes (default 1)")
+    b.add_argument("--resume", action="store_true", help="skip images already listed as done in results.jsonl")
+    b.set_defaults(handler=_batch_cmd)
+
+
+def _parse_floats(s: str, n: int, what: str) -> list[float]:
+    try:
+        v = [float(x) for x in s.split(",")]
+    except ValueError:
+        v = []
+    if len(v) != n:
+        raise ValueError(f"bad {what} {s!r}: expected {n} comma-separated numbers")
+    return v
+
+
+def _check_ratios(ratios: list[str]) -> None:
+    from opencrop.candidates import parse_ratio
+
+    for r in ratios:
+        parse_ratio(r)
+
+
+def _out_suffix(fmt: str | None, src: Path) -> str:
+    if fmt:
+        return "." + fmt
+    suf = src.suffix.lower()
+    return suf if suf in (".jpg", ".jpeg", ".png", ".webp") else ".jpg"
+
+
+def _make_cropper(args: argparse.Namespace) -> Any:
+    from opencrop.api import Cropper
+
+    return Cropper(args.model, weights=args.weights, cues=not args.no_cues, analysis_size=args.analysis_size)
+
+
+def _process(cropper: Any, path: Path, args: argparse.Namespace, out_dir: Path | None, subject: Any = None,
+             focus: Any = None, debug: bool = False) -> dict[str, Any]:
+    """Crop one image; returns its JSON record. Raises OpenCropError for a bad input."""
+    from opencrop.io import save_image
+
+    an = cropper.analyze(path, subject=subject, focus=focus)
+    crops = cropper.crop(an, ratios=args.ratio, size=args.size, runners_up=3 if debug else 0)
+    rec: dict[str, Any] = {"image": str(path), "width": an.image.width, "height": an.image.height, "crops": []}
+    for c in crops:
+        d = c.to_dict()
+        d["output"] = None
+        if out_dir is not None:
+            from opencrop.io import crop_image
+
+            pic = c.image if c.image is not None else crop_image(an.image, c.box)
+            target = out_dir / f"{path.stem}_{_ratio_tag(c.ratio)}{_out_suffix(args.fmt, path)}"
+            save_image(pic, target, quality=args.quality)
+            d["output"] = str(target)
+        rec["crops"].append(d)
+    if debug and out_dir is not None:
+        from opencrop.debug import overlay
+
+        dbg = out_dir / f"{path.stem}_debug.png"
+        save_image(overlay(an, crops), dbg)
+        rec["debug"] = str(dbg)
+    if an.cues.notes:
+        rec["notes"] = list(an.cues.notes)
+    return rec
+
+
+def _crop_cmd(args: argparse.Namespace) -> int:
+    from opencrop.api import parse_size
+    from opencrop.errors import OpenCropError
+
+    try:
+        parse_size(args.size)
+        subject = [_parse_floats(s, 4, "--subject") for s in args.subject] or None
+        focus = tuple(_parse_floats(args.focus, 2, "--focus")) if args.focus else None
+        if args.debug and args.out is None:
+            raise ValueError("--debug writes an overlay next to the outputs: give --out DIR")
+        if args.size and not args.ratio:
+            w, h = args.size.lower().split("x")
+            args.ratio = [f"{w}:{h}"]
+        args.ratio = args.ratio or ["1:1"]
+        _check_ratios(args.ratio)
+        cropper = _make_cropper(args)
+    except (ValueError, KeyError) as e:
+        print(f"opencrop crop: error: {e}", file=sys.stderr)
+        return 2
+    failed = 0
+    for name in args.images:
+        path = Path(name)
+        try:
+            rec = _process(cropper, path, args, args.out, subject, focus, args.debug)
+        except OpenCropError as e:
+            print(f"opencrop: {e}", file=sys.stderr)
+            failed += 1
+            continue
+        except ValueError as e:  # e.g. a size whose aspect does not match --ratio
+            print(f"opencrop crop: error: {e}", file=sys.stderr)
+            return 2
+        except OSError as e:  # unwritable output and the like: this input failed, keep going
+            print(f"opencrop: {path}: {e}", file=sys.stderr)
+            failed += 1
+            continue
+        _print_record(rec, args.json)
+    return 1 if failed else 0
+
+
+def _print_record(rec: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(rec), flush=True)
+        return
+    for c in rec["crops"]:
+        x1, y1, x2, y2 = c["box"]
+        tail = f"  -> {c['output']}" if c["output"] else ""
+        print(f"{rec['image']}  {c['ratio']:>7}  {x1},{y1},{x2},{y2}  score {c['score']:.3f}{tail}", flush=True)
+
+
+# -- batch --------------------------------------------------------------------------------------------------
+def _iter_inputs(src: Path) -> Iterator[tuple[Path, Path]]:
+    """(image path, path relative to the input root) for a folder (recursive) or a list file."""
+    if src.is_dir():
+        for p in sorted(src.rglob("*")):
+            if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES:
+                yield p, p.relative_to(src)
+    elif src.is_file():
+        for line in src.read_text().splitlines():
+            line = line.strip()
+            if line and not line.startswith("#"):
+                p = Path(line)
+                yield p, Path(p.name)
+    else:
+        raise FileNotFoundError(f"{src}: no such folder or list file")
+
+
+_WORKER: dict[str, Any] = {}
+
+
+def _batch_one(job: tuple[Path, Path, argparse.Namespace]) -> dict[str, Any]:
+    from opencrop.errors import OpenCropError
+
+    path, rel, args = job
+    if "cropper" not in _WORKER:
+        _WORKER["cropper"] = _make_cropper(args)
+    t0 = time.perf_counter()
+    try:
+        rec = _process(_WORKER["cropper"], path, args, args.out / rel.parent)
+        rec["status"] = "ok"
+    except (OpenCropError, OSError) as e:
+        rec = {"image": str(path), "status": "error", "error": str(e)}
+    rec["ms"] = round((time.perf_counter() - t0) * 1000, 1)
+    return rec
+
+
+def _batch_cmd(args: argparse.Namespace) -> int:
+    from opencrop.api import parse_size
+
+    try:
+        parse_size(args.size)
+        if args.size and not args.ratio:
+            w, h = args.size.lower().split("x")
+            args.ratio = [f"{w}:{h}"]
+        args.ratio = args.ratio or ["1:1"]
+        _check_ratios(args.ratio)
+        jobs_in = list(_iter_inputs(args.input))
+        _make_cropper(args)  # fail fast on a bad model name before forking workers
+    except (ValueError, KeyError, FileNotFoundError) as e:
+        print(f"opencrop batch: error: {e}", file=sys.stderr)
+        return 2
+    args.out.mkdir(parents=True, exist_ok=True)
+    log = args.out / "results.jsonl"
+    done: set[str] = set()
+    if args.resume and log.exists():
+        for line in log.read_text().splitlines():
+            try:
+                r = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line cut by a kill: that image is simply redone
+            if r.get("status") == "ok":
+                done.add(r["image"])
+    todo = [(p, rel, args) for p, rel in jobs_in if str(p) not in done]
+    failed = 0
+    t0 = time.perf_counter()
+    with open(log, "a", encoding="utf-8") as fh:
+        for i, rec in enumerate(_run_jobs(todo, args.jobs), 1):
+            fh.write(json.dumps(rec) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+            if rec["status"] != "ok":
+                failed += 1
+                print(f"opencrop: {rec['error']}", file=sys.stderr)
+            if sys.stderr.isatty():
+                print(f"\r{i}/{len(todo)} images, {failed} failed", end="", file=sys.stderr)
+    dt = time.perf_counter() - t0
+    print(f"{len(todo) - failed} cropped, {failed} failed, {len(done)} skipped (already done) in {dt:.1f} s; "
+          f"results in {log}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _run_jobs(todo: list[tuple[Path, Path, argparse.Namespace]], jobs: int) -> Iterable[dict[str, Any]]:
+    if jobs <= 1 or len(todo) <= 1:
+        yield from map(_batch_one, todo)
+        return
+    import multiprocessing as mp
+
+    with mp.get_context("spawn").Pool(jobs) as pool:
+        yield from pool.imap(_batch_one, todo, chunksize=1)

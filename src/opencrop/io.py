@@ -1,0 +1,391 @@
+"""Image decoding and encoding.
+
+* Decode JPEG / PNG / WebP / TIFF / BMP / GIF / ICO / TGA / AVIF (whatever Pillow reads; the first frame of
+  animations, with the frame count reported), apply the EXIF (or XMP) orientation so everything downstream sees
+  the upright image, convert CMYK / LAB / 16-bit / float / palette / 1-bit / alpha deliberately, and convert an
+  embedded ICC profile to sRGB (an unusable profile is ignored).
+* **Shrink on load** for analysis: JPEGs are DCT-scaled by libjpeg (``Image.draft``) to the smallest size that
+  still covers the analysis size, so analysis cost is flat in megapixels. The output crop is cut later from the
+  full-resolution image (or from a DCT-scaled one that is still at least as large as the requested output).
+* A pixel limit guards against decompression bombs; every failure is a typed error naming the file.
+"""
+
+from __future__ import annotations
+
+import io as _io
+import os
+import tempfile
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Union
+
+import numpy as np
+from PIL import Image, ImageCms, ImageFile, UnidentifiedImageError
+
+from opencrop.errors import DecodeError, ImageTooLargeError, UnsupportedImageError
+
+__all__ = [
+    "DEFAULT_ANALYSIS_SIZE",
+    "DEFAULT_MAX_PIXELS",
+    "ImageInput",
+    "LoadedImage",
+    "crop_image",
+    "load_image",
+    "save_image",
+]
+
+#: long side, in pixels, of the image the models analyse
+DEFAULT_ANALYSIS_SIZE = 512
+#: refuse images with more pixels than this (decompression-bomb guard); ``load_image(max_pixels=...)`` overrides
+DEFAULT_MAX_PIXELS = 150_000_000
+
+ImageInput = Union[str, os.PathLike, bytes, bytearray, memoryview, Image.Image, np.ndarray]  # noqa: UP007
+
+# Pillow's own bomb check would raise/warn at its limit; we apply ours before any pixel is decoded.
+Image.MAX_IMAGE_PIXELS = None
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+_SRGB = ImageCms.createProfile("sRGB")
+
+
+@dataclass
+class LoadedImage:
+    """A decoded, upright image: analysis pixels now, full resolution on demand.
+
+    Attributes:
+        source: file path, or ``"<bytes>"`` / ``"<PIL image>"`` / ``"<array>"``.
+        width, height: upright full-resolution size in pixels (EXIF orientation applied).
+        pixels: ``[h, w, 3]`` uint8 RGB analysis image (long side ≤ the requested analysis size).
+        format: Pillow format name (``"JPEG"``…) or ``None`` for in-memory pixels.
+        n_frames: number of frames/pages in the file (the first is used).
+        has_alpha: whether the image has transparency (analysis pixels are composited onto grey).
+    """
+
+    source: str
+    width: int
+    height: int
+    pixels: np.ndarray
+    format: str | None = None
+    n_frames: int = 1
+    has_alpha: bool = False
+    _data: bytes | None = field(default=None, repr=False)
+    _path: Path | None = field(default=None, repr=False)
+    _full: Image.Image | None = field(default=None, repr=False)
+    _decoded: tuple[Image.Image, float] | None = field(default=None, repr=False)
+
+    @property
+    def scale(self) -> tuple[float, float]:
+        """``(sx, sy)``: analysis pixels per original pixel."""
+        return self.pixels.shape[1] / self.width, self.pixels.shape[0] / self.height
+
+    def full(self, min_size: tuple[int, int] | None = None) -> tuple[Image.Image, float]:
+        """The upright image at full resolution, or DCT-reduced while still ≥ ``min_size`` ``(w, h)``.
+
+        Returns ``(image, factor)`` where ``factor`` = returned pixels per original pixel (1.0 or 1/2, 1/4, 1/8).
+        The mode is ``RGB`` or ``RGBA``.
+        """
+        if self._full is not None:
+            return self._full, 1.0
+        if self._decoded is not None:
+            pic, f = self._decoded
+            if f == 1.0 or (min_size is not None and pic.size[0] >= min_size[0] and pic.size[1] >= min_size[1]):
+                return pic, f
+        src: Any = self._path if self._path is not None else _io.BytesIO(self._data or b"")
+        im = _open(src, self.source)
+        with im:
+            orient = _orientation(im, self.source)
+            if min_size is not None and im.format == "JPEG":
+                tw, th = min_size
+                if orient in (5, 6, 7, 8):
+                    tw, th = th, tw
+                _draft(im, (tw, th))
+            w0 = im.size[0]
+            rgb = _decode_rgb(im, self.source, for_analysis=False)
+            rgb = _apply_orientation(rgb, orient)
+        stored_w = self.height if orient in (5, 6, 7, 8) else self.width
+        return rgb, w0 / stored_w
+
+
+def _open(src: Any, name: str) -> Image.Image:
+    try:
+        return Image.open(src)
+    except FileNotFoundError:
+        raise DecodeError(name, "file not found") from None
+    except IsADirectoryError:
+        raise DecodeError(name, "is a directory, not an image") from None
+    except PermissionError:
+        raise DecodeError(name, "permission denied") from None
+    except Image.DecompressionBombError as e:
+        raise ImageTooLargeError(name, f"decompression bomb rejected: {e}") from None
+    except UnidentifiedImageError:
+        raise UnsupportedImageError(
+            name, "not a recognised image (unsupported format such as HEIF, or not an image at all)"
+        ) from None
+    except (ValueError, SyntaxError, OSError, EOFError) as e:
+        raise DecodeError(name, f"cannot open: {e}") from None
+
+
+def _orientation(im: Image.Image, name: str) -> int:
+    try:
+        o = im.getexif().get(0x0112, 1)
+    except Exception:  # corrupt EXIF must not lose the picture
+        o = 1
+    if o == 1 or not isinstance(o, int) or not 1 <= o <= 8:
+        xmp = _xmp_orientation(im)
+        o = xmp if xmp else (o if isinstance(o, int) and 1 <= o <= 8 else 1)
+    return o
+
+
+def _xmp_orientation(im: Image.Image) -> int | None:
+    raw = im.info.get("XML:com.adobe.xmp") or im.info.get("xmp")
+    if not raw:
+        return None
+    text = raw.decode("utf-8", "ignore") if isinstance(raw, (bytes, bytearray)) else str(raw)
+    import re
+
+    m = re.search(r'tiff:Orientation(?:="|>)\s*([1-8])', text)
+    return int(m.group(1)) if m else None
+
+
+_TRANSPOSE = {
+    2: [Image.Transpose.FLIP_LEFT_RIGHT],
+    3: [Image.Transpose.ROTATE_180],
+    4: [Image.Transpose.FLIP_TOP_BOTTOM],
+    5: [Image.Transpose.TRANSPOSE],
+    6: [Image.Transpose.ROTATE_270],
+    7: [Image.Transpose.TRANSVERSE],
+    8: [Image.Transpose.ROTATE_90],
+}
+
+
+def _apply_orientation(im: Image.Image, orient: int) -> Image.Image:
+    for t in _TRANSPOSE.get(orient, []):
+        im = im.transpose(t)
+    return im
+
+
+def _draft(im: Image.Image, size: tuple[int, int]) -> None:
+    """DCT-scale a JPEG on load to the smallest scale still ≥ ``size`` (stored orientation)."""
+    mode = im.mode if im.mode in ("RGB", "L") else None
+    try:
+        im.draft(mode, size)
+    except Exception:  # draft is an optimisation only
+        pass
+
+
+def _convert_icc(im: Image.Image) -> Image.Image:
+    icc = im.info.get("icc_profile")
+    if not icc or im.mode not in ("RGB", "RGBA", "L", "CMYK"):
+        return im
+    try:
+        src = ImageCms.ImageCmsProfile(_io.BytesIO(icc))
+        desc = (ImageCms.getProfileDescription(src) or "").lower()
+        if "srgb" in desc:
+            return im
+        out_mode = "RGBA" if im.mode == "RGBA" else "RGB"
+        return ImageCms.profileToProfile(im, src, _SRGB, outputMode=out_mode)
+    except Exception:  # unusable profile: ignore it, keep the pixels
+        return im
+
+
+_HIGH_BIT = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
+
+
+def _high_bit_to_8(im: Image.Image, for_analysis: bool) -> Image.Image:
+    a = np.asarray(im).astype(np.float64)
+    if im.mode == "F":
+        finite = a[np.isfinite(a)]
+        lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+        a = (np.nan_to_num(a, nan=lo) - lo) / max(hi - lo, 1e-12) * 255.0
+    else:  # 16/32-bit integer grey: full-range scaling to 8 bits
+        a = a / 257.0 if a.max() > 255 or im.mode.startswith("I;16") else a
+        if for_analysis and a.max() - a.min() < 32:  # nearly flat at 8 bits: stretch for analysis only
+            lo, hi = a.min(), a.max()
+            a = (a - lo) / max(hi - lo, 1e-12) * 255.0
+    return Image.fromarray(np.clip(a + 0.5, 0, 255).astype(np.uint8), "L")
+
+
+def _decode_rgb(im: Image.Image, name: str, for_analysis: bool) -> Image.Image:
+    """Load the first frame and return it as RGB or RGBA (sRGB)."""
+    try:
+        im.seek(0)
+        im.load()
+    except Image.DecompressionBombError as e:
+        raise ImageTooLargeError(name, f"decompression bomb rejected: {e}") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
+        msg = str(e)
+        if "truncated" in msg.lower():
+            raise DecodeError(name, f"truncated image data ({msg})") from None
+        raise DecodeError(name, f"corrupt image data ({msg})") from None
+    mode = im.mode
+    has_trns = "transparency" in im.info
+    if mode in _HIGH_BIT:
+        trns = im.info.get("transparency") if isinstance(im.info.get("transparency"), int) else None
+        grey = _high_bit_to_8(im, for_analysis)
+        if trns is not None:
+            alpha = np.where(np.asarray(im) == trns, 0, 255).astype(np.uint8)
+            out = Image.merge("RGBA", (grey, grey, grey, Image.fromarray(alpha, "L")))
+        else:
+            out = grey.convert("RGB")
+    elif mode == "1":
+        out = im.convert("L").convert("RGBA" if has_trns else "RGB")
+    elif mode in ("P", "PA", "LA", "La", "RGBa") or (mode in ("L", "RGB") and has_trns):
+        out = im.convert("RGBA")
+    elif mode == "RGBA":
+        out = _convert_icc(im)
+    elif mode in ("CMYK", "LAB", "YCbCr", "HSV", "RGBX", "L"):
+        out = _convert_icc(im) if mode in ("CMYK", "L") else im
+        out = out.convert("RGB")
+    else:
+        out = _convert_icc(im).convert("RGB")
+    if out.mode == "RGB" and mode in ("RGB",):
+        out = _convert_icc(out)
+    if out.mode == "RGBA" and out.getextrema()[3][0] == 255:
+        out = out.convert("RGB")
+    return out
+
+
+def _composite_grey(im: Image.Image) -> Image.Image:
+    if im.mode != "RGBA":
+        return im
+    bg = Image.new("RGBA", im.size, (128, 128, 128, 255))
+    return Image.alpha_composite(bg, im).convert("RGB")
+
+
+def _analysis_from(pil: Image.Image, analysis_size: int) -> np.ndarray:
+    w, h = pil.size
+    s = analysis_size / max(w, h)
+    if s < 1:
+        tw, th = max(1, round(w * s)), max(1, round(h * s))
+        factor = min(w // tw, h // th)
+        if factor >= 2:
+            pil = pil.reduce(factor)
+        pil = pil.resize((tw, th), Image.Resampling.BILINEAR)
+    return np.ascontiguousarray(np.asarray(_composite_grey(pil).convert("RGB")))
+
+
+def load_image(
+    src: ImageInput,
+    analysis_size: int = DEFAULT_ANALYSIS_SIZE,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> LoadedImage:
+    """Decode ``src`` (path, bytes, PIL image or ``[H, W, 3]`` uint8 array) into a :class:`LoadedImage`.
+
+    Raises:
+        DecodeError: missing, truncated or corrupt file.
+        UnsupportedImageError: not an image Pillow can identify, or zero-size.
+        ImageTooLargeError: more than ``max_pixels`` pixels (checked before decoding pixel data).
+    """
+    if isinstance(src, np.ndarray):
+        return _from_array(src, analysis_size, max_pixels)
+    if isinstance(src, Image.Image):
+        name = "<PIL image>"
+        _check_size(src.size, name, max_pixels)
+        rgb = _apply_orientation(_decode_rgb(src.copy(), name, False), _orientation(src, name))
+        return LoadedImage(name, rgb.size[0], rgb.size[1], _analysis_from(rgb, analysis_size), None, 1,
+                           rgb.mode == "RGBA", _full=rgb)
+    if isinstance(src, (bytes, bytearray, memoryview)):
+        data, path, name = bytes(src), None, "<bytes>"
+        if not data:
+            raise DecodeError(name, "empty input")
+        handle: Any = _io.BytesIO(data)
+    else:
+        path = Path(src)
+        data, name, handle = None, str(path), path
+        if path.is_file() and path.stat().st_size == 0:
+            raise DecodeError(name, "empty file")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # e.g. "Corrupt EXIF data": the picture itself is fine
+        im = _open(handle, name)
+        with im:
+            _check_size(im.size, name, max_pixels)
+            n_frames = getattr(im, "n_frames", 1)
+            orient = _orientation(im, name)
+            w0, h0 = im.size
+            if im.format == "JPEG":
+                s = min(1.0, analysis_size / max(w0, h0))
+                _draft(im, (max(1, int(w0 * s)), max(1, int(h0 * s))))
+            fmt = im.format
+            decoded_w = im.size[0]
+            reusable = im.mode not in _HIGH_BIT  # analysis-only contrast stretch must not reach the output
+            rgb = _apply_orientation(_decode_rgb(im, name, True), orient)
+    up_w, up_h = (h0, w0) if orient in (5, 6, 7, 8) else (w0, h0)
+    if up_w <= 0 or up_h <= 0:
+        raise UnsupportedImageError(name, f"zero-size image ({up_w}×{up_h})")
+    # keep the decoded (possibly DCT-reduced) picture: the output crop reuses it when it is large enough
+    return LoadedImage(name, up_w, up_h, _analysis_from(rgb, analysis_size), fmt, n_frames,
+                       rgb.mode == "RGBA", _data=data, _path=path, _decoded=(rgb, decoded_w / w0) if reusable else None)
+
+
+def _check_size(size: tuple[int, int], name: str, max_pixels: int) -> None:
+    w, h = size
+    if w <= 0 or h <= 0:
+        raise UnsupportedImageError(name, f"zero-size image ({w}×{h})")
+    if w * h > max_pixels:
+        raise ImageTooLargeError(name, f"{w}×{h} = {w * h:,} pixels exceeds the limit of {max_pixels:,}")
+
+
+def _from_array(a: np.ndarray, analysis_size: int, max_pixels: int) -> LoadedImage:
+    name = "<array>"
+    if a.ndim == 2:
+        a = np.repeat(a[:, :, None], 3, axis=2)
+    if a.ndim != 3 or a.shape[2] not in (3, 4):
+        raise UnsupportedImageError(name, f"expected an HxWx3 (or HxWx4) array, got shape {a.shape}")
+    if a.dtype != np.uint8:
+        raise UnsupportedImageError(name, f"expected uint8 pixels, got {a.dtype}")
+    _check_size((a.shape[1], a.shape[0]), name, max_pixels)
+    pil = Image.fromarray(np.ascontiguousarray(a), "RGBA" if a.shape[2] == 4 else "RGB")
+    return LoadedImage(name, a.shape[1], a.shape[0], _analysis_from(pil, analysis_size), None, 1,
+                       a.shape[2] == 4, _full=pil)
+
+
+def crop_image(img: LoadedImage, box: np.ndarray | tuple[float, ...], size: tuple[int, int] | None = None
+               ) -> Image.Image:
+    """Cut ``box`` (xyxy original pixels) from the full-resolution image; resize to ``size`` ``(w, h)`` exactly.
+
+    With ``size`` the JPEG is DCT-scaled on load only as far as the crop stays at least ``size`` large.
+    The box is rounded to whole pixels and clipped to the image.
+    """
+    x1, y1, x2, y2 = (float(v) for v in box)
+    min_size = None
+    if size is not None:
+        bw, bh = max(x2 - x1, 1.0), max(y2 - y1, 1.0)
+        min_size = (int(np.ceil(size[0] * img.width / bw)), int(np.ceil(size[1] * img.height / bh)))
+    full, f = img.full(min_size)
+    fw, fh = full.size
+    px = (max(0, round(x1 * f)), max(0, round(y1 * f)), min(fw, round(x2 * f)), min(fh, round(y2 * f)))
+    if px[2] <= px[0] or px[3] <= px[1]:
+        raise ValueError(f"{img.source}: empty crop box {tuple(box)}")
+    out = full.crop(px)
+    if size is not None and out.size != tuple(size):
+        out = out.resize(tuple(size), Image.Resampling.LANCZOS, reducing_gap=3.0)
+    return out
+
+
+_FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF",
+            ".bmp": "BMP", ".gif": "GIF"}
+
+
+def save_image(im: Image.Image, path: str | os.PathLike, quality: int = 90) -> Path:
+    """Encode ``im`` to ``path`` (format from the suffix) **atomically**: a temp file in the same folder is
+    renamed over the target only after a successful write, so a failed write never replaces a good file.
+    JPEG/BMP outputs of RGBA images are composited onto white."""
+    path = Path(path)
+    fmt = _FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise ValueError(f"{path}: unknown output format {path.suffix!r}; use one of {', '.join(sorted(_FORMATS))}")
+    if im.mode == "RGBA" and fmt in ("JPEG", "BMP"):
+        bg = Image.new("RGBA", im.size, (255, 255, 255, 255))
+        im = Image.alpha_composite(bg, im).convert("RGB")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            kw: dict[str, Any] = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
+            im.save(f, format=fmt, **kw)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

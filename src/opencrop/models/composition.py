@@ -1,0 +1,275 @@
+"""The default crop model: composition without a learned CNN.
+
+score(crop) = Σ weight · term, every term listed once in :data:`WEIGHTS` (higher is better):
+
+* ``layout``  — the layout model learned from GAICD-v1 human judgments (:mod:`opencrop.layout`): crop geometry
+  and the crop's relation to the image's subject boxes → per-image-normalised MOS (z-score, ≈ −2…2).
+  Subject boxes are detections (people, faces, objects) when the cues give them, else salient regions.
+* ``keep``    — fraction of the image's saliency mass inside the crop (0…1).
+* ``cut``     — saliency on the crop's inner borders, the mean over the four edges of the strongest salient
+  response along each edge that lies inside the image (0…1): an edge must not slice through a subject.
+* ``busy``    — gradient energy along the crop's inner borders relative to the image mean (≈ 0…3): simple borders.
+* ``focus``   — for a user ``focus`` point: 1 − distance of the point from the crop centre, in crop half-sizes.
+* ``subject`` — for user ``subjects`` boxes: the fraction of their area kept (must-keep subjects).
+* ``face_cut``  — 1 if the crop cuts through a detected face; see :func:`face_cut_penalty`.
+
+All inputs are ``[N, 4]`` xyxy float pixels of the analysis image.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from scipy import ndimage
+
+from opencrop.cues.types import Cues
+from opencrop.models.registry import register_model
+
+__all__ = ["WEIGHTS", "CompositionModel", "Prepared", "salient_regions", "spectral_saliency"]
+
+#: the one place where the terms' weights live
+WEIGHTS: dict[str, float] = {
+    "layout": 1.0,
+    "keep": 2.0,
+    "cut": 3.0,
+    "busy": 0.3,
+    "focus": 2.0,
+    "subject": 6.0,
+    "face_cut": 8.0,
+}
+
+_SAL_SIZE = 128  # long side of the saliency / gradient maps
+
+
+def _gray(image: np.ndarray) -> np.ndarray:
+    return image[..., :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+
+
+def _resize_to(a: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Bilinear resize of a 2-D float map or an ``[H, W, 3]`` uint8 image to ``size`` ``(w, h)``, as float32."""
+    if a.ndim == 3:
+        return np.asarray(Image.fromarray(a[..., :3]).resize(size, Image.Resampling.BILINEAR), np.float32)
+    return np.asarray(Image.fromarray(a.astype(np.float32), "F").resize(size, Image.Resampling.BILINEAR))
+
+
+def _resize_long(a: np.ndarray, long_side: int) -> np.ndarray:
+    h, w = a.shape[:2]
+    s = long_side / max(h, w)
+    if s >= 1:
+        return a.astype(np.float32)
+    return _resize_to(a, (max(1, round(w * s)), max(1, round(h * s))))
+
+
+def spectral_saliency(image: np.ndarray, size: int = _SAL_SIZE) -> np.ndarray:
+    """Saliency map ``[h, w]`` float32 in [0, 1] at long side ``size``.
+
+    The mean of two classic bottom-up maps, each normalised to [0, 1]: the spectral residual of the luminance
+    (Hou & Zhang, CVPR 2007, at 64 px) and frequency-tuned colour contrast (Achanta et al., CVPR 2009): the
+    distance of each blurred pixel's colour from the image's mean colour.
+    """
+    small = _resize_long(image, size)
+    h, w = small.shape[:2]
+    # frequency-tuned: colour distance from the mean, on a lightly blurred image (opponent colour space)
+    r, g, b = small[..., 0], small[..., 1], small[..., 2]
+    opp = np.stack([(r + g + b) / 3, (r - g), (r + g) / 2 - b], axis=-1)
+    opp = ndimage.gaussian_filter(opp, sigma=(1.5, 1.5, 0))
+    ft = np.sqrt(((opp - opp.reshape(-1, 3).mean(0)) ** 2).sum(-1))
+    # spectral residual at 64 px
+    g64 = _resize_long(_gray(small), 64)
+    f = np.fft.fft2(g64)
+    log_amp = np.log(np.abs(f) + 1e-6)
+    resid = log_amp - ndimage.uniform_filter(log_amp, size=3, mode="nearest")
+    sr = np.abs(np.fft.ifft2(np.exp(resid + 1j * np.angle(f)))) ** 2
+    sr = ndimage.gaussian_filter(sr, sigma=2.5)
+    sr = _resize_to(sr, (w, h))
+
+    def norm(a: np.ndarray) -> np.ndarray:
+        lo, hi = np.percentile(a, 1), np.percentile(a, 99.5)
+        return np.clip((a - lo) / max(hi - lo, 1e-6), 0, 1)
+
+    return ((norm(ft) + norm(sr)) / 2).astype(np.float32)
+
+
+def salient_regions(sal: np.ndarray, width: float, height: float, max_regions: int = 3) -> tuple[
+        np.ndarray, np.ndarray]:
+    """Boxes ``[S, 4]`` xyxy (pixels of a ``width × height`` image) around the strongest salient blobs, and
+    their weights (share of the salient mass, summing to ≤ 1). Blobs are connected components of
+    ``sal > max(0.5, mean + std)``; components under 0.5 % of the image are dropped."""
+    thr = max(0.5, float(sal.mean() + sal.std()))
+    mask = ndimage.binary_opening(sal > thr, iterations=1)
+    lab, n = ndimage.label(mask)
+    if n == 0:
+        return np.zeros((0, 4)), np.zeros(0)
+    idx = np.arange(1, n + 1)
+    mass = ndimage.sum_labels(sal, lab, idx)
+    area = ndimage.sum_labels(np.ones_like(sal), lab, idx)
+    objs = ndimage.find_objects(lab)
+    keep = area >= 0.005 * sal.size
+    order = [i for i in np.argsort(-mass) if keep[i]][:max_regions]
+    if not order:
+        return np.zeros((0, 4)), np.zeros(0)
+    sy, sx = height / sal.shape[0], width / sal.shape[1]
+    boxes = np.array([[objs[i][1].start * sx, objs[i][0].start * sy, objs[i][1].stop * sx, objs[i][0].stop * sy]
+                      for i in order])
+    weights = mass[order] / max(float(mass[keep].sum()), 1e-9)
+    return boxes, weights
+
+
+def _integral(a: np.ndarray) -> np.ndarray:
+    ii = np.zeros((a.shape[0] + 1, a.shape[1] + 1), np.float64)
+    ii[1:, 1:] = a.cumsum(0).cumsum(1)
+    return ii
+
+
+def _rect_sum(ii: np.ndarray, x1: np.ndarray, y1: np.ndarray, x2: np.ndarray, y2: np.ndarray) -> np.ndarray:
+    """Sums over ``[y1, y2) × [x1, x2)`` of the map behind integral image ``ii`` (integer map coordinates)."""
+    return ii[y2, x2] - ii[y1, x2] - ii[y2, x1] + ii[y1, x1]
+
+
+@dataclass
+class Prepared:
+    """What :meth:`CompositionModel.prepare` computes once per image."""
+
+    width: int
+    height: int
+    saliency: np.ndarray
+    sal_ii: np.ndarray
+    grad_ii: np.ndarray
+    grad_mean: float
+    subjects: np.ndarray
+    subject_weights: np.ndarray
+    faces: np.ndarray
+    cues: Cues | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+class CompositionModel:
+    """Default crop model: the learned layout model plus content terms; see the module docstring."""
+
+    name = "composition"
+    needs = frozenset({"faces", "people", "objects", "saliency"})
+
+    def __init__(self, layout: str | Path | None = None, weights: dict[str, float] | None = None,
+                 use_layout: bool | None = None) -> None:
+        self.weights = {**WEIGHTS, **(weights or {})}
+        self.layout = None
+        if use_layout is not False:
+            try:
+                from opencrop.layout import LayoutModel, default_model_path
+            except ImportError:
+                if use_layout:
+                    raise
+            else:
+                self.layout = LayoutModel.load(layout or default_model_path())
+
+    # -- analysis -------------------------------------------------------------------------------------------
+    def prepare(self, image: np.ndarray, cues: Cues | None = None) -> Prepared:
+        h, w = image.shape[:2]
+        sal = cues.saliency if cues is not None and cues.saliency is not None else spectral_saliency(image)
+        sal = sal.astype(np.float32)
+        g = _resize_long(_gray(image), max(sal.shape))
+        if g.shape != sal.shape:
+            g = _resize_to(g, (sal.shape[1], sal.shape[0]))
+        grad = np.hypot(ndimage.sobel(g, 0), ndimage.sobel(g, 1))
+        subjects, sw = self._subjects(sal, w, h, cues)
+        faces = cues.faces.boxes.astype(np.float64) if cues is not None and len(cues.faces) else np.zeros((0, 4))
+        return Prepared(w, h, sal, _integral(sal), _integral(grad), float(grad.mean()) + 1e-6, subjects, sw,
+                        faces, cues)
+
+    @staticmethod
+    def _subjects(sal: np.ndarray, w: int, h: int, cues: Cues | None) -> tuple[np.ndarray, np.ndarray]:
+        """Subject boxes for the layout model: detected people/objects (faces as a fallback) when present,
+        else salient regions. Weights are proportional to detection area × score."""
+        if cues is not None:
+            parts = [d for d in (cues.people, cues.objects) if len(d)]
+            if not parts and len(cues.faces):
+                parts = [cues.faces]
+            if parts:
+                boxes = np.concatenate([d.boxes for d in parts]).astype(np.float64)
+                sc = np.concatenate([d.scores for d in parts]).astype(np.float64)
+                wts = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) * np.maximum(sc, 1e-3)
+                return boxes, wts / max(wts.sum(), 1e-9)
+        return salient_regions(sal, w, h)
+
+    # -- scoring --------------------------------------------------------------------------------------------
+    def terms(self, p: Prepared, boxes: np.ndarray) -> dict[str, np.ndarray]:
+        """Each term of the score for ``boxes`` ``[N, 4]`` (xyxy analysis pixels), unweighted."""
+        boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+        n = len(boxes)
+        mh, mw = p.saliency.shape
+        sx, sy = mw / p.width, mh / p.height
+        x1 = np.clip(np.floor(boxes[:, 0] * sx + 0.5), 0, mw).astype(int)
+        y1 = np.clip(np.floor(boxes[:, 1] * sy + 0.5), 0, mh).astype(int)
+        x2 = np.clip(np.floor(boxes[:, 2] * sx + 0.5), 0, mw).astype(int)
+        y2 = np.clip(np.floor(boxes[:, 3] * sy + 0.5), 0, mh).astype(int)
+        x2, y2 = np.maximum(x2, x1 + 1), np.maximum(y2, y1 + 1)
+        total = p.sal_ii[-1, -1] + 1e-9
+        out: dict[str, np.ndarray] = {"keep": _rect_sum(p.sal_ii, x1, y1, x2, y2) / total}
+        # border strips, 2 map pixels wide, just inside each edge; an edge on the image border cuts nothing
+        t = 2
+        strips = [
+            (x1, y1, np.minimum(x1 + t, x2), y2, x1 > 0),           # left
+            (np.maximum(x2 - t, x1), y1, x2, y2, x2 < mw),          # right
+            (x1, y1, x2, np.minimum(y1 + t, y2), y1 > 0),           # top
+            (x1, np.maximum(y2 - t, y1), x2, y2, y2 < mh),          # bottom
+        ]
+        cut = np.zeros(n)
+        busy = np.zeros(n)
+        for a1, b1, a2, b2, inside in strips:
+            area = np.maximum((a2 - a1) * (b2 - b1), 1)
+            s_mean = _rect_sum(p.sal_ii, a1, b1, a2, b2) / area
+            g_mean = _rect_sum(p.grad_ii, a1, b1, a2, b2) / area
+            cut += np.where(inside, s_mean, 0.0)
+            busy += np.where(inside, g_mean / p.grad_mean, 0.0)
+        out["cut"] = cut / 4
+        out["busy"] = busy / 4
+        if self.layout is not None:
+            from opencrop.layout import layout_features
+
+            feats = layout_features(boxes, p.width, p.height, p.subjects, p.subject_weights)
+            out["layout"] = self.layout.predict(feats)
+        else:
+            out["layout"] = np.zeros(n)
+        out["face_cut"] = face_cut_penalty(boxes, p.faces)
+        cues = p.cues
+        if cues is not None and cues.focus is not None:
+            fx, fy = cues.focus
+            cx, cy = (boxes[:, 0] + boxes[:, 2]) / 2, (boxes[:, 1] + boxes[:, 3]) / 2
+            hw, hh = (boxes[:, 2] - boxes[:, 0]) / 2, (boxes[:, 3] - boxes[:, 1]) / 2
+            d = np.hypot((fx - cx) / hw, (fy - cy) / hh)
+            out["focus"] = 1.0 - np.minimum(d, 2.0)
+        if cues is not None and len(cues.subjects):
+            out["subject"] = _kept_fraction(boxes, cues.subjects).mean(axis=1)
+        return out
+
+    def score(self, prepared: Prepared, boxes: np.ndarray) -> np.ndarray:
+        """``[N]`` scores of ``boxes`` ``[N, 4]`` xyxy analysis pixels (higher is better)."""
+        t = self.terms(prepared, boxes)
+        sign = {"cut": -1.0, "busy": -1.0, "face_cut": -1.0}
+        return sum(sign.get(k, 1.0) * self.weights[k] * v for k, v in t.items())
+
+
+def _kept_fraction(boxes: np.ndarray, subj: np.ndarray) -> np.ndarray:
+    """``[N, S]`` fraction of each subject box's area inside each crop (xyxy pixels)."""
+    lt = np.maximum(boxes[:, None, :2], subj[None, :, :2])
+    rb = np.minimum(boxes[:, None, 2:], subj[None, :, 2:])
+    inter = np.prod(np.maximum(rb - lt, 0), axis=-1)
+    area = np.prod(np.maximum(subj[:, 2:] - subj[:, :2], 1e-9), axis=-1)
+    return inter / area[None, :]
+
+
+def face_cut_penalty(boxes: np.ndarray, faces: np.ndarray, tol: float = 0.03) -> np.ndarray:
+    """``[N]`` 1.0 where a crop cuts through any face (keeps more than ``tol`` but less than 1 − ``tol`` of it)."""
+    if len(faces) == 0:
+        return np.zeros(len(boxes))
+    kept = _kept_fraction(boxes, faces)
+    return ((kept > tol) & (kept < 1 - tol)).any(axis=1).astype(np.float64)
+
+
+@register_model("composition")
+def composition(**cfg: object) -> CompositionModel:
+    """The default composition model (learned layout + saliency content terms); no CNN, no weights."""
+    return CompositionModel(**cfg)  # type: ignore[arg-type]

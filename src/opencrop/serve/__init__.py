@@ -1,0 +1,1 @@
+"""HTTP service (standard library only)."""

@@ -1,0 +1,84 @@
+"""The `opencrop` command: outputs, JSON shape, exit codes, bad files, batch resume."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from opencrop.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture()
+def photos(tmp_path: Path) -> Path:
+    d = tmp_path / "in"
+    (d / "sub").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for name in ("a.jpg", "sub/b.png"):
+        a = rng.normal(100, 10, (300, 450, 3)).clip(0, 255).astype(np.uint8)
+        a[80:220, 280:380] = (200, 40, 40)
+        Image.fromarray(a).save(d / name)
+    (d / "broken.jpg").write_bytes(b"\xff\xd8\xff garbage")
+    return d
+
+
+def test_crop_json_and_outputs(photos: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out"
+    rc = main(["crop", str(photos / "a.jpg"), "-r", "16:9", "-r", "1:1", "--out", str(out), "--json", "--debug"])
+    assert rc == 0
+    rec = json.loads(capsys.readouterr().out.strip())
+    assert rec["image"].endswith("a.jpg") and (rec["width"], rec["height"]) == (450, 300)
+    assert [c["ratio"] for c in rec["crops"]] == ["16:9", "1:1"]
+    for c in rec["crops"]:
+        assert len(c["box"]) == 4 and isinstance(c["score"], float)
+        x1, y1, x2, y2 = c["box"]
+        assert Image.open(c["output"]).size == (x2 - x1, y2 - y1)
+    assert Path(rec["debug"]).is_file()
+
+
+def test_size_flag_exact(photos: Path, tmp_path: Path) -> None:
+    out = tmp_path / "o"
+    assert main(["crop", str(photos / "a.jpg"), "--size", "160x90", "--out", str(out)]) == 0
+    (f,) = out.iterdir()
+    assert Image.open(f).size == (160, 90)
+
+
+def test_bad_file_exit_1_and_others_still_done(photos: Path, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "o"
+    rc = main(["crop", str(photos / "broken.jpg"), str(photos / "a.jpg"), "--out", str(out), "--json"])
+    assert rc == 1
+    cap = capsys.readouterr()
+    assert "broken.jpg" in cap.err
+    assert json.loads(cap.out.strip())["image"].endswith("a.jpg")
+
+
+@pytest.mark.parametrize("argv", [["crop"], ["crop", "x.jpg", "--ratio", "a:b"], ["crop", "x.jpg", "--size", "9"],
+                                  ["crop", "x.jpg", "--debug"], ["nosuchcommand"]])
+def test_usage_errors_exit_2(argv: list[str]) -> None:
+    try:
+        rc = main(argv)
+    except SystemExit as e:
+        rc = e.code
+    assert rc == 2
+
+
+def test_batch_continues_and_resumes(photos: Path, tmp_path: Path) -> None:
+    out = tmp_path / "batch"
+    assert main(["batch", str(photos), "--out", str(out), "-r", "1:1"]) == 1  # one broken file
+    lines = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
+    assert sorted(r["status"] for r in lines) == ["error", "ok", "ok"]
+    assert (out / "sub" / "b_1x1.png").is_file() and (out / "a_1x1.jpg").is_file()
+    assert main(["batch", str(photos), "--out", str(out), "-r", "1:1", "--resume"]) == 1
+    again = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()][len(lines):]
+    assert [r["status"] for r in again] == ["error"]  # only the broken file was retried
+
+
+def test_bundled_example_crops() -> None:
+    """The README's demo photo crops from the command line."""
+    assert main(["crop", str(REPO / "examples" / "astronaut.jpg"), "-r", "9:16"]) == 0

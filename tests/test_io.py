@@ -1,0 +1,131 @@
+"""Decoding: EXIF rotation, odd modes, bad files, shrink-on-load, atomic writes."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from opencrop.errors import DecodeError, ImageTooLargeError, OpenCropError, UnsupportedImageError
+from opencrop.io import crop_image, load_image, save_image
+
+
+def _manifest(shared_data: Path) -> list[dict]:
+    return json.loads((shared_data / "odd-images" / "manifest.json").read_text())["files"]
+
+
+def test_odd_images_follow_the_manifest(shared_data: Path) -> None:
+    """Every file: decode → upright size as Pillow reports it; reject → one typed, catchable error."""
+    for f in _manifest(shared_data):
+        path = shared_data / "odd-images" / f["file"]
+        pil = f["pillow"]
+        if f["action"] in ("decode", "rotate"):
+            img = load_image(path)
+            want = pil.get("upright_size") or pil["size"]
+            assert [img.width, img.height] == list(want), f["file"]
+            assert img.pixels.dtype == np.uint8 and img.pixels.shape[2] == 3
+            assert img.n_frames == pil.get("n_frames", 1), f["file"]
+        elif f["action"] == "reject":
+            with pytest.raises(OpenCropError) as e:
+                load_image(path)
+            assert f["file"] in str(e.value)
+        else:  # decode_or_reject
+            try:
+                load_image(path)
+            except UnsupportedImageError as e:
+                assert "unsupported" in str(e)
+
+
+def test_exif_orientations_become_upright(shared_data: Path) -> None:
+    d = shared_data / "odd-images"
+    ref = load_image(d / "orientation__Landscape_1.jpg").pixels.astype(float)
+    for k in range(0, 9):
+        px = load_image(d / f"orientation__Landscape_{k}.jpg").pixels.astype(float)
+        assert px.shape == ref.shape
+        assert np.abs(px - ref).mean() < 3, k  # a wrong transform differs by 35–85 levels
+
+
+def test_cmyk_matches_rgb_twin(shared_data: Path) -> None:
+    d = shared_data / "odd-images"
+    rgb = load_image(d / "icc__pil_sample_rgb.jpg").pixels.astype(float)
+    for name in ("cmyk__pil_sample_cmyk.jpg", "cmyk__tiff_strip_cmyk_jpeg.tif"):
+        assert np.abs(load_image(d / name).pixels.astype(float) - rgb).mean() < 8
+
+
+def test_truncated_and_bomb_errors_are_typed(shared_data: Path) -> None:
+    d = shared_data / "odd-images"
+    with pytest.raises(DecodeError, match="truncated"):
+        load_image(d / "corrupt__truncated_jpeg.jpg")
+    with pytest.raises(ImageTooLargeError, match="exceeds the limit"):
+        load_image(d / "bomb__decompression_bomb.gif")
+
+
+def test_sixteen_bit_is_scaled_not_saturated(shared_data: Path) -> None:
+    img = load_image(shared_data / "odd-images" / "highbit__16bit.cropped.tif")
+    assert img.pixels.std() > 5  # a naive convert('L') makes every pixel 255
+
+
+def test_missing_empty_and_garbage_files(tmp_path: Path) -> None:
+    with pytest.raises(DecodeError, match="not found"):
+        load_image(tmp_path / "nope.jpg")
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    with pytest.raises(DecodeError, match="empty"):
+        load_image(tmp_path / "empty.jpg")
+    (tmp_path / "text.png").write_bytes(b"hello")
+    with pytest.raises(UnsupportedImageError, match=r"text\.png"):
+        load_image(tmp_path / "text.png")
+
+
+def test_pixel_limit(tmp_path: Path) -> None:
+    p = tmp_path / "big.png"
+    Image.new("RGB", (300, 200)).save(p)
+    with pytest.raises(ImageTooLargeError):
+        load_image(p, max_pixels=300 * 200 - 1)
+    assert load_image(p, max_pixels=300 * 200).width == 300
+
+
+def test_shrink_on_load_uses_jpeg_draft(tmp_path: Path) -> None:
+    p = tmp_path / "big.jpg"
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (2400, 3200, 3), dtype=np.uint8)).save(p, quality=80)
+    img = load_image(p, analysis_size=512)
+    assert (img.width, img.height) == (3200, 2400)
+    assert max(img.pixels.shape[:2]) == 512
+    # the output is cut from the full-resolution image
+    out = crop_image(img, (100, 200, 1700, 1100))
+    assert out.size == (1600, 900)
+    # ... or from a DCT-reduced one that is still at least the requested size
+    small = crop_image(img, (0, 0, 3200, 1800), size=(640, 360))
+    assert small.size == (640, 360)
+
+
+def test_inputs_bytes_pil_array_agree(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    a = rng.integers(0, 255, (120, 160, 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(a).save(buf, format="PNG")
+    for src in (buf.getvalue(), Image.fromarray(a), a):
+        img = load_image(src)
+        assert (img.width, img.height) == (160, 120)
+        np.testing.assert_array_equal(img.pixels, a)
+    with pytest.raises(UnsupportedImageError):
+        load_image(np.zeros((10, 10, 3), np.float32))
+
+
+def test_save_is_atomic(tmp_path: Path) -> None:
+    good = tmp_path / "out.jpg"
+    save_image(Image.new("RGB", (8, 8), "red"), good)
+    before = good.read_bytes()
+
+    bad = Image.new("RGB", (8, 8))
+    with pytest.raises(ValueError):
+        save_image(bad, tmp_path / "out.xyz")
+    bad.save = lambda *a, **k: (_ for _ in ()).throw(OSError("disk full"))  # type: ignore[method-assign]
+    with pytest.raises(OSError, match="disk full"):
+        save_image(bad, good)
+    assert good.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["out.jpg"]
