@@ -335,7 +335,7 @@ class LayoutModel:
             raise ValueError("feature index out of range")
         self._int_off = (np.arange(T, dtype=np.intp) * n_int)[None, :]
         self._leaf_off = (np.arange(T, dtype=np.intp) * (n_int + 1) - n_int)[None, :]
-        self._f = self.feature.ravel()
+        self._f = self.feature.ravel().astype(np.int32)
         self._t = self.threshold.ravel()
         self._m = self.missing_left.ravel()
         self._v = self.value.ravel()
@@ -351,17 +351,31 @@ class LayoutModel:
             raise ValueError(f"expected features [N, {self.n_features}], got {X.shape}")
         n = X.shape[0]
         xf = X.ravel()
-        row = (np.arange(n, dtype=np.intp) * self.n_features)[:, None]
+        it = np.int32 if n * self.n_features < 2**31 and self._f.size < 2**31 else np.intp
+        row = (np.arange(n, dtype=it) * self.n_features)[:, None]
+        off = self._int_off.astype(it)
+        f = self._f.astype(it)
         nan = bool(np.isnan(xf).any())
-        node = np.zeros((n, self.n_trees), dtype=np.intp)  # local index in each tree, breadth-first
+        # g: global internal-node index per (row, tree); in-place int32 ops keep the working set small
+        g = np.empty((n, self.n_trees), dtype=it)
+        g[:] = off
+        fi = np.empty_like(g)
+        x = np.empty(g.shape, np.float32)
+        t = np.empty(g.shape, np.float32)
+        right = np.empty(g.shape, bool)
+        step = 1 - off  # child of local node i is 2i + 1 + right; in global indices 2g − off + 1 + right
         for _ in range(self.depth):
-            g = node + self._int_off
-            x = np.take(xf, row + np.take(self._f, g))
-            right = x > np.take(self._t, g)
+            np.take(f, g, out=fi)
+            fi += row
+            np.take(xf, fi, out=x)
+            np.take(self._t, g, out=t)
+            np.greater(x, t, out=right)
             if nan:
                 right |= np.isnan(x) & ~np.take(self._m, g)
-            node = 2 * node + 1 + right
-        leaf = np.take(self._v, node + self._leaf_off)
+            g *= 2
+            g += step
+            g += right
+        leaf = np.take(self._v, g - off + self._leaf_off.astype(it))
         return leaf.sum(axis=1, dtype=np.float32) + np.float32(self.baseline)
 
     # -- export / io -------------------------------------------------------------------------------------------
