@@ -126,17 +126,13 @@ class CompositionModel:
     needs = frozenset({"faces", "people", "objects", "saliency"})
 
     def __init__(self, layout: str | Path | None = None, weights: dict[str, float] | None = None,
-                 use_layout: bool | None = None) -> None:
+                 use_layout: bool = True) -> None:
         self.weights = {**WEIGHTS, **(weights or {})}
         self.layout = None
         if use_layout is not False:
-            try:
-                from opencrop.layout import LayoutModel, default_model_path
-            except ImportError:
-                if use_layout:
-                    raise
-            else:
-                self.layout = LayoutModel.load(layout or default_model_path())
+            from opencrop.layout import LayoutModel, default_model_path
+
+            self.layout = LayoutModel.load(layout or default_model_path())
 
     # -- analysis -------------------------------------------------------------------------------------------
     def prepare(self, image: np.ndarray, cues: Cues | None = None) -> Prepared:
@@ -160,8 +156,9 @@ class CompositionModel:
 
     @staticmethod
     def _subjects(sal: np.ndarray, w: int, h: int, cues: Cues | None) -> tuple[np.ndarray, np.ndarray]:
-        """Subject boxes for the layout model: detected people/objects (faces as a fallback) when present,
-        else salient regions. Weights are proportional to detection area × score."""
+        """Subject boxes for the layout model: detected people and objects (faces as a fallback) when present,
+        else salient regions. Weights are the detection scores (salient regions: 1) — the layout model weighs
+        subjects by their area itself and was trained with unit weights."""
         if cues is not None:
             parts = [d for d in (cues.people, cues.objects) if len(d)]
             if not parts and len(cues.faces):
@@ -169,9 +166,9 @@ class CompositionModel:
             if parts:
                 boxes = np.concatenate([d.boxes for d in parts]).astype(np.float64)
                 sc = np.concatenate([d.scores for d in parts]).astype(np.float64)
-                wts = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) * np.maximum(sc, 1e-3)
-                return boxes, wts / max(wts.sum(), 1e-9)
-        return salient_regions(sal, w, h)
+                return boxes, np.clip(sc, 1e-3, 1.0)
+        boxes, _ = salient_regions(sal, w, h)
+        return boxes, np.ones(len(boxes))
 
     # -- scoring --------------------------------------------------------------------------------------------
     def terms(self, p: Prepared, boxes: np.ndarray) -> dict[str, np.ndarray]:
