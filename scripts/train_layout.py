@@ -26,7 +26,6 @@ from pathlib import Path
 
 import numpy as np
 import sklearn
-from scipy.stats import spearmanr
 from sklearn.ensemble import HistGradientBoostingRegressor
 
 from opencrop.boxes import box_area
@@ -69,20 +68,19 @@ def estimate_size(crops: np.ndarray, long_side: float = 1024.0) -> tuple[float, 
 
 def load_gaicd(root: Path) -> list[dict]:
     """One dict per image: name, folder, W, H, crops [n, 4] xyxy px, mos [n], objects [≤10, 4], human [4] | None."""
-    # A dataset-adapter package (opencrop.data) is being written elsewhere; these few json reads stand in for it.
-    gaicd = json.loads((root / "gaicd-annotations/gaicd_v1_official_xyxy.json").read_text())["images"]
-    objs = json.loads((root / "s2cnet-object-boxes/s2cnet_GAIC_object_boxes_xyxy.json").read_text())["boxes"]
-    humans = json.loads((root / "hcic-annotations/GAICD/human_bboxes.json").read_text())
+    from opencrop.data import load_gaicd as load_records
+
+    recs = load_records(root / "gaicd-annotations" / "gaicd_v1_official_xyxy.json", split="all", source="json",
+                        human=root / "hcic-annotations/GAICD/human_bboxes.json",
+                        objects=root / "s2cnet-object-boxes/s2cnet_GAIC_object_boxes_xyxy.json")
     out = []
-    for name in sorted(gaicd):
-        rec = gaicd[name]
-        crops = np.asarray(rec["crops_xyxy"], np.float64)
-        W, H = estimate_size(crops)
-        ob = np.asarray(objs.get(name, []), np.float64).reshape(-1, 4)
-        ob = ob[(ob[:, 2] - ob[:, 0] > 1) & (ob[:, 3] - ob[:, 1] > 1)]  # drop degenerate (≤ 1 px) boxes
-        hb = np.asarray(humans[name], np.float64) if name in humans else None
-        out.append(dict(name=name, folder=rec["folder"], W=W, H=H, crops=crops,
-                        mos=np.asarray(rec["mos"], np.float64), objects=ob, human=hb))
+    for r in sorted(recs, key=lambda r: r.name):
+        W, H = estimate_size(r.crops)
+        ob = r.object_boxes if r.object_boxes is not None else np.zeros((0, 4))
+        folder = "test" if r.split == "test" else "train"  # the official 1,036 / 200 split (val is in train)
+        out.append(dict(name=r.name, folder=folder, W=W, H=H, crops=np.asarray(r.crops, np.float64),
+                        mos=np.asarray(r.scores, np.float64), objects=np.asarray(ob, np.float64).reshape(-1, 4),
+                        human=None if r.human_box is None else np.asarray(r.human_box, np.float64)))
     return out
 
 
@@ -137,22 +135,13 @@ def build(recs: list[dict], subj: Callable | None) -> tuple[np.ndarray, np.ndarr
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# metrics (local helper; switch to opencrop.eval.metrics.gaicd_metrics once that module exists)
-
-
 def gaicd_scores(pred: np.ndarray, recs: list[dict], g: np.ndarray) -> dict[str, float]:
-    """Per-image SRCC (mean over images), Acc1/5, Acc4/5, Acc5 (mean of Acc_K/5, K=1..4), as in GAIC §2.5."""
-    srcc, acc = [], []
-    for i, r in enumerate(recs):
-        p, gt = pred[g == i], r["mos"]
-        srcc.append(spearmanr(p, gt)[0])
-        top = np.argsort(-p, kind="stable")[:4]
-        thr = np.sort(gt)[::-1][4]
-        hits = gt[top] >= thr
-        acc.append([hits[:k].mean() for k in (1, 2, 3, 4)])
-    acc = np.asarray(acc)
-    return {"srcc": float(np.nanmean(srcc)), "acc1_5": float(acc[:, 0].mean()), "acc4_5": float(acc[:, 3].mean()),
-            "acc5": float(acc.mean())}
+    """SRCC, Acc1/5, Acc4/5, Acc5 (fractions) from :func:`opencrop.eval.metrics.gaicd_metrics` (GAIC §2.5)."""
+    from opencrop.eval.metrics import gaicd_metrics
+
+    m = gaicd_metrics([pred[g == i] for i in range(len(recs))], [r["mos"] for r in recs])
+    return {"srcc": float(m["srcc"]), "acc1_5": m["acc1_5"] / 100, "acc4_5": m["acc4_5"] / 100,
+            "acc5": m["acc5"] / 100}
 
 
 def area_centre_rule(X: np.ndarray) -> np.ndarray:
