@@ -19,7 +19,7 @@ from opencrop.cues.types import Cues
 from opencrop.io import DEFAULT_ANALYSIS_SIZE, ImageInput, LoadedImage, crop_image, load_image
 from opencrop.models.registry import create_model
 
-__all__ = ["Analysis", "Crop", "Cropper", "crop", "parse_size", "score"]
+__all__ = ["Analysis", "Crop", "Cropper", "crop", "parse_numbers", "parse_size", "score"]
 
 
 @dataclass
@@ -67,6 +67,17 @@ def parse_size(size: str | tuple[int, int] | None) -> tuple[int, int] | None:
     if w <= 0 or h <= 0 or w > 30000 or h > 30000:
         raise ValueError(f"bad size {size!r}: both sides must be between 1 and 30000")
     return w, h
+
+
+def parse_numbers(text: str, n: int, what: str) -> list[float]:
+    """``"x1,y1,x2,y2"`` → ``n`` floats; ``ValueError`` naming ``what`` otherwise (for ``--subject``, ``focus=``)."""
+    try:
+        v = [float(x) for x in text.split(",")]
+    except ValueError:
+        v = []
+    if len(v) != n or not all(np.isfinite(v)):
+        raise ValueError(f"bad {what} {text!r}: expected {n} comma-separated numbers")
+    return v
 
 
 def _exact_box(box: np.ndarray, r: float, width: int, height: int) -> tuple[int, int, int, int]:

@@ -65,16 +65,6 @@ def register(sub: argparse._SubParsersAction, group: Callable[..., argparse._Sub
     b.set_defaults(handler=_batch_cmd)
 
 
-def _parse_floats(s: str, n: int, what: str) -> list[float]:
-    try:
-        v = [float(x) for x in s.split(",")]
-    except ValueError:
-        v = []
-    if len(v) != n:
-        raise ValueError(f"bad {what} {s!r}: expected {n} comma-separated numbers")
-    return v
-
-
 def _check_ratios(ratios: list[str]) -> None:
     from opencrop.candidates import parse_ratio
 
@@ -134,13 +124,13 @@ def _process(cropper: Any, path: Path, args: argparse.Namespace, out_dir: Path |
 
 
 def _crop_cmd(args: argparse.Namespace) -> int:
-    from opencrop.api import parse_size
+    from opencrop.api import parse_numbers, parse_size
     from opencrop.errors import OpenCropError
 
     try:
         parse_size(args.size)
-        subject = [_parse_floats(s, 4, "--subject") for s in args.subject] or None
-        focus = tuple(_parse_floats(args.focus, 2, "--focus")) if args.focus else None
+        subject = [parse_numbers(s, 4, "--subject") for s in args.subject] or None
+        focus = tuple(parse_numbers(args.focus, 2, "--focus")) if args.focus else None
         if args.debug and args.out is None:
             raise ValueError("--debug writes an overlay next to the outputs: give --out DIR")
         if args.size and not args.ratio:
