@@ -56,14 +56,6 @@ def _resize_to(a: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.asarray(Image.fromarray(a.astype(np.float32), "F").resize(size, Image.Resampling.BILINEAR))
 
 
-def _resize_long(a: np.ndarray, long_side: int) -> np.ndarray:
-    h, w = a.shape[:2]
-    s = long_side / max(h, w)
-    if s >= 1:
-        return a.astype(np.float32)
-    return _resize_to(a, (max(1, round(w * s)), max(1, round(h * s))))
-
-
 def salient_regions(sal: np.ndarray, width: float, height: float, max_regions: int = 3) -> tuple[
         np.ndarray, np.ndarray]:
     """Boxes ``[S, 4]`` xyxy (pixels of a ``width × height`` image) around the strongest salient blobs, and
@@ -143,9 +135,7 @@ class CompositionModel:
             from opencrop.cues import saliency
 
             sal = saliency(image)
-        g = _resize_long(_gray(image), max(sal.shape))
-        if g.shape != sal.shape:
-            g = _resize_to(g, (sal.shape[1], sal.shape[0]))
+        g = _gray(_resize_to(image, (sal.shape[1], sal.shape[0])))
         grad = np.hypot(ndimage.sobel(g, 0), ndimage.sobel(g, 1))
         subjects, sw = self._subjects(sal, w, h, cues)
         heads = head_boxes_in(cues, w, h)
