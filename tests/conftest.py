@@ -20,6 +20,18 @@ def shared_root() -> Path | None:
     return None
 
 
+@pytest.fixture(autouse=True)
+def _torch_one_thread():
+    """One intra-op torch thread per test: the tests use small tensors, and on a shared 2-core machine OpenMP
+    workers spin-waiting for cores cost far more than they save (restored after each test)."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """``../shared/data`` (real annotation files); skips the test when absent."""

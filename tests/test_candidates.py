@@ -56,11 +56,11 @@ def test_ratio_windows_exact_inside_bounded(ratio: str, w: int, h: int) -> None:
 
 
 def test_ratio_windows_dense_enough() -> None:
-    """Adjacent positions at full scale are at most ~3 % of the long side apart."""
+    """Adjacent positions at full scale are at most ~4.5 % of the long side apart (the API refines around the best)."""
     b = ratio_windows(1500, 1000, "1:1")
     top = b[np.isclose(b[:, 2] - b[:, 0], 1000)]
     xs = np.unique(np.round(top[:, 0], 6))
-    assert np.diff(xs).max() <= 0.031 * 1500
+    assert np.diff(xs).max() <= 0.045 * 1500
 
 
 @pytest.mark.parametrize(("s", "v"), [("16:9", 16 / 9), ("1.91:1", 1.91), ("4/5", 0.8), ("1.5", 1.5), (2, 2.0)])

@@ -19,7 +19,7 @@ from opencrop.cues.types import Cues
 from opencrop.io import DEFAULT_ANALYSIS_SIZE, ImageInput, LoadedImage, crop_image, load_image
 from opencrop.models.registry import create_model
 
-__all__ = ["Analysis", "Crop", "Cropper", "crop", "parse_size", "score"]
+__all__ = ["Analysis", "Crop", "Cropper", "crop", "parse_numbers", "parse_size", "score"]
 
 
 @dataclass
@@ -69,6 +69,17 @@ def parse_size(size: str | tuple[int, int] | None) -> tuple[int, int] | None:
     return w, h
 
 
+def parse_numbers(text: str, n: int, what: str) -> list[float]:
+    """``"x1,y1,x2,y2"`` → ``n`` floats; ``ValueError`` naming ``what`` otherwise (for ``--subject``, ``focus=``)."""
+    try:
+        v = [float(x) for x in text.split(",")]
+    except ValueError:
+        v = []
+    if len(v) != n or not all(np.isfinite(v)):
+        raise ValueError(f"bad {what} {text!r}: expected {n} comma-separated numbers")
+    return v
+
+
 def _exact_box(box: np.ndarray, r: float, width: int, height: int) -> tuple[int, int, int, int]:
     """Integer xyxy box of aspect ``r`` (within a pixel) around ``box``'s centre and width, inside the image."""
     cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
@@ -113,13 +124,24 @@ class Cropper:
 
     # -- analysis ----------------------------------------------------------------------------------------
     def analyze(self, image: ImageInput | LoadedImage, subject: Sequence[Sequence[float]] | None = None,
-                focus: tuple[float, float] | None = None) -> Analysis:
+                focus: tuple[float, float] | None = None,
+                output: tuple[Sequence[float], tuple[int, int]] | None = None) -> Analysis:
         """Decode ``image`` and run cues and the model's per-image pass once.
 
         ``subject``: boxes ``[[x1, y1, x2, y2], ...]`` and ``focus`` ``(x, y)`` in original pixels; they outrank
-        detections.
+        detections. ``output``: ``(ratios, size)`` of the crops to come, so a JPEG is decoded once at a scale
+        that serves them too.
         """
-        img = image if isinstance(image, LoadedImage) else load_image(image, self.analysis_size)
+        need = None
+        if output is not None:
+            rs, (ow, oh) = [parse_ratio(r) for r in output[0]], output[1]
+
+            def need(w: int, h: int) -> tuple[int, int]:
+                """Full-image size at which the largest window of every ratio is at least the output size."""
+                sizes = [(ow * w / min(w, h * r), oh * h / min(h, w / r)) for r in rs]
+                return int(np.ceil(max(a for a, _ in sizes))), int(np.ceil(max(b for _, b in sizes)))
+
+        img = image if isinstance(image, LoadedImage) else load_image(image, self.analysis_size, output_need=need)
         sx, sy = img.scale
         h, w = img.pixels.shape[:2]
         cues = self._cues(img.pixels)
@@ -161,7 +183,8 @@ class Cropper:
                 if abs(rv / want - 1) > 0.01:
                     raise ValueError(f"size {out_size[0]}x{out_size[1]} has aspect {want:.3f}, but ratio {r} "
                                      f"is {rv:.3f}; ask for one ratio per size")
-        an = image if isinstance(image, Analysis) else self.analyze(image, subject, focus)
+        out_hint = (ratios, out_size) if out_size is not None else None
+        an = image if isinstance(image, Analysis) else self.analyze(image, subject, focus, out_hint)
         return [self._best(an, str(r), rv, out_size, runners_up) for r, rv in zip(ratios, rs, strict=True)]
 
     def _best(self, an: Analysis, ratio: str, r: float, out_size: tuple[int, int] | None, k: int) -> Crop:
@@ -171,9 +194,9 @@ class Cropper:
         ok, level = _rules(an, boxes)
         scores = np.where(ok, self.model.score(an.prepared, boxes), -np.inf)
         i = int(np.argmax(scores))
-        # local refinement around the best coarse window (±1.5 % of the long side, ±4 % in scale), held to the
-        # rule level of the coarse choice
-        fine = _neighbourhood(boxes[i], w, h, r, step=0.015 * max(w, h))
+        # local refinement around the best coarse window (± half a coarse step, ±4 % in scale), held to the rule
+        # level of the coarse choice
+        fine = _neighbourhood(boxes[i], w, h, r, step=0.02 * max(w, h))
         fok, _ = _rules(an, fine, level)
         fscores = np.where(fok, self.model.score(an.prepared, fine), -np.inf)
         if fscores.max() > scores[i]:

@@ -56,7 +56,7 @@ def ratio_windows(
     ratio: str | float,
     min_scale: float = 0.5,
     num_scales: int = 9,
-    step: float = 0.03,
+    step: float = 0.04,
     max_count: int = 1500,
 ) -> np.ndarray:
     """Windows of exact aspect ``ratio`` (w / h) over scales and positions → ``[N, 4]`` xyxy pixels.

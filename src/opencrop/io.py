@@ -16,6 +16,7 @@ import io as _io
 import os
 import tempfile
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
@@ -269,8 +270,13 @@ def load_image(
     src: ImageInput,
     analysis_size: int = DEFAULT_ANALYSIS_SIZE,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    output_need: Callable[[int, int], tuple[int, int]] | None = None,
 ) -> LoadedImage:
     """Decode ``src`` (path, bytes, PIL image or ``[H, W, 3]`` uint8 array) into a :class:`LoadedImage`.
+
+    ``output_need(width, height) -> (w, h)``: the smallest upright full-image size the coming output crops will
+    need. A JPEG is then DCT-scaled once to cover both that and the analysis size, so the output usually reuses
+    this single decode instead of decoding again.
 
     Raises:
         DecodeError: missing, truncated or corrupt file.
@@ -305,7 +311,14 @@ def load_image(
             w0, h0 = im.size
             if im.format == "JPEG":
                 s = min(1.0, analysis_size / max(w0, h0))
-                _draft(im, (max(1, int(w0 * s)), max(1, int(h0 * s))))
+                tw, th = max(1, int(w0 * s)), max(1, int(h0 * s))
+                if output_need is not None:
+                    up = (h0, w0) if orient in (5, 6, 7, 8) else (w0, h0)
+                    nw, nh = output_need(*up)
+                    if orient in (5, 6, 7, 8):
+                        nw, nh = nh, nw
+                    tw, th = max(tw, min(w0, nw)), max(th, min(h0, nh))
+                _draft(im, (tw, th))
             fmt = im.format
             decoded_w = im.size[0]
             reusable = im.mode not in _HIGH_BIT  # analysis-only contrast stretch must not reach the output
@@ -359,7 +372,8 @@ def crop_image(img: LoadedImage, box: np.ndarray | tuple[float, ...], size: tupl
         raise ValueError(f"{img.source}: empty crop box {tuple(box)}")
     out = full.crop(px)
     if size is not None and out.size != tuple(size):
-        out = out.resize(tuple(size), Image.Resampling.LANCZOS, reducing_gap=3.0)
+        # bicubic with a reducing gap of 2: Pillow's own thumbnail choice, ~30 % faster than Lanczos at equal look
+        out = out.resize(tuple(size), Image.Resampling.BICUBIC, reducing_gap=2.0)
     return out
 
 

@@ -10,16 +10,6 @@ import pytest
 import torch
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    """One intra-op thread: these tiny tensors gain nothing from threads, and on a shared 2-core machine thread
-    hand-offs made them ~15× slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _batch(h: int = 64, w: int = 96, seed: int = 0) -> dict:
     g = torch.Generator().manual_seed(seed)
     return {

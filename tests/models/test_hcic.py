@@ -19,16 +19,6 @@ from opencrop.models.hcic_modules import (
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    """One intra-op thread: these tiny tensors gain nothing from threads, and on a shared 2-core machine thread
-    hand-offs made them ~15× slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def test_partition_masks_hand_computed():
     # 64×48 input, stride 16 → 3×4 grid; box (17, 5, 40, 30) → grid x [1, 2), y [0, 1)
     m = partition_masks(torch.tensor([[17.0, 5.0, 40.0, 30.0]]), height=48, width=64)

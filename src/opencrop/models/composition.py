@@ -56,14 +56,6 @@ def _resize_to(a: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.asarray(Image.fromarray(a.astype(np.float32), "F").resize(size, Image.Resampling.BILINEAR))
 
 
-def _resize_long(a: np.ndarray, long_side: int) -> np.ndarray:
-    h, w = a.shape[:2]
-    s = long_side / max(h, w)
-    if s >= 1:
-        return a.astype(np.float32)
-    return _resize_to(a, (max(1, round(w * s)), max(1, round(h * s))))
-
-
 def salient_regions(sal: np.ndarray, width: float, height: float, max_regions: int = 3) -> tuple[
         np.ndarray, np.ndarray]:
     """Boxes ``[S, 4]`` xyxy (pixels of a ``width × height`` image) around the strongest salient blobs, and
@@ -126,17 +118,13 @@ class CompositionModel:
     needs = frozenset({"faces", "people", "objects", "saliency"})
 
     def __init__(self, layout: str | Path | None = None, weights: dict[str, float] | None = None,
-                 use_layout: bool | None = None) -> None:
+                 use_layout: bool = True) -> None:
         self.weights = {**WEIGHTS, **(weights or {})}
         self.layout = None
         if use_layout is not False:
-            try:
-                from opencrop.layout import LayoutModel, default_model_path
-            except ImportError:
-                if use_layout:
-                    raise
-            else:
-                self.layout = LayoutModel.load(layout or default_model_path())
+            from opencrop.layout import LayoutModel, default_model_path
+
+            self.layout = LayoutModel.load(layout or default_model_path())
 
     # -- analysis -------------------------------------------------------------------------------------------
     def prepare(self, image: np.ndarray, cues: Cues | None = None) -> Prepared:
@@ -147,9 +135,7 @@ class CompositionModel:
             from opencrop.cues import saliency
 
             sal = saliency(image)
-        g = _resize_long(_gray(image), max(sal.shape))
-        if g.shape != sal.shape:
-            g = _resize_to(g, (sal.shape[1], sal.shape[0]))
+        g = _gray(_resize_to(image, (sal.shape[1], sal.shape[0])))
         grad = np.hypot(ndimage.sobel(g, 0), ndimage.sobel(g, 1))
         subjects, sw = self._subjects(sal, w, h, cues)
         heads = head_boxes_in(cues, w, h)
@@ -160,8 +146,9 @@ class CompositionModel:
 
     @staticmethod
     def _subjects(sal: np.ndarray, w: int, h: int, cues: Cues | None) -> tuple[np.ndarray, np.ndarray]:
-        """Subject boxes for the layout model: detected people/objects (faces as a fallback) when present,
-        else salient regions. Weights are proportional to detection area × score."""
+        """Subject boxes for the layout model: detected people and objects (faces as a fallback) when present,
+        else salient regions. Weights are the detection scores (salient regions: 1) — the layout model weighs
+        subjects by their area itself and was trained with unit weights."""
         if cues is not None:
             parts = [d for d in (cues.people, cues.objects) if len(d)]
             if not parts and len(cues.faces):
@@ -169,9 +156,9 @@ class CompositionModel:
             if parts:
                 boxes = np.concatenate([d.boxes for d in parts]).astype(np.float64)
                 sc = np.concatenate([d.scores for d in parts]).astype(np.float64)
-                wts = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) * np.maximum(sc, 1e-3)
-                return boxes, wts / max(wts.sum(), 1e-9)
-        return salient_regions(sal, w, h)
+                return boxes, np.clip(sc, 1e-3, 1.0)
+        boxes, _ = salient_regions(sal, w, h)
+        return boxes, np.ones(len(boxes))
 
     # -- scoring --------------------------------------------------------------------------------------------
     def terms(self, p: Prepared, boxes: np.ndarray) -> dict[str, np.ndarray]:

@@ -47,20 +47,10 @@ document.getElementById('go').onclick=async()=>{
 </script>"""
 
 
-def _floats(s: str, n: int, what: str) -> list[float]:
-    try:
-        v = [float(x) for x in s.split(",")]
-    except ValueError:
-        v = []
-    if len(v) != n:
-        raise ValueError(f"bad {what} {s!r}: expected {n} comma-separated numbers")
-    return v
-
-
 def make_server(host: str = "127.0.0.1", port: int = 8000, model: str = "composition", weights: str | None = None,
                 max_body: int = 50_000_000, cues: bool = True) -> ThreadingHTTPServer:
     """A ready (not yet serving) HTTP server; call ``serve_forever()``. ``port=0`` picks a free port."""
-    from opencrop.api import Cropper
+    from opencrop.api import Cropper, parse_numbers
 
     cropper = Cropper(model, weights=weights, cues=cues)
     lock = threading.Lock()  # detectors' lazy loading and torch models are not re-entrant everywhere
@@ -114,8 +104,8 @@ def make_server(host: str = "127.0.0.1", port: int = 8000, model: str = "composi
             try:
                 ratios = q.get("ratio", [])
                 size = q.get("size", [None])[0]
-                focus = tuple(_floats(q["focus"][0], 2, "focus")) if "focus" in q else None
-                subject = [_floats(s, 4, "subject") for s in q.get("subject", [])] or None
+                focus = tuple(parse_numbers(q["focus"][0], 2, "focus")) if "focus" in q else None
+                subject = [parse_numbers(s, 4, "subject") for s in q.get("subject", [])] or None
                 if not ratios and size is None:
                     ratios = ["1:1"]
                 image_out = url.path != "/crop"
