@@ -307,3 +307,20 @@ def test_best_person_box_from_cues():
     assert (best_person_box(Cues(width=10, height=10), 1.0, 1.0) == -1).all()
     outside = Detections(np.array([[20, 20, 30, 30]], np.float32), np.array([0.9], np.float32), ["person"])
     assert (best_person_box(Cues(width=10, height=10, people=outside), 1.0, 1.0) == -1).all()
+
+
+@pytest.mark.parametrize("name", ["hcic", "gafic"])
+def test_weights_file_rebuilds_its_architecture(tmp_path, name: str) -> None:
+    """``create_model(name, weights=F)`` takes the architecture from F (a MobileNetV2 file loads without
+    repeating ``backbone=``) and returns the same scores as the model that wrote it."""
+    from opencrop.models.registry import create_model
+
+    m = create_model(name, backbone="mobilenet_v2", input_size=128).eval()
+    f = tmp_path / f"{name}.pt"
+    m.save_weights(f)
+    again = create_model(name, weights=str(f))
+    assert again.config["backbone"] == "mobilenet_v2" and not again.training
+    x = torch.rand(1, 3, 128, 128)
+    rois = torch.tensor([[0, 10.0, 10, 100, 110], [0, 0, 0, 127, 127]])
+    with torch.no_grad():
+        torch.testing.assert_close(again(x, rois), m(x, rois))

@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from opencrop.models.hcic import build_backbone, hcic_loss, preprocess_for
 from opencrop.models.hcic_modules import ConvRelationEncoder, CropBranch, GraphRelationEncoder, coord_dtype
-from opencrop.models.learned import LearnedCropModel
+from opencrop.models.learned import LearnedCropModel, build_with_weights
 from opencrop.models.registry import register_model
 from opencrop.nn import HCICFusion
 
@@ -155,6 +155,6 @@ class GAFIC(LearnedCropModel):
 
 
 @register_model("gafic")
-def gafic(**cfg: Any) -> GAFIC:
+def gafic(weights: str | None = None, **cfg: Any) -> GAFIC:
     """GAFIC (AGFF + GACE, documented interpretation). Config keys: see :class:`GAFIC`."""
-    return GAFIC(**cfg)
+    return build_with_weights(GAFIC, weights, **cfg)

@@ -31,7 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from opencrop.errors import ModelFileError
-from opencrop.models.learned import LearnedCropModel, load_checkpoint_file, opencrop_version
+from opencrop.models.learned import LearnedCropModel, build_with_weights, opencrop_version
 from opencrop.models.preprocess import Preprocess
 from opencrop.models.registry import register_model
 from opencrop.train.losses import GAIC_MOS_MEAN, GAIC_MOS_STD, mos_smooth_l1
@@ -311,12 +311,4 @@ def gaic(weights: str | os.PathLike[str] | None = None, **cfg: Any) -> GAIC:
     Example:
         >>> model = create_model("gaic", backbone="mobilenet_v2")  # doctest: +SKIP
     """
-    if weights is None:
-        return GAIC(**cfg)
-    ckpt = load_checkpoint_file(weights)
-    saved = dict(ckpt.get("config") or {})
-    saved.pop("name", None)
-    merged = {**saved, **cfg, "pretrained_backbone": False}
-    model = GAIC(**merged)
-    model.load_weights(weights)
-    return model.eval()
+    return build_with_weights(GAIC, weights, **cfg)

@@ -22,7 +22,7 @@ from opencrop.models.hcic_modules import (
     coord_dtype,
     partition_masks,
 )
-from opencrop.models.learned import LearnedCropModel
+from opencrop.models.learned import LearnedCropModel, build_with_weights
 from opencrop.models.preprocess import Preprocess
 from opencrop.models.registry import register_model
 from opencrop.nn import HCICFusion, create_backbone
@@ -239,7 +239,7 @@ class HCIC(LearnedCropModel):
 
 
 @register_model("hcic")
-def hcic(**cfg: Any) -> HCIC:
+def hcic(weights: str | None = None, **cfg: Any) -> HCIC:
     """HCIC (ECCV'22). Config keys: see :class:`HCIC` (``backbone``, ``reddim``, ``partition``, ``relation``,
     ``use_pa``, ``use_cp``, ``input_mode``, ``weights`` …)."""
-    return HCIC(**cfg)
+    return build_with_weights(HCIC, weights, **cfg)

@@ -80,6 +80,19 @@ class PreparedImage:
     extra: dict[str, Tensor] = field(default_factory=dict)
 
 
+def build_with_weights(cls: type, weights: str | os.PathLike[str] | None, **cfg: Any) -> Any:
+    """``cls(**cfg)``; with ``weights`` (an opencrop model file) the file's saved config is the default
+    architecture, explicit ``cfg`` keys override it, no ImageNet weights are fetched, the weights are loaded and
+    the model is returned in eval mode. Every learned model's registry builder uses this."""
+    if weights is None:
+        return cls(**cfg)
+    saved = dict(load_checkpoint_file(weights).get("config") or {})
+    saved.pop("name", None)
+    model = cls(**{**saved, **cfg, "pretrained_backbone": False})
+    model.load_weights(weights)
+    return model.eval()
+
+
 def load_checkpoint_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read an opencrop model or run checkpoint (``torch.load``, ``weights_only=True``) → its dict.
 
