@@ -12,18 +12,6 @@ from opencrop.models import create_model
 from opencrop.models.base import CropModel
 from opencrop.models.gaic import GAIC, convert_released_state_dict, import_released
 
-if not hasattr(pytest.importorskip("opencrop.nn"), "create_backbone"):
-    pytest.skip("backbones (opencrop.nn.create_backbone) not merged yet", allow_module_level=True)
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: tiny tensors gain nothing from more, and on a shared CPU OpenMP spinning costs 10×."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def _bn(prefix: str, c: int) -> list[tuple[str, tuple[int, ...]]]:
     return [(f"{prefix}.{k}", (c,)) for k in ("weight", "bias", "running_mean", "running_var")] + [

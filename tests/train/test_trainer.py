@@ -21,15 +21,6 @@ from opencrop.train.recipe import Recipe, RecipeError, apply_overrides, load_rec
 from opencrop.train.trainer import holdout_split, lr_factor, save_atomic, train
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: tiny tensors gain nothing from more, and on a shared CPU OpenMP spinning costs 10×."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 class _TinyScorer(LearnedCropModel):
     """Stride-32 conv features; a crop's score = MLP(mean feature inside the box) with dropout (exercises RNG)."""
 

@@ -84,9 +84,6 @@ def _run(args: argparse.Namespace) -> int:
         except OpenCropError as e:
             print(f"opencrop eval: {e}", file=sys.stderr)
             return 1
-        if anchors is None and args.candidates == "lvrn":
-            print("opencrop eval: LVRN anchors unavailable; pass --anchors pdefined_anchors.pkl", file=sys.stderr)
-            return 2
     try:
         res = evaluate(
             model, records, args.candidates, anchors, None if args.quiet else stderr_progress, args.set_metrics
