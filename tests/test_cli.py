@@ -59,7 +59,9 @@ def test_bad_file_exit_1_and_others_still_done(photos: Path, tmp_path: Path,
 
 
 @pytest.mark.parametrize("argv", [["crop"], ["crop", "x.jpg", "--ratio", "a:b"], ["crop", "x.jpg", "--size", "9"],
-                                  ["crop", "x.jpg", "--debug"], ["nosuchcommand"]])
+                                  ["crop", "x.jpg", "--debug"], ["nosuchcommand"],
+                                  ["crop", "x.jpg", "--size", "320x180", "-r", "1:1"],
+                                  ["batch", ".", "-o", "/tmp/never", "--size", "32x18", "-r", "16:9", "-r", "1:1"]])
 def test_usage_errors_exit_2(argv: list[str]) -> None:
     try:
         rc = main(argv)
@@ -82,3 +84,19 @@ def test_batch_continues_and_resumes(photos: Path, tmp_path: Path) -> None:
 def test_bundled_example_crops() -> None:
     """The README's demo photo crops from the command line."""
     assert main(["crop", str(REPO / "examples" / "astronaut.jpg"), "-r", "9:16"]) == 0
+
+
+def test_batch_over_odd_images_follows_the_manifest(shared_data: Path, tmp_path: Path) -> None:
+    """Every odd file: decodable ones are cropped, rejected ones are logged by name, the batch never stops."""
+    manifest = json.loads((shared_data / "odd-images" / "manifest.json").read_text())["files"]
+    out = tmp_path / "odd"
+    assert main(["batch", str(shared_data / "odd-images"), "--out", str(out), "-r", "16:9", "--no-cues"]) == 1
+    recs = {Path(r["image"]).name: r for r in map(json.loads, (out / "results.jsonl").read_text().splitlines())}
+    assert len(recs) == len(manifest)
+    for f in manifest:
+        r = recs[f["file"]]
+        if f["action"] in ("decode", "rotate"):
+            assert r["status"] == "ok", (f["file"], r.get("error"))
+            assert Path(r["crops"][0]["output"]).is_file()
+        elif f["action"] == "reject":
+            assert r["status"] == "error" and f["file"] in r["error"]

@@ -17,7 +17,8 @@ from typing import Any
 
 __all__ = ["register"]
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif", ".avif"}
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif", ".avif", ".heif", ".heic", ".ico",
+                  ".tga"}
 
 
 def _ratio_tag(ratio: str) -> str:
@@ -65,11 +66,17 @@ def register(sub: argparse._SubParsersAction, group: Callable[..., argparse._Sub
     b.set_defaults(handler=_batch_cmd)
 
 
-def _check_ratios(ratios: list[str]) -> None:
+def _check_ratios(ratios: list[str], size: str | None = None) -> None:
+    """Usage check before any work: every ratio parses, and a ``--size`` matches every ratio's aspect."""
+    from opencrop.api import parse_size
     from opencrop.candidates import parse_ratio
 
+    wh = parse_size(size)
     for r in ratios:
-        parse_ratio(r)
+        rv = parse_ratio(r)
+        if wh is not None and abs(rv / (wh[0] / wh[1]) - 1) > 0.01:
+            raise ValueError(f"--size {size} has aspect {wh[0] / wh[1]:.3f}, but --ratio {r} is {rv:.3f}; "
+                             "give one ratio per size (or no --ratio)")
 
 
 def _out_suffix(fmt: str | None, src: Path) -> str:
@@ -137,7 +144,7 @@ def _crop_cmd(args: argparse.Namespace) -> int:
             w, h = args.size.lower().split("x")
             args.ratio = [f"{w}:{h}"]
         args.ratio = args.ratio or ["1:1"]
-        _check_ratios(args.ratio)
+        _check_ratios(args.ratio, args.size)
         cropper = _make_cropper(args)
     except (ValueError, KeyError) as e:
         print(f"opencrop crop: error: {e}", file=sys.stderr)
@@ -217,7 +224,7 @@ def _batch_cmd(args: argparse.Namespace) -> int:
             w, h = args.size.lower().split("x")
             args.ratio = [f"{w}:{h}"]
         args.ratio = args.ratio or ["1:1"]
-        _check_ratios(args.ratio)
+        _check_ratios(args.ratio, args.size)
         jobs_in = list(_iter_inputs(args.input))
         _make_cropper(args)  # fail fast on a bad model name before forking workers
     except (ValueError, KeyError, FileNotFoundError) as e:
