@@ -62,7 +62,7 @@ def analyze(image: np.ndarray, want: Iterable[str] = DEFAULT_CUES) -> Cues:
         from opencrop.cues.faces import detect_faces
 
         cues.faces = _guarded(("faces",), lambda: detect_faces(image), cues.notes) or Detections()
-    if want & {"people", "objects"}:
+    if "objects" in want:  # one SSD pass gives both
         from opencrop.cues.objects import detect_people_and_objects
 
         names = tuple(c for c in ("people", "objects") if c in want)
@@ -70,8 +70,11 @@ def analyze(image: np.ndarray, want: Iterable[str] = DEFAULT_CUES) -> Cues:
         if both is not None:
             if "people" in want:
                 cues.people = both[0]
-            if "objects" in want:
-                cues.objects = both[1]
+            cues.objects = both[1]
+    elif "people" in want:  # person scores only: the 90-class heads are skipped
+        from opencrop.cues.objects import detect_people
+
+        cues.people = _guarded(("people",), lambda: detect_people(image), cues.notes) or Detections()
     if "saliency" in want:
         from opencrop.cues.saliency import saliency
 
@@ -103,16 +106,16 @@ def _restrict(mask: np.ndarray, cues: Cues) -> np.ndarray | None:
 def available() -> dict[str, str | None]:
     """For each cue, ``None`` if it can run here, else why not (loads the backends; cheap after the first call)."""
     from opencrop.cues.faces import _FULL_NET, _SHORT_NET
-    from opencrop.cues.objects import _NET as SSD
+    from opencrop.cues.objects import backend
     from opencrop.cues.segmentation import _NET as SELFIE
 
     out: dict[str, str | None] = {"saliency": None}
-    for cue, lazies in (("faces", (_SHORT_NET, _FULL_NET)), ("people", (SSD,)), ("objects", (SSD,)),
-                        ("person_mask", (SELFIE,))):
+    for cue, lazies in (("faces", (_SHORT_NET.get, _FULL_NET.get)), ("people", (backend,)), ("objects", (backend,)),
+                        ("person_mask", (SELFIE.get,))):
         out[cue] = None
-        for lz in lazies:
+        for load in lazies:
             try:
-                lz.get()
+                load()
             except BackendUnavailable as e:
                 out[cue] = str(e)
                 break

@@ -1,0 +1,142 @@
+"""The SSD person/object detector on onnxruntime: the hand-written ONNX writer, the conversion from the frozen TF
+graph, and agreement with the OpenCV dnn reference on real photos."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from cues_helpers import photo
+
+from opencrop.cues import objects
+from opencrop.cues._onnx import GraphBuilder
+from opencrop.cues._runtime import BackendUnavailable
+from opencrop.cues._ssd_onnx import decode
+
+ort = pytest.importorskip("onnxruntime", reason="onnxruntime runs the converted SSD")
+
+
+def _run(g: GraphBuilder, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+    return ort.InferenceSession(g.to_bytes(), providers=["CPUExecutionProvider"]).run(None, feeds)
+
+
+@pytest.mark.parametrize(("size", "stride", "group"), [(10, 2, 1), (11, 2, 1), (9, 1, 4), (12, 2, 4)])
+def test_writer_conv_is_tf_same_padding(size: int, stride: int, group: int) -> None:
+    """Conv with auto_pad SAME_UPPER: TF's "SAME" (the extra pixel goes after), checked against torch in float64."""
+    rng = np.random.default_rng(size)
+    g = GraphBuilder("conv")
+    x = g.input("x", np.float32, [1, 4, "h", "w"])
+    w = rng.normal(size=(8, 4 // group, 3, 3)).astype(np.float32)
+    b = rng.normal(size=8).astype(np.float32)
+    g.op("Identity", [g.conv(x, w, b, stride=stride, group=group)], out="y")
+    g.output("y", np.float32, [1, 8, "oh", "ow"])
+    a = rng.normal(size=(1, 4, size, size)).astype(np.float32)
+    (y,) = _run(g, {"x": a})
+    out = -(-size // stride)
+    pad = max((out - 1) * stride + 3 - size, 0)
+    xt = F.pad(torch.from_numpy(a).double(), (pad // 2, pad - pad // 2, pad // 2, pad - pad // 2))
+    ref = F.conv2d(xt, torch.from_numpy(w).double(), torch.from_numpy(b).double(), stride=stride, groups=group)
+    assert y.shape == (1, 8, out, out)
+    np.testing.assert_allclose(y, ref.numpy(), atol=1e-4)
+
+
+def test_writer_attributes_and_int64_constants() -> None:
+    """Negative int64 constants (Reshape -1), int lists (Transpose perm), ints (Concat axis, Cast to), uint8 input."""
+    g = GraphBuilder("misc")
+    img = g.input("img", np.uint8, [2, 3, 4])
+    x = g.op("Cast", [img], to=1)
+    x = g.op("Transpose", [x], perm=[2, 0, 1])
+    x = g.op("Reshape", [x, g.const(np.array([-1, 2], np.int64))])
+    g.op("Concat", [x, x], out="y", axis=0)
+    g.op("Sigmoid", [g.op("Mul", [x, g.const(np.array(-0.5, np.float32))])], out="z")
+    g.output("y", np.float32, ["n", 2])
+    g.output("z", np.float32, ["m", 2])
+    a = np.arange(24, dtype=np.uint8).reshape(2, 3, 4)
+    y, z = _run(g, {"img": a})
+    ref = a.astype(np.float32).transpose(2, 0, 1).reshape(-1, 2)
+    np.testing.assert_array_equal(y, np.concatenate([ref, ref]))
+    np.testing.assert_allclose(z, 1 / (1 + np.exp(0.5 * ref)), atol=1e-6)
+
+
+def test_decode_centre_size_by_hand() -> None:
+    priors = np.array([[0.2, 0.4, 0.6, 0.6], [0.0, 0.0, 1.0, 0.5]], np.float32)  # xyxy normalised
+    loc = np.array([[0, 0, 0, 0], [10.0, -10.0, 5.0, 0.0]], np.float32)  # (dx, dy, dw, dh)
+    # anchor 2: centre (0.5, 0.25) → (0.5 + 0.1·10·1, 0.25 − 0.1·10·0.5) = (1.5, −0.25); w = e^(0.2·5) = e, h = 0.5
+    e = np.e
+    expect = np.array([[0.2, 0.4, 0.6, 0.6], [1.5 - e / 2, -0.5, 1.5 + e / 2, 0.0]])
+    np.testing.assert_allclose(decode(loc, priors), expect, rtol=1e-6, atol=1e-6)
+
+
+def _both_backends(monkeypatch, need) -> None:
+    need("people")
+    for b in objects.BACKENDS:
+        monkeypatch.setenv("OPENCROP_SSD_BACKEND", b)
+        try:
+            objects.backend()
+        except BackendUnavailable as e:
+            pytest.skip(f"SSD backend {b} unavailable: {e}")
+
+
+@pytest.mark.parametrize("name", ["astronaut", "coffee", "chelsea", "camera", "rocket"])
+def test_onnxruntime_matches_opencv(name: str, monkeypatch, need) -> None:
+    """Same rows (class, score, box) from both runtimes: the conversion reproduces OpenCV's network and NMS."""
+    _both_backends(monkeypatch, need)
+    img = photo(name)
+    rows = {}
+    for b in objects.BACKENDS:
+        monkeypatch.setenv("OPENCROP_SSD_BACKEND", b)
+        rows[b] = objects._raw(img)
+    cv, onnx = (r[r[:, 1] >= 0.1] for r in (rows["opencv"], rows["onnxruntime"]))
+    assert len(onnx) == len(cv)
+    assert len(cv) > 0 or name == "rocket"  # every other photo has a person or an object above 0.1
+    np.testing.assert_array_equal(onnx[:, 0], cv[:, 0])
+    np.testing.assert_allclose(onnx[:, 1:], cv[:, 1:], atol=1e-4)
+
+
+def test_people_only_pass_equals_full_pass(monkeypatch, need) -> None:
+    """The person-only graph (no 90-class heads) finds exactly the person rows of the full graph."""
+    _both_backends(monkeypatch, need)
+    monkeypatch.setenv("OPENCROP_SSD_BACKEND", "onnxruntime")
+    img = np.concatenate([photo("astronaut"), photo("astronaut")], axis=1)
+    full = objects._raw(img, objects=True)
+    people = objects._raw(img, objects=False)
+    assert len(people) >= 2
+    np.testing.assert_allclose(people, full[full[:, 0] == 1], atol=1e-5)
+
+
+def test_backend_choice(monkeypatch, need) -> None:
+    _both_backends(monkeypatch, need)
+    monkeypatch.setenv("OPENCROP_SSD_BACKEND", "opencv")
+    assert objects.backend() == "opencv"
+    monkeypatch.delenv("OPENCROP_SSD_BACKEND")
+    assert objects.backend() == "onnxruntime"
+    monkeypatch.setenv("OPENCROP_SSD_BACKEND", "tensorrt")
+    with pytest.raises(BackendUnavailable, match="OPENCROP_SSD_BACKEND"):
+        objects.backend()
+    from opencrop.cues import analyze
+
+    cues = analyze(photo("astronaut"), want={"people"})  # a bad choice is a note, not a crash
+    assert len(cues.people) == 0 and any("OPENCROP_SSD_BACKEND" in n for n in cues.notes)
+
+
+def test_conversion_is_cached_and_survives_an_unwritable_cache(tmp_path, monkeypatch, need) -> None:
+    _both_backends(monkeypatch, need)
+    paths = (tmp_path / "d" / "people.onnx", tmp_path / "d" / "full.onnx")
+    monkeypatch.setattr(objects, "_converted_paths", lambda: paths)
+    people, full = objects.convert_for_onnxruntime()
+    assert paths[0].read_bytes() == people and paths[1].read_bytes() == full
+    assert not list(paths[0].parent.glob(".*tmp"))  # written atomically, no leftovers
+
+    def no_conversion(net):
+        raise AssertionError("converted again although the cache holds the files")
+
+    monkeypatch.setattr("opencrop.cues._ssd_onnx.convert", no_conversion)
+    assert objects.convert_for_onnxruntime() == (people, full)
+
+    monkeypatch.undo()
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    monkeypatch.setattr(objects, "_converted_paths", lambda: (blocker / "p.onnx", blocker / "f.onnx"))
+    again = objects.convert_for_onnxruntime()  # cannot be cached: converted in memory, with a warning
+    assert again == (people, full)
