@@ -59,6 +59,23 @@ def _cpu() -> str:
     return platform.processor() or platform.machine()
 
 
+def _ssd(backend: str, fn: Callable[[np.ndarray], object]) -> Callable[[np.ndarray], object]:
+    """``fn`` with the SSD runtime forced to ``backend`` (``OPENCROP_SSD_BACKEND``) for the call."""
+
+    def run(im: np.ndarray) -> object:
+        old = os.environ.get("OPENCROP_SSD_BACKEND")
+        os.environ["OPENCROP_SSD_BACKEND"] = backend
+        try:
+            return fn(im)
+        finally:
+            if old is None:
+                del os.environ["OPENCROP_SSD_BACKEND"]
+            else:
+                os.environ["OPENCROP_SSD_BACKEND"] = old
+
+    return run
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--runs", type=int, default=15)
@@ -67,7 +84,9 @@ def main() -> None:
 
     from opencrop import cues
     from opencrop.cues.faces import detect_faces
+    from opencrop.cues.objects import _threads
 
+    ssd_threads = _threads()
     why = {k: v for k, v in cues.available().items() if v}
     if why:
         raise SystemExit(f"backends unavailable: {why}; run `opencrop models fetch` and install opencrop[cues]")
@@ -75,10 +94,13 @@ def main() -> None:
         "faces: BlazeFace short only": lambda im: detect_faces(im, ranges=("short",)),
         "faces: BlazeFace full only, no tiles": lambda im: detect_faces(im, ranges=("full",), tiles=False),
         "detect_faces (default: short + full + full on tiles)": cues.detect_faces,
-        "people + objects (SSD, one pass)": cues.detect_people_and_objects,
+        f"people (SSD person-only graph, {ssd_threads} onnxruntime thread(s))": _ssd("onnxruntime", cues.detect_people),
+        "people + objects (SSD full graph, onnxruntime)": _ssd("onnxruntime", cues.detect_people_and_objects),
+        "people + objects (SSD, OpenCV dnn: the reference runtime)": _ssd("opencv", cues.detect_people_and_objects),
         "person_mask (selfie seg.)": cues.person_mask,
         "saliency (spectral residual)": cues.saliency,
-        "analyze (default cues)": cues.analyze,
+        "analyze: faces + people + saliency": lambda im: cues.analyze(im, want={"faces", "people", "saliency"}),
+        "analyze (default cues: + objects)": cues.analyze,
     }
     imgs = {n: _photo(n) for n in PHOTOS}
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")

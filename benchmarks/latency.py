@@ -167,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         methods[f"opencrop {m}, cues off"] = opencrop_fn(m, cues=False)
         if args.cues:
             methods[f"opencrop {m}, cues: faces"] = opencrop_fn(m, cues=["faces", "saliency"])
+            methods[f"opencrop {m}, cues: faces + people"] = opencrop_fn(m, cues=["faces", "people", "saliency"])
             methods[f"opencrop {m}, cues: faces + people/objects (default)"] = opencrop_fn(m, cues=True)
     methods["opencrop composition, both ratios from one analysis (per image)"] = opencrop_both("composition", False)
 

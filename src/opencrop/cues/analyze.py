@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import threading
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -58,27 +60,27 @@ def analyze(image: np.ndarray, want: Iterable[str] = DEFAULT_CUES) -> Cues:
     _check_image(image)
     h, w = image.shape[:2]
     cues = Cues(width=w, height=h)
+    ssd = _ssd_job(image, want)
+    pending = None
+    if ssd is not None and want & {"faces", "saliency"}:  # the SSD runs on the other core meanwhile
+        pending = _pool().submit(ssd)
     if "faces" in want:
         from opencrop.cues.faces import detect_faces
 
         cues.faces = _guarded(("faces",), lambda: detect_faces(image), cues.notes) or Detections()
-    if "objects" in want:  # one SSD pass gives both
-        from opencrop.cues.objects import detect_people_and_objects
-
-        names = tuple(c for c in ("people", "objects") if c in want)
-        both = _guarded(names, lambda: detect_people_and_objects(image), cues.notes)
-        if both is not None:
-            if "people" in want:
-                cues.people = both[0]
-            cues.objects = both[1]
-    elif "people" in want:  # person scores only: the 90-class heads are skipped
-        from opencrop.cues.objects import detect_people
-
-        cues.people = _guarded(("people",), lambda: detect_people(image), cues.notes) or Detections()
     if "saliency" in want:
         from opencrop.cues.saliency import saliency
 
         cues.saliency = saliency(image)
+    if ssd is not None:
+        names = tuple(c for c in ("people", "objects") if c in want)
+        run = pending.result if pending is not None else ssd
+        both = _guarded(names, run, cues.notes)
+        if both is not None:
+            if "people" in want:
+                cues.people = both[0]
+            if "objects" in want:
+                cues.objects = both[1]
     if "person_mask" in want and (len(cues.faces) or len(cues.people)):
         from opencrop.cues.segmentation import person_mask
 
@@ -86,6 +88,32 @@ def analyze(image: np.ndarray, want: Iterable[str] = DEFAULT_CUES) -> Cues:
         if m is not None:
             cues.person_mask = _restrict(m, cues)
     return cues
+
+
+def _ssd_job(image: np.ndarray, want: set[str]) -> Callable[[], tuple[Detections, Detections]] | None:
+    """The SSD call ``want`` needs: people and objects from one pass, or people alone (no 90-class heads)."""
+    if "objects" in want:
+        from opencrop.cues.objects import detect_people_and_objects
+
+        return lambda: detect_people_and_objects(image)
+    if "people" in want:
+        from opencrop.cues.objects import detect_people
+
+        return lambda: (detect_people(image), Detections())
+    return None
+
+
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def _pool() -> ThreadPoolExecutor:
+    """One background worker for the SSD pass (its runtime releases the GIL; it is serialised by its own lock)."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(max_workers=1, thread_name_prefix="opencrop-ssd")
+        return _POOL
 
 
 def _restrict(mask: np.ndarray, cues: Cues) -> np.ndarray | None:
