@@ -140,3 +140,35 @@ def test_conversion_is_cached_and_survives_an_unwritable_cache(tmp_path, monkeyp
     monkeypatch.setattr(objects, "_converted_paths", lambda: (blocker / "p.onnx", blocker / "f.onnx"))
     again = objects.convert_for_onnxruntime()  # cannot be cached: converted in memory, with a warning
     assert again == (people, full)
+
+
+def test_thread_count_setting(monkeypatch) -> None:
+    monkeypatch.setenv("OPENCROP_SSD_THREADS", "3")
+    assert objects._threads() == 3
+    for bad in ("0", "two", "-1"):
+        monkeypatch.setenv("OPENCROP_SSD_THREADS", bad)
+        with pytest.raises(BackendUnavailable, match="OPENCROP_SSD_THREADS"):
+            objects._threads()
+    monkeypatch.delenv("OPENCROP_SSD_THREADS")
+    assert 1 <= objects._threads() <= 4
+
+
+@pytest.mark.parametrize("want", [{"faces", "people", "saliency"}, {"faces", "people", "objects", "saliency"}])
+def test_analyze_overlaps_ssd_without_changing_results(want: set[str], need) -> None:
+    """analyze() runs the SSD on a worker thread next to the face detector; the cues equal separate calls."""
+    need("faces")
+    need("people")
+    from opencrop.cues import analyze, detect_faces, detect_people_and_objects
+
+    img = np.ascontiguousarray(np.concatenate([photo("astronaut"), photo("coffee")], axis=0))  # 512 × 853
+    cues = analyze(img, want=want)
+    faces = detect_faces(img)
+    people, objs = detect_people_and_objects(img)
+    np.testing.assert_array_equal(cues.faces.boxes, faces.boxes)
+    np.testing.assert_allclose(cues.people.boxes, people.boxes, atol=1e-3)
+    assert len(cues.people) >= 1 and cues.notes == []
+    if "objects" in want:
+        assert cues.objects.labels == objs.labels
+        np.testing.assert_allclose(cues.objects.boxes, objs.boxes, atol=1e-3)
+    else:
+        assert len(cues.objects) == 0
