@@ -89,7 +89,7 @@ def main() -> None:
     ssd_threads = _threads()
     why = {k: v for k, v in cues.available().items() if v}
     if why:
-        raise SystemExit(f"backends unavailable: {why}; run `opencrop models fetch` and install opencrop[cues]")
+        raise SystemExit(f"backends unavailable: {why}; run `opencrop models fetch`")
     tasks: dict[str, Callable[[np.ndarray], object]] = {
         "faces: BlazeFace short only": lambda im: detect_faces(im, ranges=("short",)),
         "faces: BlazeFace full only, no tiles": lambda im: detect_faces(im, ranges=("full",), tiles=False),

@@ -18,6 +18,6 @@ def need():
     def _need(cue: str) -> None:
         why = _why_unavailable(cue)
         if why is not None:
-            pytest.skip(f"{cue} backend unavailable: {why} (pip install 'opencrop[cues]'; opencrop models fetch)")
+            pytest.skip(f"{cue} backend unavailable: {why} (run `opencrop models fetch`)")
 
     return _need

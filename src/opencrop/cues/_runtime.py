@@ -83,7 +83,7 @@ class Lazy(Generic[T]):
 def tflite_interpreter(path: str, num_threads: int = 2):
     """An allocated ``ai_edge_litert`` interpreter for ``path`` (TensorFlow-free TFLite runtime)."""
     if not has_module("ai_edge_litert"):
-        raise BackendUnavailable("ai-edge-litert is not installed (pip install 'opencrop[cues]')")
+        raise BackendUnavailable("ai-edge-litert is not installed (pip install ai-edge-litert; opencrop depends on it)")
     import os
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

@@ -51,7 +51,7 @@ _KEEP_TOP_K = 100
 def _load_cv2():
     if not has_module("cv2"):
         raise BackendUnavailable(
-            "OpenCV is not installed (pip install 'opencrop[cues]', i.e. opencv-contrib-python-headless)"
+            "OpenCV is not installed (pip install opencv-contrib-python-headless; opencrop depends on it)"
         )
     import cv2
 
