@@ -12,9 +12,11 @@
 
 from __future__ import annotations
 
+import functools
 import io as _io
 import os
 import tempfile
+import threading
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -261,9 +263,10 @@ def _analysis_from(pil: Image.Image, analysis_size: int) -> np.ndarray:
         tw, th = max(1, round(w * s)), max(1, round(h * s))
         factor = min(w // tw, h // th)
         if factor >= 2:
-            pil = pil.reduce(factor)
-        pil = pil.resize((tw, th), Image.Resampling.BILINEAR)
-    return np.ascontiguousarray(np.asarray(_composite_grey(pil).convert("RGB")))
+            pil = _reduce(pil, factor)
+        pil = pil.resize((tw, th), Image.Resampling.BILINEAR)  # whole: banding would move pixels by a level
+    pil = _composite_grey(pil)
+    return np.ascontiguousarray(np.asarray(pil if pil.mode == "RGB" else pil.convert("RGB")))
 
 
 def load_image(
@@ -373,8 +376,87 @@ def crop_image(img: LoadedImage, box: np.ndarray | tuple[float, ...], size: tupl
     out = full.crop(px)
     if size is not None and out.size != tuple(size):
         # bicubic with a reducing gap of 2: Pillow's own thumbnail choice, ~30 % faster than Lanczos at equal look
-        out = out.resize(tuple(size), Image.Resampling.BICUBIC, reducing_gap=2.0)
+        out = _resize(out, (int(size[0]), int(size[1])), Image.Resampling.BICUBIC, reducing_gap=2.0)
     return out
+
+
+#: a resize or reduce reading at least this many pixels runs as two horizontal bands on two threads
+PARALLEL_MIN_PIXELS = 250_000
+
+
+@functools.lru_cache(maxsize=1)
+def _cpus() -> int:
+    """CPUs this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def _in_two_bands(mode: str, size: tuple[int, int], band: Callable[[int, int], Image.Image]) -> Image.Image | None:
+    """The ``size`` ``(w, h)`` image whose output rows ``[y0, y1)`` ``band(y0, y1)`` computes, built from two
+    bands on two threads (Pillow releases the GIL while resampling). ``None`` when this process may use only
+    one CPU or the image has a single row: the caller then runs the operation whole."""
+    h = size[1]
+    mid = h // 2
+    if _cpus() < 2 or mid == 0:
+        return None
+    res: list[Image.Image | BaseException] = []
+
+    def top() -> None:
+        try:
+            res.append(band(0, mid))
+        except BaseException as e:  # re-raised in the caller
+            res.append(e)
+
+    t = threading.Thread(target=top, name="opencrop-band", daemon=True)
+    t.start()
+    try:
+        bottom = band(mid, h)
+    finally:
+        t.join()
+    if isinstance(res[0], BaseException):
+        raise res[0]
+    out = Image.new(mode, size)
+    out.paste(res[0], (0, 0))
+    out.paste(bottom, (0, mid))
+    return out
+
+
+def _resize(im: Image.Image, size: tuple[int, int], resample: Image.Resampling,
+            reducing_gap: float | None = None) -> Image.Image:
+    """``im.resize(size, resample, reducing_gap=reducing_gap)``, in two bands on two threads when ``im`` is large.
+
+    Each band resamples its own box of ``im`` with the same filter on the same sampling grid (the support reaches
+    across the band edge as in the whole resize); only the rounding between Pillow's two 8-bit passes can differ
+    (it may run them in the other order for a band): > 50 dB PSNR against the whole resize on photos. Not used for
+    the analysis image, whose pixels must not move."""
+    w, h = im.size
+    tw, th = size
+    # Pillow's reducing_gap first box-reduces by int(scale / gap) when that is ≥ 2: keep that case whole
+    reduces = reducing_gap is not None and (w / tw / reducing_gap >= 2 or h / th / reducing_gap >= 2)
+    if not reduces and w * h >= PARALLEL_MIN_PIXELS and im.mode in ("RGB", "RGBA", "L"):
+        sy = h / th
+
+        def band(y0: int, y1: int) -> Image.Image:
+            return im.resize((tw, y1 - y0), resample, box=(0, y0 * sy, w, h if y1 == th else y1 * sy))
+
+        out = _in_two_bands(im.mode, size, band)
+        if out is not None:
+            return out
+    return im.resize(size, resample, reducing_gap=reducing_gap)
+
+
+def _reduce(im: Image.Image, factor: int) -> Image.Image:
+    """``im.reduce(factor)`` (mean of each ``factor × factor`` block), in two bands on two threads when large;
+    bands split on block rows, so the pixels are exactly the same."""
+    w, h = im.size
+    size = (-(-w // factor), -(-h // factor))
+    if w * h >= PARALLEL_MIN_PIXELS and im.mode in ("RGB", "RGBA", "L"):
+        out = _in_two_bands(im.mode, size, lambda y0, y1: im.reduce(factor, (0, y0 * factor, w, min(h, y1 * factor))))
+        if out is not None:
+            return out
+    return im.reduce(factor)
 
 
 _FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF",
