@@ -157,7 +157,7 @@ def test_banded_reduce_is_exact_and_single_cpu_falls_back(monkeypatch: pytest.Mo
         for f in (2, 3):
             np.testing.assert_array_equal(np.asarray(oio._reduce(im, f)), np.asarray(im.reduce(f)))
     im = _photo(1000, 1000)
-    monkeypatch.setattr(oio, "_cpus", lambda: 1)
+    monkeypatch.setattr(oio, "cpus", lambda: 1)
     assert oio._in_two_bands("RGB", (10, 10), lambda y0, y1: Image.new("RGB", (10, y1 - y0))) is None
     np.testing.assert_array_equal(np.asarray(oio._resize(im, (512, 512), Image.Resampling.BICUBIC)),
                                   np.asarray(im.resize((512, 512), Image.Resampling.BICUBIC)))

@@ -12,11 +12,9 @@
 
 from __future__ import annotations
 
-import functools
 import io as _io
 import os
 import tempfile
-import threading
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,6 +24,7 @@ from typing import Any, Union
 import numpy as np
 from PIL import Image, ImageCms, ImageFile, UnidentifiedImageError
 
+from opencrop._threads import cpus, in_parallel
 from opencrop.errors import DecodeError, ImageTooLargeError, UnsupportedImageError
 
 __all__ = [
@@ -384,41 +383,17 @@ def crop_image(img: LoadedImage, box: np.ndarray | tuple[float, ...], size: tupl
 PARALLEL_MIN_PIXELS = 250_000
 
 
-@functools.lru_cache(maxsize=1)
-def _cpus() -> int:
-    """CPUs this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
-
-
 def _in_two_bands(mode: str, size: tuple[int, int], band: Callable[[int, int], Image.Image]) -> Image.Image | None:
     """The ``size`` ``(w, h)`` image whose output rows ``[y0, y1)`` ``band(y0, y1)`` computes, built from two
     bands on two threads (Pillow releases the GIL while resampling). ``None`` when this process may use only
     one CPU or the image has a single row: the caller then runs the operation whole."""
     h = size[1]
     mid = h // 2
-    if _cpus() < 2 or mid == 0:
+    if cpus() < 2 or mid == 0:
         return None
-    res: list[Image.Image | BaseException] = []
-
-    def top() -> None:
-        try:
-            res.append(band(0, mid))
-        except BaseException as e:  # re-raised in the caller
-            res.append(e)
-
-    t = threading.Thread(target=top, name="opencrop-band", daemon=True)
-    t.start()
-    try:
-        bottom = band(mid, h)
-    finally:
-        t.join()
-    if isinstance(res[0], BaseException):
-        raise res[0]
+    top, bottom = in_parallel([lambda: band(0, mid), lambda: band(mid, h)])
     out = Image.new(mode, size)
-    out.paste(res[0], (0, 0))
+    out.paste(top, (0, 0))
     out.paste(bottom, (0, mid))
     return out
 
