@@ -240,7 +240,9 @@ def _decode_rgb(im: Image.Image, name: str, for_analysis: bool) -> Image.Image:
         out = _convert_icc(im) if mode in ("CMYK", "L") else im
         out = out.convert("RGB")
     else:
-        out = _convert_icc(im).convert("RGB")
+        out = _convert_icc(im)
+        if out.mode != "RGB":
+            out = out.convert("RGB")  # (an RGB image is used as it is: convert would copy every pixel)
     if out.mode == "RGB" and mode in ("RGB",):
         out = _convert_icc(out)
     if out.mode == "RGBA" and out.getextrema()[3][0] == 255:
