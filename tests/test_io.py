@@ -129,3 +129,51 @@ def test_save_is_atomic(tmp_path: Path) -> None:
         save_image(bad, good)
     assert good.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["out.jpg"]
+
+
+def _photo(w: int, h: int) -> Image.Image:
+    skd = pytest.importorskip("skimage.data")
+    return Image.fromarray(skd.astronaut()).resize((w, h), Image.Resampling.LANCZOS)
+
+
+@pytest.mark.parametrize(("src", "dst"), [((1000, 1000), (512, 512)), ((1500, 1000), (640, 360)),
+                                          ((1000, 1500), (512, 512)), ((751, 500), (640, 360))])
+def test_banded_resize_matches_whole(src: tuple[int, int], dst: tuple[int, int]) -> None:
+    """The two-thread output resize is Pillow's bicubic resize up to the rounding of its two passes."""
+    from opencrop.io import _resize
+
+    im = _photo(*src)
+    ref = np.asarray(im.resize(dst, Image.Resampling.BICUBIC, reducing_gap=2.0)).astype(float)
+    out = np.asarray(_resize(im, dst, Image.Resampling.BICUBIC, reducing_gap=2.0)).astype(float)
+    assert out.shape == ref.shape
+    assert 10 * np.log10(255**2 / max(np.mean((out - ref) ** 2), 1e-12)) > 50
+
+
+def test_banded_reduce_is_exact_and_single_cpu_falls_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    from opencrop import io as oio
+
+    for size in ((1501, 999), (1225, 1225)):
+        im = _photo(*size)
+        for f in (2, 3):
+            np.testing.assert_array_equal(np.asarray(oio._reduce(im, f)), np.asarray(im.reduce(f)))
+    im = _photo(1000, 1000)
+    monkeypatch.setattr(oio, "cpus", lambda: 1)
+    assert oio._in_two_bands("RGB", (10, 10), lambda y0, y1: Image.new("RGB", (10, y1 - y0))) is None
+    np.testing.assert_array_equal(np.asarray(oio._resize(im, (512, 512), Image.Resampling.BICUBIC)),
+                                  np.asarray(im.resize((512, 512), Image.Resampling.BICUBIC)))
+
+
+def test_output_resize_of_a_box_matches_crop_then_resize() -> None:
+    """crop_image resamples the box straight from the full image: like crop-then-resize but for the filter seeing
+    real pixels past the box edges instead of repeated edge ones."""
+    from opencrop.io import _resize
+
+    im = _photo(1500, 1000)
+    box = (300, 0, 1300, 1000)
+    for size, gap in (((512, 512), 2.0), ((200, 200), 2.0), ((700, 700), None)):  # banded, reduced first, upscaled
+        ref = np.asarray(im.crop(box).resize(size, Image.Resampling.BICUBIC, reducing_gap=gap)).astype(float)
+        out = np.asarray(_resize(im, size, Image.Resampling.BICUBIC, reducing_gap=gap, box=box)).astype(float)
+        assert out.shape == ref.shape
+        assert 10 * np.log10(255**2 / max(np.mean((out - ref) ** 2), 1e-12)) > 45
+        inner = (slice(8, -8), slice(8, -8))
+        assert np.abs(out[inner] - ref[inner]).max() <= 2

@@ -192,13 +192,13 @@ class Cropper:
         h, w = img.pixels.shape[:2]
         boxes = ratio_windows(w, h, r)
         ok, level = _rules(an, boxes)
-        scores = np.where(ok, self.model.score(an.prepared, boxes), -np.inf)
+        scores = self._score_allowed(an, boxes, ok)
         i = int(np.argmax(scores))
         # local refinement around the best coarse window (± half a coarse step, ±4 % in scale), held to the rule
         # level of the coarse choice
         fine = _neighbourhood(boxes[i], w, h, r, step=0.02 * max(w, h))
         fok, _ = _rules(an, fine, level)
-        fscores = np.where(fok, self.model.score(an.prepared, fine), -np.inf)
+        fscores = self._score_allowed(an, fine, fok)
         if fscores.max() > scores[i]:
             best, best_score = fine[int(np.argmax(fscores))], float(fscores.max())
         else:
@@ -212,6 +212,16 @@ class Cropper:
                 ups.append((_exact_box(boxes[j] * to_orig, r, img.width, img.height), float(scores[j])))
         pic = crop_image(img, box, out_size) if out_size is not None else None
         return Crop(ratio, box, best_score, pic, ups)
+
+    def _score_allowed(self, an: Analysis, boxes: np.ndarray, ok: np.ndarray) -> np.ndarray:
+        """Model scores ``[N]`` of ``boxes`` ``[N, 4]`` (xyxy analysis pixels), −inf where ``ok`` ``[N]`` is False;
+        only the allowed boxes are scored (a face rule typically rules out a third to a half of them)."""
+        if ok.all():
+            return np.asarray(self.model.score(an.prepared, boxes), np.float64)
+        out = np.full(len(boxes), -np.inf)
+        if ok.any():
+            out[ok] = self.model.score(an.prepared, boxes[ok])
+        return out
 
     # -- scoring arbitrary boxes -------------------------------------------------------------------------
     def score(self, image: ImageInput | LoadedImage | Analysis, boxes: np.ndarray | Sequence[Sequence[float]]

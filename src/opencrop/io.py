@@ -24,6 +24,7 @@ from typing import Any, Union
 import numpy as np
 from PIL import Image, ImageCms, ImageFile, UnidentifiedImageError
 
+from opencrop._threads import cpus, in_parallel
 from opencrop.errors import DecodeError, ImageTooLargeError, UnsupportedImageError
 
 __all__ = [
@@ -239,7 +240,9 @@ def _decode_rgb(im: Image.Image, name: str, for_analysis: bool) -> Image.Image:
         out = _convert_icc(im) if mode in ("CMYK", "L") else im
         out = out.convert("RGB")
     else:
-        out = _convert_icc(im).convert("RGB")
+        out = _convert_icc(im)
+        if out.mode != "RGB":
+            out = out.convert("RGB")  # (an RGB image is used as it is: convert would copy every pixel)
     if out.mode == "RGB" and mode in ("RGB",):
         out = _convert_icc(out)
     if out.mode == "RGBA" and out.getextrema()[3][0] == 255:
@@ -261,9 +264,10 @@ def _analysis_from(pil: Image.Image, analysis_size: int) -> np.ndarray:
         tw, th = max(1, round(w * s)), max(1, round(h * s))
         factor = min(w // tw, h // th)
         if factor >= 2:
-            pil = pil.reduce(factor)
-        pil = pil.resize((tw, th), Image.Resampling.BILINEAR)
-    return np.ascontiguousarray(np.asarray(_composite_grey(pil).convert("RGB")))
+            pil = _reduce(pil, factor)
+        pil = pil.resize((tw, th), Image.Resampling.BILINEAR)  # whole: banding would move pixels by a level
+    pil = _composite_grey(pil)
+    return np.ascontiguousarray(np.asarray(pil if pil.mode == "RGB" else pil.convert("RGB")))
 
 
 def load_image(
@@ -370,11 +374,69 @@ def crop_image(img: LoadedImage, box: np.ndarray | tuple[float, ...], size: tupl
     px = (max(0, round(x1 * f)), max(0, round(y1 * f)), min(fw, round(x2 * f)), min(fh, round(y2 * f)))
     if px[2] <= px[0] or px[3] <= px[1]:
         raise ValueError(f"{img.source}: empty crop box {tuple(box)}")
-    out = full.crop(px)
-    if size is not None and out.size != tuple(size):
-        # bicubic with a reducing gap of 2: Pillow's own thumbnail choice, ~30 % faster than Lanczos at equal look
-        out = out.resize(tuple(size), Image.Resampling.BICUBIC, reducing_gap=2.0)
+    if size is None or (px[2] - px[0], px[3] - px[1]) == tuple(size):
+        return full.crop(px)
+    # bicubic with a reducing gap of 2: Pillow's own thumbnail choice, ~30 % faster than Lanczos at equal look.
+    # Resampling the box straight from the full image skips a copy of the crop (the filter then also sees the
+    # pixels just outside the box instead of repeating the edge ones).
+    return _resize(full, (int(size[0]), int(size[1])), Image.Resampling.BICUBIC, reducing_gap=2.0, box=px)
+
+
+#: a resize or reduce reading at least this many pixels runs as two horizontal bands on two threads
+PARALLEL_MIN_PIXELS = 250_000
+
+
+def _in_two_bands(mode: str, size: tuple[int, int], band: Callable[[int, int], Image.Image]) -> Image.Image | None:
+    """The ``size`` ``(w, h)`` image whose output rows ``[y0, y1)`` ``band(y0, y1)`` computes, built from two
+    bands on two threads (Pillow releases the GIL while resampling). ``None`` when this process may use only
+    one CPU or the image has a single row: the caller then runs the operation whole."""
+    h = size[1]
+    mid = h // 2
+    if cpus() < 2 or mid == 0:
+        return None
+    top, bottom = in_parallel([lambda: band(0, mid), lambda: band(mid, h)])
+    out = Image.new(mode, size)
+    out.paste(top, (0, 0))
+    out.paste(bottom, (0, mid))
     return out
+
+
+def _resize(im: Image.Image, size: tuple[int, int], resample: Image.Resampling, reducing_gap: float | None = None,
+            box: tuple[int, int, int, int] | None = None) -> Image.Image:
+    """``im.resize(size, resample, box, reducing_gap)`` (``box`` xyxy pixels of ``im``, default all of it), in two
+    bands on two threads when the box is large.
+
+    Each band resamples its own part of the box with the same filter on the same sampling grid (the support reaches
+    across the band edge as in the whole resize); only the rounding between Pillow's two 8-bit passes can differ
+    (it may run them in the other order for a band): > 50 dB PSNR against the whole resize on photos. Not used for
+    the analysis image, whose pixels must not move."""
+    x1, y1, x2, y2 = box if box is not None else (0, 0, *im.size)
+    w, h = x2 - x1, y2 - y1
+    tw, th = size
+    # Pillow's reducing_gap first box-reduces by int(scale / gap) when that is ≥ 2: keep that case whole
+    reduces = reducing_gap is not None and (w / tw / reducing_gap >= 2 or h / th / reducing_gap >= 2)
+    if not reduces and w * h >= PARALLEL_MIN_PIXELS and im.mode in ("RGB", "RGBA", "L"):
+        sy = h / th
+
+        def band(b0: int, b1: int) -> Image.Image:
+            return im.resize((tw, b1 - b0), resample, box=(x1, y1 + b0 * sy, x2, y2 if b1 == th else y1 + b1 * sy))
+
+        out = _in_two_bands(im.mode, size, band)
+        if out is not None:
+            return out
+    return im.resize(size, resample, box=(x1, y1, x2, y2), reducing_gap=reducing_gap)
+
+
+def _reduce(im: Image.Image, factor: int) -> Image.Image:
+    """``im.reduce(factor)`` (mean of each ``factor × factor`` block), in two bands on two threads when large;
+    bands split on block rows, so the pixels are exactly the same."""
+    w, h = im.size
+    size = (-(-w // factor), -(-h // factor))
+    if w * h >= PARALLEL_MIN_PIXELS and im.mode in ("RGB", "RGBA", "L"):
+        out = _in_two_bands(im.mode, size, lambda y0, y1: im.reduce(factor, (0, y0 * factor, w, min(h, y1 * factor))))
+        if out is not None:
+            return out
+    return im.reduce(factor)
 
 
 _FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF",

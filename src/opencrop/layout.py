@@ -364,18 +364,20 @@ class LayoutModel:
         t = np.empty(g.shape, np.float32)
         right = np.empty(g.shape, bool)
         step = 1 - off  # child of local node i is 2i + 1 + right; in global indices 2g − off + 1 + right
+        # mode="clip": every index is in range by construction, and unlike the default "raise" it lets np.take
+        # write straight into ``out`` instead of through a buffer (~30 % faster)
         for _ in range(self.depth):
-            np.take(f, g, out=fi)
+            np.take(f, g, out=fi, mode="clip")
             fi += row
-            np.take(xf, fi, out=x)
-            np.take(self._t, g, out=t)
+            np.take(xf, fi, out=x, mode="clip")
+            np.take(self._t, g, out=t, mode="clip")
             np.greater(x, t, out=right)
             if nan:
-                right |= np.isnan(x) & ~np.take(self._m, g)
+                right |= np.isnan(x) & ~np.take(self._m, g, mode="clip")
             g *= 2
             g += step
             g += right
-        leaf = np.take(self._v, g - off + self._leaf_off.astype(it))
+        leaf = np.take(self._v, g - off + self._leaf_off.astype(it), mode="clip")
         return leaf.sum(axis=1, dtype=np.float32) + np.float32(self.baseline)
 
     # -- export / io -------------------------------------------------------------------------------------------

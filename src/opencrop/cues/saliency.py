@@ -23,23 +23,35 @@ def _spectral_residual(ch: np.ndarray) -> np.ndarray:
     return np.abs(np.fft.ifft2(np.exp(residual) * phase)) ** 2
 
 
+def shrink(image: np.ndarray, size: int = 64) -> np.ndarray:
+    """``image`` (``[H, W, 3]`` or ``[H, W]`` uint8) bilinearly shrunk to long side ``size`` (≥ 8 px a side):
+    float32 ``[h, w, 3]`` in 0…255, the input of :func:`saliency_of`."""
+    if image.ndim == 2:
+        image = np.stack([image] * 3, axis=-1)
+    h, w = image.shape[:2]
+    scale = size / max(h, w)
+    sw, sh = max(8, round(w * scale)), max(8, round(h * scale))
+    return np.asarray(Image.fromarray(image[..., :3]).resize((sw, sh), Image.BILINEAR), dtype=np.float32)
+
+
 def saliency(image: np.ndarray, size: int = 64, sigma: float = 2.5) -> np.ndarray:
     """Saliency of ``image`` (``[H, W, 3]`` uint8 RGB): float32 ``[h, w]`` in [0, 1], h/w = H/W, long side ``size``.
 
     Three channels (luminance, red–green, blue–yellow) each get a spectral-residual map; the maps are summed,
     smoothed by a Gaussian of ``sigma`` map pixels and scaled to [0, 1]. A flat image gives all zeros.
     """
+    return saliency_of(shrink(image, size), sigma)
+
+
+def saliency_of(small: np.ndarray, sigma: float = 2.5) -> np.ndarray:
+    """:func:`saliency` of an image already shrunk by :func:`shrink` (``[h, w, 3]`` float32 0…255): ``[h, w]``."""
     from scipy.ndimage import gaussian_filter  # lazy: scipy.ndimage costs ~0.3 s to import (CLI start-up)
 
-    if image.ndim == 2:
-        image = np.stack([image] * 3, axis=-1)
-    h, w = image.shape[:2]
-    scale = size / max(h, w)
-    sw, sh = max(8, round(w * scale)), max(8, round(h * scale))
-    x = np.asarray(Image.fromarray(image).resize((sw, sh), Image.BILINEAR), dtype=np.float32) / 255.0
+    sh, sw = small.shape[:2]
+    x = small / 255.0
     r, g, b = x[..., 0], x[..., 1], x[..., 2]
     chans = ((r + g + b) / 3.0, r - g, b - (r + g) / 2.0)
-    pad = max(2, size // 8)  # reflect-pad so the FFT's wrap-around does not light up the borders
+    pad = max(2, max(sh, sw) // 8)  # reflect-pad so the FFT's wrap-around does not light up the borders
     total = np.zeros((sh, sw), dtype=np.float64)
     for ch in chans:
         if float(ch.std()) < 1e-4:

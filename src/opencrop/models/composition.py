@@ -131,11 +131,13 @@ class CompositionModel:
         h, w = image.shape[:2]
         if cues is not None and cues.saliency is not None:
             sal = cues.saliency.astype(np.float32)
-        else:
-            from opencrop.cues import saliency
+            small = _resize_to(image, (sal.shape[1], sal.shape[0]))
+        else:  # one shrink serves the saliency map and the gradient map
+            from opencrop.cues.saliency import saliency_of, shrink
 
-            sal = saliency(image)
-        g = _gray(_resize_to(image, (sal.shape[1], sal.shape[0])))
+            small = shrink(image)
+            sal = saliency_of(small)
+        g = _gray(small)
         grad = np.hypot(ndimage.sobel(g, 0), ndimage.sobel(g, 1))
         subjects, sw = self._subjects(sal, w, h, cues)
         heads = head_boxes_in(cues, w, h)
