@@ -78,7 +78,7 @@ def no_backends(tmp_path, monkeypatch):
         monkeypatch.delenv(mf.env_var, raising=False)
         if modelfiles.locate(mf.name) is not None:
             pytest.skip(f"{mf.name} is installed as a package here; cannot make it unavailable")
-    lazies = [faces._SHORT_NET, faces._FULL_NET, objects._NET, segmentation._NET]
+    lazies = [faces._SHORT_NET, faces._FULL_NET, objects._NET, objects._ORT, segmentation._NET]
     for lz in lazies:
         lz.reset()
     yield

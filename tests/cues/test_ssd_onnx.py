@@ -172,3 +172,21 @@ def test_analyze_overlaps_ssd_without_changing_results(want: set[str], need) -> 
         np.testing.assert_allclose(cues.objects.boxes, objs.boxes, atol=1e-3)
     else:
         assert len(cues.objects) == 0
+
+
+def test_falls_back_to_opencv_when_onnxruntime_is_missing(monkeypatch, caplog, need) -> None:
+    need("people")
+    real = objects.has_module
+    monkeypatch.setattr(objects, "has_module", lambda name: name != "onnxruntime" and real(name))
+    monkeypatch.delenv("OPENCROP_SSD_BACKEND", raising=False)
+    monkeypatch.setattr("opencrop.cues._runtime._NOTED", set())
+    objects._ORT.reset()
+    try:
+        with caplog.at_level("WARNING", logger="opencrop.cues"):
+            assert objects.backend() == "opencv"
+            people = objects.detect_people(photo("astronaut"))
+        assert len(people) == 1  # still detected, by the reference runtime
+        assert any("onnxruntime is not installed" in r.getMessage() and "OpenCV" in r.getMessage()
+                   for r in caplog.records)
+    finally:
+        objects._ORT.reset()

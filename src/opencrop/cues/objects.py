@@ -172,10 +172,10 @@ def backend() -> str:
     except BackendUnavailable as e:
         if forced:
             raise
+        _NET.get()  # raises if OpenCV cannot run it either: then the cue is unavailable, no fallback note
         from opencrop.cues._runtime import note_once
 
-        note_once(f"cues: SSD on onnxruntime unavailable ({e}); using OpenCV dnn (≈ 6× slower)")
-        _NET.get()
+        note_once(f"cues: SSD on onnxruntime unavailable ({e}); using OpenCV dnn (≈ 5× slower)")
         return "opencv"
 
 
