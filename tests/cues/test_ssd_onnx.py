@@ -122,10 +122,15 @@ def test_backend_choice(monkeypatch, need) -> None:
 
 def test_conversion_is_cached_and_survives_an_unwritable_cache(tmp_path, monkeypatch, need) -> None:
     _both_backends(monkeypatch, need)
-    paths = (tmp_path / "d" / "people.onnx", tmp_path / "d" / "full.onnx")
+    paths = (tmp_path / "d" / "ssd-mobilenet-v2-coco-x-onnx9-people.onnx",
+             tmp_path / "d" / "ssd-mobilenet-v2-coco-x-onnx9-full.onnx")
+    stale = tmp_path / "d" / "ssd-mobilenet-v2-coco-x-onnx8-full.onnx"
+    stale.parent.mkdir()
+    stale.write_bytes(b"an older conversion")
     monkeypatch.setattr(objects, "_converted_paths", lambda: paths)
     people, full = objects.convert_for_onnxruntime()
     assert paths[0].read_bytes() == people and paths[1].read_bytes() == full
+    assert not stale.exists()  # conversions of other versions are removed
     assert not list(paths[0].parent.glob(".*tmp"))  # written atomically, no leftovers
 
     def no_conversion(net):

@@ -58,7 +58,7 @@ SSD_GRAPH = register_file(
         member="models/frozen_inference_graph.pb",
         sha256="2a8d8a89d695842e60d8c6d144181100555563e21acf2fa1e8f561fec5c3c6ad",
         size=69688296,
-        description="SSD-MobileNetV2 COCO (90 classes) frozen TF graph, run with cv2.dnn (people, objects)",
+        description="SSD-MobileNetV2 COCO (90 class ids) frozen TF graph (people, objects; converted for onnxruntime)",
         **_PIBO,
     )
 )

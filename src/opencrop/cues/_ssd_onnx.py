@@ -1,15 +1,17 @@
-"""SSD-MobileNetV2-COCO as two ONNX graphs for onnxruntime, converted from the shipped frozen TF graph.
+"""SSD-MobileNetV2-COCO as ONNX graphs for onnxruntime, converted from the shipped frozen TF graph.
 
-Why: OpenCV's dnn module needs ≈ 45 ms per 300² pass on 2 CPU threads; the same network on onnxruntime takes
-≈ 6 ms for the backbone, box regressors and the *person* scores, and ≈ 10 ms more for all 90 COCO classes. The
-work is therefore split in two graphs:
+Why: OpenCV's dnn module needs ≈ 45–50 ms per 300² pass on 2 CPU threads; the same network on onnxruntime takes
+≈ 8–10 ms for the backbone, the box regressors and the *person* scores, ≈ 20 ms with every COCO class (the 3×3
+class heads cost twice the backbone). So the conversion gives two graphs over the same weights:
 
-* ``body``: uint8 RGB ``[1, 300, 300, 3]`` → ``loc [N, 4]`` (dx, dy, dw, dh), ``person [N]`` (sigmoid),
-  ``priors [N, 4]`` (xyxy normalised) and the six feature maps ``f0 … f5``;
-* ``classes``: ``f0 … f5`` → ``scores [N, 91]`` (sigmoid; column 0 is background), run only when objects are
-  wanted.
+* ``people``: uint8 RGB ``image [1, 300, 300, 3]`` → ``loc [N, 4]`` (dx, dy, dw, dh), ``priors [N, 4]`` (xyxy
+  normalised) and ``person [N]`` (sigmoid);
+* ``full``: the same → ``loc``, ``priors`` and ``scores [N, 80]`` (sigmoid) for the 80 COCO classes in
+  :data:`CLASS_IDS` (the background channel and the 10 unused ids of the 91-way head are not computed).
 
-N = 1917 anchors in (map, y, x, anchor) order, the same order as OpenCV's ``detection_out`` input.
+(One body graph plus a separate class-head graph saved nothing: two onnxruntime sessions alternating on two cores
+make each other's spin-waiting threads compete.) N = 1917 anchors in (map, y, x, anchor) order, the same order as
+OpenCV's ``detection_out`` input.
 
 The weights are read through ``cv2.dnn`` (already a dependency: it parses the ``.pb``), batch norms are folded
 into the convolutions, and the priors are taken from OpenCV's own ``PriorBox`` layers, so the conversion
@@ -23,12 +25,15 @@ import numpy as np
 
 from opencrop.cues._onnx import GraphBuilder
 
-__all__ = ["INPUT_SIZE", "NUM_CLASSES", "VERSION", "convert"]
+__all__ = ["CLASS_IDS", "INPUT_SIZE", "NUM_CLASSES", "VERSION", "convert", "decode"]
 
 #: bump when the converted graphs change, so stale cached conversions are rebuilt
-VERSION = 1
+VERSION = 2
 INPUT_SIZE = 300
-NUM_CLASSES = 91
+NUM_CLASSES = 91  # outputs per anchor of the TF class heads: background + 90 ids, 10 of them unused
+#: the COCO class ids the ``full`` graph scores, in column order (ids 12, 26, 29, 30, 45, 66, 68, 69, 71, 83 are
+#: unused by the TF Object Detection API label map)
+CLASS_IDS = tuple(i for i in range(1, NUM_CLASSES) if i not in (12, 26, 29, 30, 45, 66, 68, 69, 71, 83))
 _BN_EPS = 1e-3  # TF Object Detection API MobileNetV2 batch-norm epsilon
 _P = "FeatureExtractor/MobilenetV2/"
 # (expansion, output channels, stride) of expanded_conv, expanded_conv_1 … expanded_conv_16
@@ -95,16 +100,16 @@ def _features(n: _Net, x: str) -> list[str]:
     return maps
 
 
-def _head(n: _Net, maps: list[str], kind: str, per_anchor: int, pick: int | None = None) -> str:
-    """Predictor ``kind`` on every map, flattened to ``[N, per_anchor]`` (or ``[N, 1]`` for class ``pick``)."""
+def _head(n: _Net, maps: list[str], kind: str, per_anchor: int, pick: tuple[int, ...] | None = None) -> str:
+    """Predictor ``kind`` on every map, flattened to ``[N, per_anchor]`` (or ``[N, len(pick)]``: those outputs)."""
     g, flat = n.g, []
     for i, m in enumerate(maps):
         w, b = _blobs(n.net, f"BoxPredictor_{i}/{kind}/Conv2D")
         b = b.ravel()
         k = per_anchor
-        if pick is not None:  # keep one class's output channel per anchor
-            idx = np.arange(ANCHORS_PER_MAP[i]) * per_anchor + pick
-            w, b, k = w[idx], b[idx], 1
+        if pick is not None:  # compute only these outputs of each anchor
+            idx = (np.arange(ANCHORS_PER_MAP[i])[:, None] * per_anchor + np.asarray(pick)[None]).ravel()
+            w, b, k = w[idx], b[idx], len(pick)
         y = g.conv(m, w, b)
         y = g.op("Transpose", [y], perm=[0, 2, 3, 1])
         flat.append(g.op("Reshape", [y, g.const(np.array([-1, k], np.int64), "shape")]))
@@ -123,7 +128,7 @@ def convert(net) -> tuple[bytes, bytes]:
 
     Both take uint8 RGB ``image [1, 300, 300, 3]`` (the stretched or padded photo) and give ``loc [N, 4]`` and
     ``priors [N, 4]``; ``people`` adds ``person [N]`` (the person class's sigmoid score only), ``full`` adds
-    ``scores [N, 91]`` (sigmoid; column 0 is background).
+    ``scores [N, 80]`` (sigmoid, columns in :data:`CLASS_IDS` order).
     """
     priors = _priors(net)
     return _graph(net, priors, objects=False), _graph(net, priors, objects=True)
@@ -142,10 +147,10 @@ def _graph(net, priors: np.ndarray, objects: bool) -> bytes:
     g.output("loc", np.float32, ["n", 4])
     g.output("priors", np.float32, [len(priors), 4])
     if objects:
-        g.op("Sigmoid", [_head(n, maps, "ClassPredictor", NUM_CLASSES)], out="scores")
-        g.output("scores", np.float32, ["n", NUM_CLASSES])
+        g.op("Sigmoid", [_head(n, maps, "ClassPredictor", NUM_CLASSES, pick=CLASS_IDS)], out="scores")
+        g.output("scores", np.float32, ["n", len(CLASS_IDS)])
     else:
-        person = _head(n, maps, "ClassPredictor", NUM_CLASSES, pick=1)
+        person = _head(n, maps, "ClassPredictor", NUM_CLASSES, pick=(1,))
         g.op("Sigmoid", [g.op("Reshape", [person, g.const(np.array([-1], np.int64), "shape")])], out="person")
         g.output("person", np.float32, ["n"])
     return g.to_bytes()

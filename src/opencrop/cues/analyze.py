@@ -91,7 +91,7 @@ def analyze(image: np.ndarray, want: Iterable[str] = DEFAULT_CUES) -> Cues:
 
 
 def _ssd_job(image: np.ndarray, want: set[str]) -> Callable[[], tuple[Detections, Detections]] | None:
-    """The SSD call ``want`` needs: people and objects from one pass, or people alone (no 90-class heads)."""
+    """The SSD call ``want`` needs: people and objects from one pass, or people alone (person head only)."""
     if "objects" in want:
         from opencrop.cues.objects import detect_people_and_objects
 
