@@ -43,3 +43,17 @@ def test_displacement_formula():
 def test_truncating_denormalize():
     out = B.denormalize_xyxy(np.array([0.333, 0.5, 0.999, 1.0]), 100, 10, truncate=True)
     np.testing.assert_array_equal(out, [33, 5, 99, 10])
+
+
+def test_nms_numpy_equals_torch_on_random_boxes() -> None:
+    """One NMS for both array kinds: the NumPy path (used by the cues, torch-free) gives the torch path's indices."""
+    nms = B.nms
+    rng = np.random.default_rng(3)
+    for t in (0.3, 0.5, 0.7):
+        xy = rng.random((150, 2)) * 50
+        b = np.concatenate([xy, xy + rng.random((150, 2)) * 30 + 1], 1)
+        s = rng.integers(0, 20, 150).astype(np.float64)  # ties: both keep input order among equals
+        got = nms(b, s, t)
+        assert got.dtype == np.int64 and len(got) > 0
+        np.testing.assert_array_equal(got, nms(torch.from_numpy(b), torch.from_numpy(s), t).numpy())
+    assert nms(np.zeros((0, 4)), np.zeros(0), 0.5).shape == (0,)

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from opencrop.boxes import nms
 from opencrop.cues._files import SSD_GRAPH, SSD_PBTXT
 from opencrop.cues._runtime import BackendUnavailable, Lazy, has_module, log
 from opencrop.cues.types import Detections
@@ -253,7 +254,7 @@ def _rows_ort(small: np.ndarray, objects: bool) -> np.ndarray:
         cls = np.ones(len(anchor), np.int64)
         sc = person[anchor]
     boxes = decode(loc[anchor], m.priors[anchor])
-    keep = _nms(boxes + 2.0 * cls[:, None], sc, _SSD_NMS)[:_KEEP_TOP_K]  # offsets keep classes apart
+    keep = nms(boxes + 2.0 * cls[:, None], sc, _SSD_NMS)[:_KEEP_TOP_K]  # offsets keep classes apart
     return np.concatenate([cls[keep, None], sc[keep, None], boxes[keep]], axis=1).astype(np.float32)
 
 
@@ -279,19 +280,9 @@ def detect_people(image: np.ndarray, min_score: float = 0.5) -> Detections:
 def _people(rows: np.ndarray, image: np.ndarray, min_score: float) -> Detections:
     det = _to_detections(rows[(rows[:, 0] == 1) & (rows[:, 1] >= min_score)], image)
     if len(det) > 1:  # SSD's own NMS (0.6) lets through a few merged "two people" boxes
-        keep = _nms(det.boxes, det.scores, 0.5)
+        keep = nms(det.boxes, det.scores, 0.5)
         det = Detections(det.boxes[keep], det.scores[keep], [det.labels[i] for i in keep])
     return det
-
-
-def _nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> np.ndarray:
-    """Indices kept by greedy NMS over xyxy ``boxes [N, 4]`` and ``scores [N]``, best first."""
-    import torch
-
-    from opencrop.ops.nms import nms
-
-    return nms(torch.from_numpy(np.asarray(boxes, np.float64)), torch.from_numpy(np.asarray(scores, np.float64)),
-               iou).numpy()
 
 
 def detect_objects(image: np.ndarray, min_score: float = 0.4, include_people: bool = False) -> Detections:
