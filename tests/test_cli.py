@@ -100,3 +100,34 @@ def test_batch_over_odd_images_follows_the_manifest(shared_data: Path, tmp_path:
             assert Path(r["crops"][0]["output"]).is_file()
         elif f["action"] == "reject":
             assert r["status"] == "error" and f["file"] in r["error"]
+
+
+def test_default_crop_never_imports_torch(tmp_path: Path) -> None:
+    """torch costs ≈ 1 s to import; the default cropper (composition + cues) and the CLI must not need it."""
+    import subprocess
+    import sys
+
+    argv = ["crop", str(REPO / "examples" / "astronaut.jpg"), "--ratio", "16:9", "--out", str(tmp_path)]
+    code = (
+        "import sys\n"
+        "from opencrop.cli import main\n"
+        f"rc = main({argv!r})\n"
+        "assert rc == 0, rc\n"
+        "print('torch' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "False"
+    assert (tmp_path / "astronaut_16x9.jpg").is_file()
+
+
+def test_learned_models_are_listed_without_importing_them() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from opencrop.models import list_models, is_model\n"
+        "print(list_models('*ic'), is_model('gafic'), 'torch' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "['gafic', 'gaic', 'hcic'] True False"

@@ -28,7 +28,7 @@ def _registered():
     import opencrop.cues  # noqa: F401  (registers the cue model files)
     from opencrop import modelfiles
 
-    for mod in ("opencrop.models",):  # other packages that register files, when present
+    for mod in ("opencrop.nn.weights",):  # other modules that register files (torch-free), when present
         try:
             __import__(mod)
         except ImportError:

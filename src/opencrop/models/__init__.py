@@ -1,9 +1,13 @@
-"""Crop models: one file per system, all registered through :func:`create_model`."""
+"""Crop models: one file per system, all registered through :func:`create_model`.
+
+The learned models (torch) are registered by name and imported on first use; the default ``composition`` model and
+the baselines need no torch.
+"""
 
 from opencrop.models import baselines, composition  # noqa: F401  (registers "composition", baselines)
-from opencrop.models import gafic as _gafic  # noqa: F401  (registers "gafic")
-from opencrop.models import gaic as _gaic  # noqa: F401  (registers "gaic")
-from opencrop.models import hcic as _hcic  # noqa: F401  (registers "hcic")
-from opencrop.models.registry import create_model, is_model, list_models, register_model
+from opencrop.models.registry import create_model, is_model, list_models, register_lazy, register_model
 
-__all__ = ["create_model", "is_model", "list_models", "register_model"]
+for _name in ("gaic", "hcic", "gafic"):
+    register_lazy(_name, f"opencrop.models.{_name}")
+
+__all__ = ["create_model", "is_model", "list_models", "register_lazy", "register_model"]
