@@ -195,3 +195,21 @@ def test_falls_back_to_opencv_when_onnxruntime_is_missing(monkeypatch, caplog, n
                    for r in caplog.records)
     finally:
         objects._ORT.reset()
+
+
+def test_a_damaged_cached_conversion_is_converted_again(tmp_path, monkeypatch, caplog, need) -> None:
+    _both_backends(monkeypatch, need)
+    monkeypatch.setenv("OPENCROP_SSD_BACKEND", "onnxruntime")
+    paths = (tmp_path / "ssd-mobilenet-v2-coco-x-people.onnx", tmp_path / "ssd-mobilenet-v2-coco-x-full.onnx")
+    for p in paths:
+        p.write_bytes(b"\x00 half a file")  # what a disk error could leave behind
+    monkeypatch.setattr(objects, "_converted_paths", lambda: paths)
+    objects._ORT.reset()
+    try:
+        with caplog.at_level("WARNING", logger="opencrop.cues"):
+            people = objects.detect_people(photo("astronaut"))
+        assert len(people) == 1
+        assert any("cannot be loaded" in r.getMessage() for r in caplog.records)
+        assert paths[0].stat().st_size > 1_000_000  # replaced by a good conversion
+    finally:
+        objects._ORT.reset()

@@ -134,12 +134,12 @@ def _restrict(mask: np.ndarray, cues: Cues) -> np.ndarray | None:
 def available() -> dict[str, str | None]:
     """For each cue, ``None`` if it can run here, else why not (loads the backends; cheap after the first call)."""
     from opencrop.cues.faces import _FULL_NET, _SHORT_NET
-    from opencrop.cues.objects import backend
+    from opencrop.cues.objects import ensure_available
     from opencrop.cues.segmentation import _NET as SELFIE
 
     out: dict[str, str | None] = {"saliency": None}
-    for cue, lazies in (("faces", (_SHORT_NET.get, _FULL_NET.get)), ("people", (backend,)), ("objects", (backend,)),
-                        ("person_mask", (SELFIE.get,))):
+    for cue, lazies in (("faces", (_SHORT_NET.get, _FULL_NET.get)), ("people", (ensure_available,)),
+                        ("objects", (lambda: ensure_available(objects=True),)), ("person_mask", (SELFIE.get,))):
         out[cue] = None
         for load in lazies:
             try:

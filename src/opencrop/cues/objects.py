@@ -27,7 +27,7 @@ from opencrop.modelfiles import cache_dir, resolve
 
 __all__ = [
     "BACKENDS", "COCO_LABELS", "backend", "convert_for_onnxruntime", "detect_objects", "detect_people",
-    "detect_people_and_objects",
+    "detect_people_and_objects", "ensure_available",
 ]
 
 # TF Object Detection API COCO label map: id → name (ids 12, 26, 29, 30, 45, 66, 68, 69, 71, 83 are unused).
@@ -69,9 +69,8 @@ _NET: Lazy = Lazy(_load_cv2)
 
 @dataclass
 class _Ort:
-    people: object  # onnxruntime.InferenceSession: boxes + person scores only
-    full: Lazy  # Lazy[InferenceSession]: boxes + all 91 class scores, built on the first request for objects
-    priors: np.ndarray  # [N, 4] xyxy normalised
+    people: Lazy  # Lazy[onnxruntime.InferenceSession]: boxes + person scores only
+    full: Lazy  # Lazy[onnxruntime.InferenceSession]: boxes + the 80 class scores, for objects
 
 
 def _converted_paths() -> tuple[Path, Path]:
@@ -131,9 +130,16 @@ def _threads() -> int:
 def _load_ort() -> _Ort:
     if not has_module("onnxruntime"):
         raise BackendUnavailable("onnxruntime is not installed")
-    import onnxruntime as ort
+    _threads()  # a bad OPENCROP_SSD_THREADS is reported now
+    return _Ort(Lazy(lambda: _session(0)), Lazy(lambda: _session(1)))  # each graph loaded when first needed
 
-    people, full = convert_for_onnxruntime()
+
+def _session(which: int):
+    """onnxruntime session for the people (0) or full (1) graph, converting the SSD model first if needed.
+
+    A cached conversion that onnxruntime rejects (damaged on disk) is converted again, once.
+    """
+    import onnxruntime as ort
 
     opts = ort.SessionOptions()
     # analyze() starts this pass on a worker thread while the face detector runs; with as many threads as cores
@@ -145,13 +151,29 @@ def _load_ort() -> _Ort:
     # No spin-waiting: spinning idle workers (≈ 2 ms faster per pass alone) fight the TFLite, torch and numpy work
     # that follows on 2 cores and made a 0.1 ms torch op take 6 ms.
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    providers = ["CPUExecutionProvider"]
+    path = _converted_paths()[which]
+    if path.is_file():
+        try:
+            return ort.InferenceSession(str(path), opts, providers=providers)
+        except Exception as e:  # onnxruntime's own exception types (InvalidProtobuf, Fail, ...)
+            log.warning("cues: the cached SSD conversion %s cannot be loaded (%s); converting again", path, e)
+    model = convert_for_onnxruntime(force=True)[which]
+    try:
+        return ort.InferenceSession(model, opts, providers=providers)
+    except Exception as e:
+        raise BackendUnavailable(f"onnxruntime cannot load the converted SSD model: {e}") from e
 
-    def session(model: bytes):
-        return ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
 
-    sess = session(people)
-    priors = sess.run(["priors"], {"image": np.zeros((1, 300, 300, 3), np.uint8)})[0]
-    return _Ort(sess, Lazy(lambda: session(full)), priors)
+def ensure_available(objects: bool = False) -> None:
+    """Load what :func:`detect_people` (or, with ``objects``, :func:`detect_objects`) needs, or raise.
+
+    Raises:
+        BackendUnavailable: why it cannot run here.
+    """
+    if backend() == "onnxruntime":
+        m = _ORT.get()
+        (m.full if objects else m.people).get()
 
 
 _ORT: Lazy[_Ort] = Lazy(_load_ort)
@@ -243,17 +265,18 @@ def _rows_ort(small: np.ndarray, objects: bool) -> np.ndarray:
     if objects:
         full = m.full.get()
         with m.full.lock:
-            loc, scores = full.run(["loc", "scores"], {"image": small[None]})
+            loc, priors, scores = full.run(["loc", "priors", "scores"], {"image": small[None]})
         anchor, col = np.nonzero(scores >= _SCORE_FLOOR)
         cls = np.asarray(CLASS_IDS, np.int64)[col]
         sc = scores[anchor, col]
     else:
-        with _ORT.lock:
-            loc, person = m.people.run(["loc", "person"], {"image": small[None]})
+        people = m.people.get()
+        with m.people.lock:
+            loc, priors, person = people.run(["loc", "priors", "person"], {"image": small[None]})
         (anchor,) = np.nonzero(person >= _SCORE_FLOOR)
         cls = np.ones(len(anchor), np.int64)
         sc = person[anchor]
-    boxes = decode(loc[anchor], m.priors[anchor])
+    boxes = decode(loc[anchor], priors[anchor])
     keep = nms(boxes + 2.0 * cls[:, None], sc, _SSD_NMS)[:_KEEP_TOP_K]  # offsets keep classes apart
     return np.concatenate([cls[keep, None], sc[keep, None], boxes[keep]], axis=1).astype(np.float32)
 
