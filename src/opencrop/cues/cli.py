@@ -71,6 +71,11 @@ def _list(args: argparse.Namespace) -> int:
     widths = [max(len(str(row[i])) for row in table) for i in range(len(head) - 1)]
     for row in table:
         print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=False)) + "  " + str(row[-1]))
+    from opencrop.cues.objects import _converted_paths
+
+    for path in _converted_paths():  # derived from a registered file by `opencrop models fetch`, not fetched
+        if path.is_file():
+            print(f"derived: {path} ({_human(path.stat().st_size)}, SSD conversion for onnxruntime)")
     missing = [r["name"] for r in rows if not r["present"]]
     if missing:
         print(f"\n{len(missing)} missing; run `opencrop models fetch` (or name them)", file=sys.stderr)
