@@ -78,3 +78,37 @@ def test_page_and_health(base: str) -> None:
         assert b"opencrop" in r.read()
     with urllib.request.urlopen(base + "/healthz", timeout=10) as r:
         assert json.loads(r.read())["ok"] is True
+
+
+def test_concurrent_requests_with_cues_agree() -> None:
+    """Six simultaneous requests through the threaded server with every default cue (the SSD runs on a shared
+    worker thread next to each request's face detector): all succeed with the box a direct call gives."""
+    from opencrop import Cropper
+    from opencrop.cues import available
+
+    missing = {k: v for k, v in available().items() if v and k in ("faces", "people", "objects")}
+    if missing:
+        pytest.skip(f"cue backends unavailable: {missing} (run `opencrop models fetch`)")
+    skimage_data = pytest.importorskip("skimage.data", reason="scikit-image provides the photo")
+    buf = io.BytesIO()
+    Image.fromarray(skimage_data.astronaut()).save(buf, format="JPEG", quality=92)
+    photo = buf.getvalue()
+    expect = [list(c.box) for c in Cropper().crop(photo, ratios=["16:9", "4:5"])]
+
+    srv = make_server("127.0.0.1", 0, cues=True, max_body=2_000_000)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{srv.server_address[1]}/crop?ratio=16:9&ratio=4:5"
+    results: list[tuple[int, bytes, dict[str, str]]] = []
+    try:
+        workers = [threading.Thread(target=lambda: results.append(_post(url, photo))) for _ in range(6)]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join(60)
+    finally:
+        srv.shutdown()
+        srv.server_close()
+    assert len(results) == 6
+    for status, body, _ in results:
+        assert status == 200, body[:200]
+        assert [c["box"] for c in json.loads(body)["crops"]] == expect
