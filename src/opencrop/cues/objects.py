@@ -115,6 +115,11 @@ def convert_for_onnxruntime(force: bool = False) -> tuple[bytes, bytes]:
     return people, full
 
 
+#: onnxruntime workers spin-wait between operators when True: ≈ 2 ms faster per pass alone, but next to the face
+#: detector on 2 cores analyze() gets slower (faces + people 29.6 vs 21.7 ms; benchmarks/ssd_runtime.py)
+_ALLOW_SPINNING = False
+
+
 def _threads() -> int:
     """onnxruntime threads: ``OPENCROP_SSD_THREADS``, else one per usable core, at most 4."""
     env = os.environ.get("OPENCROP_SSD_THREADS", "").strip()
@@ -143,14 +148,12 @@ def _session(which: int):
 
     opts = ort.SessionOptions()
     # analyze() starts this pass on a worker thread while the face detector runs; with as many threads as cores
-    # it takes over both cores once faces are done (2 cores: default cues 53.6 vs 62.2 ms end to end at 1:1 with
-    # 1 thread; faces + people equal)
+    # it takes over both cores once faces are done (2 cores: analyze with the default cues 30.4 ms vs 34.7 with
+    # 1 thread, faces + people a tie; benchmarks/ssd_runtime.py)
     opts.intra_op_num_threads = _threads()
     opts.inter_op_num_threads = 1
     opts.log_severity_level = 3
-    # No spin-waiting: spinning idle workers (≈ 2 ms faster per pass alone) fight the TFLite, torch and numpy work
-    # that follows on 2 cores and made a 0.1 ms torch op take 6 ms.
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if _ALLOW_SPINNING else "0")
     providers = ["CPUExecutionProvider"]
     path = _converted_paths()[which]
     if path.is_file():
