@@ -6,7 +6,7 @@ overlapping detections are merged by weighted NMS as MediaPipe does.
 
 Both models run by default and their detections are merged: short-range finds large, close faces (portraits),
 full-range small and distant ones (groups). Full-range also runs on overlapping tiles (2×2 on a 512² image) so
-that faces of 15–30 px in a 512 px group photo are seen at a size it detects; together about 9–14 ms at 512 px on
+that faces of 15–30 px in a 512 px group photo are seen at a size it detects; together about 10–16 ms at 512 px on
 2 CPU threads.
 """
 
