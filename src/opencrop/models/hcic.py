@@ -56,13 +56,19 @@ def preprocess_for(input_mode: str, input_size: int = 256) -> Preprocess:
 
 
 def best_person_box(cues: Cues | None, sx: float, sy: float) -> Tensor:
-    """``[1, 4]`` xyxy input-pixel box of the highest-scoring person in ``cues.people`` (scaled by ``sx, sy``),
-    or ``(-1, -1, -1, -1)`` when there is no person (the model's "no human" path)."""
-    people = cues.people if cues is not None else None
-    if people is None or len(people) == 0:
-        return torch.full((1, 4), -1.0)
-    i = int(np.argmax(np.asarray(people.scores, dtype=np.float64))) if len(people.scores) else 0
-    b = np.asarray(people.boxes[i], dtype=np.float64).reshape(4)
+    """``[1, 4]`` xyxy input-pixel box of the main person (scaled by ``sx, sy`` from analysis pixels): the given
+    ``cues.human_box`` (a dataset's human box in evaluation) when set, else the highest-scoring person in
+    ``cues.people``; ``(-1, -1, -1, -1)`` when there is none (the model's "no human" path)."""
+    if cues is not None and cues.human_box is not None:
+        b = np.asarray(cues.human_box, dtype=np.float64).reshape(4)
+        if not np.all(b >= 0):
+            return torch.full((1, 4), -1.0)
+    else:
+        people = cues.people if cues is not None else None
+        if people is None or len(people) == 0:
+            return torch.full((1, 4), -1.0)
+        i = int(np.argmax(np.asarray(people.scores, dtype=np.float64))) if len(people.scores) else 0
+        b = np.asarray(people.boxes[i], dtype=np.float64).reshape(4)
     w, h = float(cues.width), float(cues.height)
     b = np.clip(b, 0, [w, h, w, h]) * np.array([sx, sy, sx, sy])
     if b[2] <= b[0] or b[3] <= b[1]:

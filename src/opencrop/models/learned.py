@@ -45,6 +45,7 @@ from torch import Tensor, nn
 
 from opencrop.cues.types import Cues
 from opencrop.errors import ModelFileError
+from opencrop.models.base import CandidateScorer, pixels_of
 from opencrop.models.preprocess import Preprocess
 
 __all__ = ["LearnedCropModel", "PreparedImage", "load_checkpoint_file", "opencrop_version"]
@@ -90,6 +91,7 @@ def build_with_weights(cls: type, weights: str | os.PathLike[str] | None, **cfg:
     saved.pop("name", None)
     model = cls(**{**saved, **cfg, "pretrained_backbone": False})
     model.load_weights(weights)
+    model.weights_source = str(weights)
     return model.eval()
 
 
@@ -114,7 +116,7 @@ def load_checkpoint_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     return ckpt
 
 
-class LearnedCropModel(nn.Module):
+class LearnedCropModel(nn.Module, CandidateScorer):
     """A learned crop scorer. Subclasses implement :meth:`forward_features`, :meth:`forward_scores` and
     :meth:`compute_loss`; they may override :meth:`extra_from_cues` and :meth:`batch_extra` to feed extra
     inputs (human boxes, heat maps) to :meth:`forward_scores`.
@@ -131,11 +133,15 @@ class LearnedCropModel(nn.Module):
 
     name: str = "learned"
     needs: frozenset[str] = frozenset()
+    #: long side of the frame the model is given in training, evaluation and cropping (one rule for all three)
+    analysis_size: int = 512
 
     def __init__(self, preprocess: Preprocess, config: dict[str, Any] | None = None) -> None:
         super().__init__()
         self.preprocess = preprocess
         self.config: dict[str, Any] = dict(config or {})
+        #: where the trained weights came from (path or tag); ``None`` = random initialisation
+        self.weights_source: str | None = None
 
     # ------------------------------------------------------------------ network
     def forward_features(self, images: Tensor) -> Any:
@@ -180,11 +186,13 @@ class LearnedCropModel(nn.Module):
         return torch.device("cpu")
 
     # ------------------------------------------------------------------ CropModel protocol
-    def prepare(self, image: np.ndarray, cues: Cues | None = None) -> PreparedImage:
-        """Preprocess ``image`` (``[H, W, 3]`` uint8 RGB) and run the backbone once (eval mode, no grad)."""
-        if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3:
-            shape = getattr(image, "shape", None)
-            raise ValueError(f"{self.name}.prepare expects an [H, W, 3] uint8 RGB array, got shape {shape}")
+    def prepare(self, frame: Any, cues: Cues | None = None) -> PreparedImage:
+        """Preprocess ``frame`` (a :class:`~opencrop.io.Frame` or ``[H, W, 3]`` uint8 RGB analysis pixels) and run
+        the backbone once (eval mode, no grad)."""
+        try:
+            image = pixels_of(frame)
+        except ValueError as e:
+            raise ValueError(f"{self.name}.prepare: {e}") from None
         h, w = int(image.shape[0]), int(image.shape[1])
         was_training = self.training
         self.eval()
