@@ -86,9 +86,16 @@ def hcic_loss(
 ) -> dict[str, Tensor]:
     """HCIC's training loss (systems.md §3.5), shared with GAFIC.
 
-    ``SmoothL1(pred, raw MOS) + rank_weight · rank + heatmap_weight · L1(heat, pseudo heat map)``. The rank term is
-    the clean ``sign`` variant unless ``rank_as_coded`` (HCIC's ``sin`` weighting). ``heat`` ``[B, 1, 64, 64]``
-    (``None`` when the model has no heat-map head).
+    ``SmoothL1(pred, raw MOS) + rank_weight · rank + heatmap_weight · L1(heat, pseudo heat map)``. The rank term
+    (:func:`opencrop.train.losses.rank_loss`) is the clean variant unless ``rank_as_coded``:
+
+    * clean: ``sign(Δgt)`` weighting, pairs within each image (``batch["counts"]``), per-image sums over ordered
+      pairs / ``n(n−1)/2``, summed over the images;
+    * ``rank_as_coded`` (HCIC's ``score_rank_loss`` as ``train_on_GAICD.py`` / ``train_on_CPC.py`` call it):
+      ``sin(Δgt)`` weighting and **every ordered pair of the flattened batch**, images mixed, one sum over the
+      ``K`` crops / ``K(K−1)/2``. With one image per step (GAICD) the pairing is the same as the clean one.
+
+    ``heat`` ``[B, 1, 64, 64]`` (``None`` when the model has no heat-map head).
 
     Raises:
         ValueError: the model predicts a heat map, ``heatmap_weight > 0`` and the batch has no ``"heatmap"``.
@@ -97,7 +104,7 @@ def hcic_loss(
 
     mos = batch["mos"].to(pred.device)
     score = mos_smooth_l1(pred, mos, mean=0.0, std=1.0)
-    rank = rank_loss(pred, mos, batch.get("counts"), as_coded=rank_as_coded)
+    rank = rank_loss(pred, mos, None if rank_as_coded else batch.get("counts"), as_coded=rank_as_coded)
     out = {"score": score.detach(), "rank": rank.detach()}
     loss = score + rank_weight * rank
     if heat is not None and heatmap_weight > 0:
@@ -136,7 +143,9 @@ class HCIC(LearnedCropModel):
 
     * **PA gating per image.** The original applies PA to the whole batch iff batch element 0 contains a human;
       here each image without a human bypasses the PA residual (its map is unchanged), independently of the batch.
-    * The rank loss uses ``sign(Δgt)`` by default; ``rank_as_coded=True`` restores the code's ``sin(Δgt)``.
+    * The rank loss is the clean variant by default (``sign(Δgt)``, pairs within each image);
+      ``rank_as_coded=True`` restores the code's ``sin(Δgt)`` over all pairs of the flattened batch (see
+      :func:`hcic_loss`); the recipes ``configs/hcic_*.yaml`` set it.
     * Backbone ``"mobilenet_v2"`` is offered for CPU-sized training (the paper uses VGG16 only); the fusion then
       projects the MobileNetV2 tap widths (32/96/320) instead of 512.
     * The GCN cosine similarity is clamped against zero norms (the original would produce NaN).
@@ -153,7 +162,7 @@ class HCIC(LearnedCropModel):
         concat_with_human: PA concatenates the aligned human feature (HCIC default True).
         input_mode: ``"gaicd"`` (aspect kept, short side 256, multiples of 32) or ``"fixed256"`` (CPC/FCDB/FLMS).
         input_size: the 256 of ``input_mode`` (keep 256 for the published recipes).
-        rank_as_coded: use HCIC's ``sin`` rank weighting.
+        rank_as_coded: HCIC's rank loss as coded (``sin`` weighting, whole-batch pairs; :func:`hcic_loss`).
         rank_weight, heatmap_weight: loss weights (1.0 and 1.0 in HCIC).
         weights: an opencrop model file to load after building.
     """
