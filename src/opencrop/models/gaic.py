@@ -36,7 +36,7 @@ from opencrop.models.preprocess import Preprocess
 from opencrop.models.registry import register_model
 from opencrop.train.losses import GAIC_MOS_MEAN, GAIC_MOS_STD, mos_smooth_l1
 
-__all__ = ["GAIC", "WeightInfo", "convert_released_state_dict", "default_cfgs", "gaic"]
+__all__ = ["GAIC", "WeightInfo", "convert_released_state_dict", "default_cfgs", "gaic", "gaic_head"]
 
 _BACKBONES = ("mobilenet_v2", "shufflenet_v2", "vgg16")
 _DEFAULT_REDDIM = {"mobilenet_v2": 8, "shufflenet_v2": 8, "vgg16": 32}
@@ -96,15 +96,7 @@ class GAIC(LearnedCropModel):
         # multi: GAIC's concat(½·f3, f4, 0.5·2×f5) + 1×1 "DimRed"; single: 1×1 on f4
         self.neck: nn.Module = GAICFusion(chans, reddim) if fusion == "multi" else nn.Conv2d(chans[1], reddim, 1)
 
-        def bn(c: int) -> nn.Module:
-            return nn.BatchNorm2d(c) if batchnorm else nn.Identity()
-
-        self.head = nn.Sequential(
-            nn.Conv2d(2 * reddim, 768, kernel_size=align_size), bn(768), nn.ReLU(inplace=True),
-            nn.Conv2d(768, 128, kernel_size=1), bn(128), nn.ReLU(inplace=True),
-            nn.Dropout(dropout),
-            nn.Conv2d(128, 1, kernel_size=1),
-        )
+        self.head = gaic_head(2 * reddim, align_size, batchnorm, dropout)
         for m in [*self.neck.modules(), *self.head.modules()]:
             if isinstance(m, nn.Conv2d):
                 nn.init.xavier_uniform_(m.weight)
@@ -139,6 +131,24 @@ class GAIC(LearnedCropModel):
         """SmoothL1 between the scores of ``batch["rois"]`` and ``(batch["mos"] − 2.95) / 0.8``."""
         pred = self.predict_batch(batch)
         return {"loss": mos_smooth_l1(pred, batch["mos"])}
+
+
+def gaic_head(in_channels: int, kernel_size: int, batchnorm: bool = True, dropout: float = 0.5) -> nn.Sequential:
+    """GAIC's scoring head (lld533 layout): ``Tensor[K, in_channels, k, k]`` → ``Tensor[K, 1, 1, 1]``.
+
+    conv k×k valid → 768, BN, ReLU → 1×1 → 128, BN, ReLU → dropout → 1×1 → 1 (``batchnorm=False``: no BN, the
+    HuiZeng layout). Also S2CNet's all-token head (``in_channels`` = D + 1 node tokens of 16×16). Default init.
+    """
+
+    def bn(c: int) -> nn.Module:
+        return nn.BatchNorm2d(c) if batchnorm else nn.Identity()
+
+    return nn.Sequential(
+        nn.Conv2d(in_channels, 768, kernel_size=kernel_size), bn(768), nn.ReLU(inplace=True),
+        nn.Conv2d(768, 128, kernel_size=1), bn(128), nn.ReLU(inplace=True),
+        nn.Dropout(dropout),
+        nn.Conv2d(128, 1, kernel_size=1),
+    )
 
 
 def _feature_info(backbone: nn.Module) -> tuple[list[int], list[int]]:

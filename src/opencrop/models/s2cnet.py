@@ -1,0 +1,524 @@
+"""S2CNet: Spatial-Semantic Collaborative Cropping for User Generated Content (Su et al., AAAI 2024, arXiv
+2401.08086). Registered as ``s2cnet``.
+
+Specification: ``docs/systems.md`` §5 (architecture §5.1, candidates §5.2, training §5.3, evaluation §5.4). The
+authors released test code only (suyukun666/S2CNet ``model/ssc.py``, ``model/attention.py``); this is a
+re-implementation from the specification and a reading of that code, not a copy.
+
+Architecture (one image, ``K`` candidate crops, ``D`` object boxes, ``n = 1 + D`` graph nodes per crop):
+
+* Backbone and fusion as GAIC (MobileNetV2 taps f3 / f4 / f5, :class:`~opencrop.nn.GAICFusion` → ``reddim`` = 8
+  channels at stride 16).
+* **Node features.** For the crop and for every object box: RoIAlignAvg(A×A) ⊕ RoDAlignAvg(A×A) of the box,
+  flattened in the original's order (channel, RoI/RoD, row, column) → ``2·reddim·A²`` → Linear → ``node_dim``
+  (256) → LayerNorm → ReLU. The crop node comes first; the object nodes of an image are shared by its crops (their
+  features are computed once per image, not once per crop).
+* **Adaptive attention graph** (:class:`GraphRelations`). Box centres, normalised by the input width / height,
+  are embedded by two Linear(2 → 256) maps θ, φ; the spatial relation is ``‖θ(c_i) − φ(c_j)‖ / √256`` and a
+  Linear(1 → heads) turns it into a per-head bias ``A[h, i, j]``. The semantic relation is
+  ``θ'(x_i) · φ'(x_j) / √256`` for Linear(256 → 256) maps θ', φ' of the node features, → Linear(1 → heads) ⇒ ``S``.
+* **Graph transformer** (:class:`GraphTransformer`), depth 2, 4 heads, width 256, MLP 1024 (GELU), pre-norm
+  residual blocks. At every layer the aggregated message ``x_ma = ReLU(LN(W · (G x)))`` with
+  ``G = softmax_j(mean_h A ⊙ mean_h S)`` gives the queries; keys / values come from ``LN(x)``; the logits are
+  ``q·k / √256 + A + S``. ``A`` and ``S`` are computed once, from the initial node features.
+* **Heads.** ``head="crop"`` (GAICD v1: ``only_crop: True``): the crop token → Linear(256 → 1). ``head="all"``
+  (GAICD v2): the ``1 + D`` tokens as ``(1 + D) × 16 × 16`` channels → GAIC's FC head
+  (:func:`~opencrop.models.gaic.gaic_head`: 16×16 conv → 768, BN, ReLU → 128, BN, ReLU → dropout 0.5 → 1).
+
+Published configurations (``configs/s2cnet_gaicd_v{1,2}.yaml``): v1 ``bbox_num=10, align_size=9, head="crop"``;
+v2 ``bbox_num=5, align_size=15, head="all"``.
+
+**Variable numbers of objects.** Object boxes arrive padded: ``object_boxes`` ``Tensor[B, D', 4]`` xyxy input
+pixels and ``object_mask`` ``Tensor[B, D']`` bool (True = real box). Real boxes are moved to the front (order kept)
+and the list is cut or padded to ``bbox_num``. Padded nodes are excluded from every softmax (attention logits and
+the aggregation ``G``) and their tokens are zeroed, so they have no influence on real nodes or on the all-token
+head (a zero channel contributes nothing to its first conv); an image without objects is a one-node graph. Nodes
+padded in every image of a batch are dropped before the graph (the v2 head then uses the matching slice of its
+first conv's weights), which gives the same scores faster.
+
+Object boxes: S2CNet's published Visual Genome proposals for GAICD images (``opencrop.data.s2cnet``, attached to
+the records as ``object_boxes``); for any other photo :func:`object_boxes_from_cues` (people and COCO objects of
+:mod:`opencrop.cues`, at most ``bbox_num`` boxes, documented there).
+
+Loss (the training code was never published, §5.3): SmoothL1 on ``(MOS − 2.95) / 0.8`` as GAIC, plus
+``rank_weight`` × the pairwise ranking loss of :func:`opencrop.train.losses.rank_loss` on the same targets
+(``docs/s2cnet.md`` says which weight the recipes use and why).
+
+Differences from the released code: pure-PyTorch align ops; the pairwise distance is clamped at 0 before the
+square root (the original can take the root of a small negative number: NaN); padded / missing objects are
+masked (the original assumes exactly ``bbox_num`` boxes); the flip augmentation swaps x1 / x2 (the original
+inherits GAIC's bug); ``node_dim ** -0.5`` scaling of the attention logits is kept as coded (not per head).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from opencrop.cues.types import Cues
+from opencrop.models.gaic import _feature_info, gaic_head
+from opencrop.models.learned import LearnedCropModel, build_with_weights
+from opencrop.models.preprocess import Preprocess
+from opencrop.models.registry import register_model
+from opencrop.train.losses import mos_smooth_l1, normalize_mos, rank_loss
+
+__all__ = [
+    "PUBLISHED_CONFIGS",
+    "GraphRelations",
+    "GraphTransformer",
+    "S2CNet",
+    "fit_object_boxes",
+    "object_boxes_from_cues",
+    "s2cnet",
+]
+
+#: the two published configurations (suyukun666/S2CNet ``config/GAICv{1,2}.yaml``)
+PUBLISHED_CONFIGS: dict[str, dict[str, Any]] = {
+    "gaicd_v1": {"bbox_num": 10, "align_size": 9, "head": "crop"},
+    "gaicd_v2": {"bbox_num": 5, "align_size": 15, "head": "all"},
+}
+_HEADS = ("crop", "all")
+_NN_NAME = {"mobilenet_v2": "mobilenet_v2", "shufflenet_v2": "shufflenet_v2_x1_0", "vgg16": "vgg16"}
+
+
+# ---------------------------------------------------------------------------------------------- object boxes
+def object_boxes_from_cues(cues: Cues | None, max_boxes: int, min_size: float = 1.0) -> np.ndarray:
+    """Object boxes of one image for S2CNet's object nodes → ``[d ≤ max_boxes, 4]`` xyxy analysis pixels.
+
+    * Given boxes (``cues.object_boxes``: a dataset's S2CNet proposals, in evaluation and through the API) win:
+      their first ``max_boxes`` (the files list the detector's boxes in its order).
+    * Otherwise the detections of :mod:`opencrop.cues`: people (``cues.people``, SSD score ≥ 0.5) and COCO objects
+      (``cues.objects``, score ≥ 0.4, people excluded), merged and sorted by descending score (people first on
+      ties), clipped to the image; boxes whose width or height is at most ``min_size`` pixels are dropped (as the
+      published files' placeholders are); the first ``max_boxes`` are kept. Faces are not object nodes (a person
+      box covers them).
+
+    The original detector is a Faster R-CNN trained on Visual Genome, which is not available offline; COCO
+    people and objects are what users of the original code substitute (S2CNet issue #8). ``cues=None`` or no
+    detections → ``[0, 4]`` (a one-node graph).
+    """
+    if max_boxes <= 0 or cues is None:
+        return np.zeros((0, 4), np.float64)
+    if cues.object_boxes is not None:
+        b = np.asarray(cues.object_boxes, np.float64).reshape(-1, 4)
+        ok = ((b[:, 2] - b[:, 0]) > min_size) & ((b[:, 3] - b[:, 1]) > min_size) & np.all(b >= 0, axis=1)
+        return b[ok][:max_boxes]
+    boxes = np.concatenate([np.asarray(cues.people.boxes, np.float64).reshape(-1, 4),
+                            np.asarray(cues.objects.boxes, np.float64).reshape(-1, 4)])
+    scores = np.concatenate([np.asarray(cues.people.scores, np.float64).reshape(-1),
+                             np.asarray(cues.objects.scores, np.float64).reshape(-1)])
+    if boxes.shape[0] == 0:
+        return boxes
+    w, h = float(cues.width), float(cues.height)
+    boxes = np.clip(boxes, 0.0, [w, h, w, h])
+    ok = ((boxes[:, 2] - boxes[:, 0]) > min_size) & ((boxes[:, 3] - boxes[:, 1]) > min_size)
+    boxes, scores = boxes[ok], scores[ok]
+    order = np.argsort(-scores, kind="stable")
+    return boxes[order][:max_boxes]
+
+
+def fit_object_boxes(boxes: Tensor, mask: Tensor, count: int) -> tuple[Tensor, Tensor]:
+    """Real boxes first (order kept), cut or padded to ``count`` columns.
+
+    Args:
+        boxes (Tensor[B, D', 4]): xyxy input pixels, padding rows arbitrary.
+        mask (Tensor[B, D'] bool): True for real boxes.
+        count: ``D``, the model's ``bbox_num``.
+
+    Returns:
+        ``(Tensor[B, D, 4], Tensor[B, D] bool)``; padding rows are 0 with mask False.
+    """
+    b, d = mask.shape
+    mask = mask.to(torch.bool)
+    if d and not bool(mask[:, :-1].ge(mask[:, 1:]).all()):  # not already real-first: stable sort, real first
+        order = torch.sort((~mask).to(torch.int8), dim=1, stable=True).indices
+        boxes = boxes.gather(1, order[..., None].expand(b, d, 4))
+        mask = mask.gather(1, order)
+    if d >= count:
+        boxes, mask = boxes[:, :count], mask[:, :count]
+    else:
+        boxes = torch.cat([boxes, boxes.new_zeros(b, count - d, 4)], dim=1)
+        mask = torch.cat([mask, mask.new_zeros(b, count - d)], dim=1)
+    return boxes * mask[..., None].to(boxes.dtype), mask
+
+
+# ---------------------------------------------------------------------------------------------- graph
+def pairwise_distance(x: Tensor, y: Tensor) -> Tensor:
+    """Euclidean distances ``Tensor[..., N, M]`` between the rows of ``x`` ``[..., N, R]`` and ``y`` ``[..., M, R]``
+    (``‖x‖² − 2 x·y + ‖y‖²``, clamped at 0 before the root: rounding can make it slightly negative)."""
+    d2 = x.pow(2).sum(-1, keepdim=True) - 2.0 * (x @ y.transpose(-1, -2)) + y.pow(2).sum(-1).unsqueeze(-2)
+    return d2.clamp_min(0.0).add(1e-12).sqrt()
+
+
+class GraphRelations(nn.Module):
+    """S2CNet's spatial and semantic relations between the nodes of each graph (per-head attention biases).
+
+    Args:
+        node_dim: width E of the node features (256).
+        rel_dim: width R of the relation embeddings (256).
+        heads: number of attention heads h (4).
+
+    Parameter names follow the original ``GraphConstruction`` (``fc_rn_theta``, ``fc_rn_phi``,
+    ``pos_ascension_theta``, ``pos_ascension_phi``, ``pos_to_head``, ``app_to_head``).
+    """
+
+    def __init__(self, node_dim: int = 256, rel_dim: int = 256, heads: int = 4) -> None:
+        super().__init__()
+        self.rel_dim, self.heads = int(rel_dim), int(heads)
+        self.fc_rn_theta = nn.Linear(node_dim, rel_dim)
+        self.fc_rn_phi = nn.Linear(node_dim, rel_dim)
+        self.pos_ascension_theta = nn.Linear(2, rel_dim)
+        self.pos_ascension_phi = nn.Linear(2, rel_dim)
+        self.pos_to_head = nn.Linear(1, heads)
+        self.app_to_head = nn.Linear(1, heads)
+
+    def spatial(self, theta: Tensor, phi: Tensor) -> Tensor:
+        """Spatial bias ``A`` ``Tensor[K, h, n, n]`` from the embedded centres ``θ(c)``, ``φ(c)`` ``[K, n, R]``:
+        ``A[k, :, i, j] = pos_to_head(‖θ_i − φ_j‖ / √R)``."""
+        d = pairwise_distance(theta, phi) / math.sqrt(self.rel_dim)
+        return self.pos_to_head(d.unsqueeze(-1)).permute(0, 3, 1, 2)
+
+    def semantic(self, theta: Tensor, phi: Tensor) -> Tensor:
+        """Semantic bias ``S`` ``Tensor[K, h, n, n]`` from the embedded node features ``θ'(x)``, ``φ'(x)``
+        ``[K, n, R]``: ``S[k, :, i, j] = app_to_head(θ'_i · φ'_j / √R)``."""
+        sim = (theta @ phi.transpose(-1, -2)) / math.sqrt(self.rel_dim)
+        return self.app_to_head(sim.unsqueeze(-1)).permute(0, 3, 1, 2)
+
+    def forward(self, nodes: Tensor, centres: Tensor) -> tuple[Tensor, Tensor]:
+        """``nodes`` ``Tensor[K, n, E]``, ``centres`` ``Tensor[K, n, 2]`` (box centres ``(cx / W, cy / H)``,
+        normalised by the input size) → ``(A, S)``, each ``Tensor[K, h, n, n]``."""
+        a = self.spatial(self.pos_ascension_theta(centres), self.pos_ascension_phi(centres))
+        s = self.semantic(self.fc_rn_theta(nodes), self.fc_rn_phi(nodes))
+        return a, s
+
+
+class _Attention(nn.Module):
+    """Multi-head attention with queries from the aggregated messages and additive per-head biases."""
+
+    def __init__(self, dim: int, heads: int) -> None:
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"s2cnet: node_dim {dim} must be divisible by heads {heads}")
+        self.heads = heads
+        self.scale = dim ** -0.5  # as coded: the full width, not the head width
+        self.to_kv = nn.Linear(dim, 2 * dim, bias=False)
+        self.to_q = nn.Linear(dim, dim, bias=False)
+        self.to_out = nn.Linear(dim, dim)
+
+    def forward(self, kv: Tensor, queries: Tensor, bias: Tensor) -> Tensor:
+        """``kv`` ``[K, n, 2E]`` (``to_kv`` of the normalised nodes), ``queries`` ``[K, m, E]``, ``bias``
+        ``[K, h, m, n]`` (−inf at padded keys) → ``[K, m, E]``."""
+        k_, n = kv.shape[:2]
+        m, e, h = queries.shape[1], queries.shape[2], self.heads
+        k, v = kv.view(k_, n, 2, h, e // h).permute(2, 0, 3, 1, 4)  # 2 × [K, h, n, e/h]
+        q = self.to_q(queries).view(k_, m, h, e // h).transpose(1, 2)  # [K, h, m, e/h]
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype), scale=self.scale)
+        return self.to_out(out.transpose(1, 2).reshape(k_, m, e))
+
+
+class _Layer(nn.Module):
+    def __init__(self, dim: int, heads: int, mlp_dim: int) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = _Attention(dim, heads)
+        self.norm2 = nn.LayerNorm(dim)
+        self.ff = nn.Sequential(nn.Linear(dim, mlp_dim), nn.GELU(), nn.Linear(mlp_dim, dim))
+
+
+def _per_row(fn: Any, distinct: tuple[Tensor, Tensor, Tensor]) -> Tensor:
+    """``fn`` applied to the distinct rows ``(crop [K, E], objects [B, D, E], index [K])`` → ``[K, 1 + D, E']``."""
+    crop, objs, idx = distinct
+    return torch.cat([fn(crop)[:, None], fn(objs)[idx]], dim=1)
+
+
+class GraphTransformer(nn.Module):
+    """S2CNet's graph transformer: ``depth`` pre-norm layers whose queries are the graph-aggregated messages.
+
+    Args:
+        dim: node width E (256). depth: layers (2). heads: attention heads (4). mlp_dim: feed-forward width (1024).
+    """
+
+    def __init__(self, dim: int = 256, depth: int = 2, heads: int = 4, mlp_dim: int = 1024) -> None:
+        super().__init__()
+        if depth < 1:
+            raise ValueError(f"s2cnet: depth must be >= 1, got {depth}")
+        self.heads = heads
+        self.layers = nn.ModuleList([_Layer(dim, heads, mlp_dim) for _ in range(depth)])
+        self.fc_gcn = nn.Linear(dim, dim, bias=False)
+        self.nl_gcn = nn.LayerNorm(dim)
+
+    @staticmethod
+    def aggregation_weights(a: Tensor, s: Tensor, mask: Tensor) -> Tensor:
+        """``G = softmax_j(mean_h A ⊙ mean_h S)`` over the real nodes ``j`` → ``Tensor[K, n, n]`` (0 at padded
+        columns). ``a``, ``s`` ``[K, h, n, n]``; ``mask`` ``[K, n]`` bool; node 0 (the crop) must be real."""
+        logits = a.mean(1) * s.mean(1)
+        return logits.masked_fill(~mask[:, None, :], float("-inf")).softmax(dim=-1)
+
+    def aggregate(self, x: Tensor, g: Tensor) -> Tensor:
+        """Messages ``x_ma = ReLU(LN(W · (G x)))``: ``x`` ``[K, n, E]``, ``g`` ``[K, m, n]`` → ``[K, m, E]``."""
+        return F.relu(self.nl_gcn(self.fc_gcn(g @ x)))
+
+    def forward(self, x: Tensor, a: Tensor, s: Tensor, mask: Tensor, crop_only: bool = False,
+                distinct: tuple[Tensor, Tensor, Tensor] | None = None) -> Tensor:
+        """Run the layers.
+
+        Args:
+            x (Tensor[K, n, E]): node features, node 0 = the crop.
+            a, s (Tensor[K, h, n, n]): spatial and semantic biases.
+            mask (Tensor[K, n] bool): real nodes (padded ones are ignored and come out as zeros).
+            crop_only: return only the crop token ``Tensor[K, 1, E]``; the last layer then computes that row
+                alone (the other rows of its output are never used by the crop-token head).
+            distinct: ``(crop [K, E], objects [B, D, E], image index [K])`` when ``x`` is
+                ``cat(crop[:, None], objects[index])`` (padded objects zero): the first layer then applies its
+                row-wise maps (LayerNorm + key/value projection, and the aggregation's linear map, which commutes
+                with ``G``) once per distinct row instead of once per crop and node. Same result, less work.
+
+        Returns:
+            ``Tensor[K, n, E]`` (``[K, 1, E]`` with ``crop_only``).
+        """
+        keep = mask[..., None].to(x.dtype)
+        x = x * keep
+        g = self.aggregation_weights(a, s, mask)
+        bias = (a + s).masked_fill(~mask[:, None, None, :], float("-inf"))
+        last = len(self.layers) - 1
+        for i, layer in enumerate(self.layers):
+            rows = slice(0, 1) if crop_only and i == last else slice(None)
+            if i == 0 and distinct is not None:
+                kv = _per_row(lambda t, lay=layer: lay.attn.to_kv(lay.norm1(t)), distinct)
+                q = F.relu(self.nl_gcn(g[:, rows] @ _per_row(self.fc_gcn, distinct)))
+            else:
+                kv = layer.attn.to_kv(layer.norm1(x))
+                q = self.aggregate(x, g[:, rows])
+            y = x[:, rows] + layer.attn(kv, q, bias[:, :, rows])
+            x = y + layer.ff(layer.norm2(y))
+            if rows != slice(0, 1):
+                x = x * keep
+        return x
+
+
+# ---------------------------------------------------------------------------------------------- model
+class S2CNet(LearnedCropModel):
+    """S2CNet crop scorer (module docstring).
+
+    Args:
+        backbone: ``"mobilenet_v2"`` (S2CNet's), ``"shufflenet_v2"`` or ``"vgg16"``.
+        reddim: channels of the fused stride-16 map (8).
+        align_size: RoI / RoD size A (9 for GAICD v1, 15 for v2).
+        bbox_num: object nodes D per graph (10 for v1, 5 for v2; 0 = no object nodes, the ablation).
+        head: ``"crop"`` (crop token → Linear, v1) or ``"all"`` (every token → GAIC head, v2).
+        node_dim, rel_dim, heads, depth, mlp_dim: graph sizes (256, 256, 4, 2, 1024).
+        batchnorm, dropout: the all-token head's BatchNorms and dropout (True, 0.5, as the original).
+        rank_weight: weight of the pairwise ranking term in the loss (0 = GAIC's SmoothL1 only).
+        pretrained_backbone: load the backbone's local ImageNet weights; backbone_weights: an explicit file.
+
+    Inputs of :meth:`forward_scores` beyond ``rois``: ``object_boxes`` ``Tensor[B, D', 4]`` xyxy input pixels and
+    ``object_mask`` ``Tensor[B, D']`` bool (both or neither; neither = no objects).
+    """
+
+    name = "s2cnet"
+    needs: frozenset[str] = frozenset({"people", "objects", "object_boxes"})
+
+    def __init__(
+        self,
+        backbone: str = "mobilenet_v2",
+        reddim: int = 8,
+        align_size: int = 9,
+        bbox_num: int = 10,
+        head: str = "crop",
+        node_dim: int = 256,
+        rel_dim: int = 256,
+        heads: int = 4,
+        depth: int = 2,
+        mlp_dim: int = 1024,
+        batchnorm: bool = True,
+        dropout: float = 0.5,
+        rank_weight: float = 0.0,
+        pretrained_backbone: bool = False,
+        backbone_weights: str | None = None,
+    ) -> None:
+        if backbone not in _NN_NAME:
+            raise ValueError(f"s2cnet: backbone must be one of {tuple(_NN_NAME)}, got {backbone!r}")
+        if head not in _HEADS:
+            raise ValueError(f"s2cnet: head must be one of {_HEADS}, got {head!r}")
+        if align_size < 1 or bbox_num < 0 or reddim < 1:
+            raise ValueError(f"s2cnet: align_size >= 1, bbox_num >= 0 and reddim >= 1 required, got "
+                             f"{align_size}, {bbox_num}, {reddim}")
+        side = math.isqrt(node_dim)
+        if head == "all" and side * side != node_dim:
+            raise ValueError(f"s2cnet: head='all' reshapes each token to a square; node_dim {node_dim} is not one")
+        if rank_weight < 0:
+            raise ValueError(f"s2cnet: rank_weight must be >= 0, got {rank_weight}")
+        config = {"backbone": backbone, "reddim": int(reddim), "align_size": int(align_size),
+                  "bbox_num": int(bbox_num), "head": head, "node_dim": int(node_dim), "rel_dim": int(rel_dim),
+                  "heads": int(heads), "depth": int(depth), "mlp_dim": int(mlp_dim), "batchnorm": bool(batchnorm),
+                  "dropout": float(dropout), "rank_weight": float(rank_weight)}
+        super().__init__(Preprocess.gaic(), config)
+        from opencrop.nn import GAICFusion, create_backbone
+
+        self.backbone = create_backbone(_NN_NAME[backbone], pretrained=bool(pretrained_backbone),
+                                        weights=backbone_weights, with_classifier=False)
+        chans, strides = _feature_info(self.backbone)
+        if strides[1] != 16 or strides[0] * 2 != strides[1] or strides[1] * 2 != strides[2]:
+            raise ValueError(f"s2cnet: backbone {backbone} taps have strides {strides}, expected 8/16/32")
+        self.stride = strides[1]
+        self.neck = GAICFusion(chans, reddim)
+        self.align_size, self.bbox_num, self.head_kind = int(align_size), int(bbox_num), head
+        self.rank_weight = float(rank_weight)
+        self.node_emb = nn.Sequential(nn.Linear(2 * reddim * align_size ** 2, node_dim), nn.LayerNorm(node_dim),
+                                      nn.ReLU(inplace=True))
+        self.relations = GraphRelations(node_dim, rel_dim, heads)
+        self.graph = GraphTransformer(node_dim, depth, heads, mlp_dim)
+        self.head: nn.Module = (nn.Linear(node_dim, 1) if head == "crop"
+                                else gaic_head(1 + self.bbox_num, side, batchnorm, dropout))
+        self._token_side = side
+        for m in [*self.neck.modules(), *self.head.modules()]:  # the original's weights_init (DimRed, FC_layers)
+            if isinstance(m, nn.Conv2d):
+                nn.init.xavier_uniform_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    # ------------------------------------------------------------------ network
+    def forward_features(self, images: Tensor) -> Tensor:
+        """``Tensor[B, 3, H, W]`` (H, W multiples of 32) → fused stride-16 map ``Tensor[B, reddim, H/16, W/16]``."""
+        return self.neck(*self.backbone(images))
+
+    def _box_features(self, features: Tensor, rois: Tensor) -> Tensor:
+        """RoI ⊕ RoD of ``rois`` ``[K, 5]`` → node embeddings ``[K, node_dim]``."""
+        from opencrop.ops import rod_align_avg, roi_align_avg
+
+        a, s = self.align_size, 1.0 / self.stride
+        x = torch.stack([roi_align_avg(features, rois, a, s), rod_align_avg(features, rois, a, s)], dim=2)
+        return self.node_emb(x.flatten(1))  # [K, C, 2, A, A] → (channel, RoI/RoD, row, col)
+
+    def forward_scores(self, features: Tensor, rois: Tensor, object_boxes: Tensor | None = None,
+                       object_mask: Tensor | None = None, **extra: Tensor) -> Tensor:
+        """Score ``rois`` ``Tensor[K, 5]`` ``(batch_index, x1, y1, x2, y2)`` input pixels → ``Tensor[K]``, on the
+        normalised-MOS scale (``MOS ≈ 2.95 + 0.8 · score``).
+
+        ``object_boxes`` ``Tensor[B, D', 4]`` xyxy input pixels and ``object_mask`` ``Tensor[B, D']`` bool (True =
+        real box) give each image's objects; ``None`` = no objects. All crops × nodes go through the graph in
+        one batched pass.
+        """
+        if extra:
+            raise TypeError(f"s2cnet.forward_scores: unexpected inputs {sorted(extra)}")
+        rois = rois.to(features.device, torch.float64 if features.dtype == torch.float64 else torch.float32)
+        k = rois.shape[0]
+        if k == 0:
+            return features.new_zeros(0)
+        b = features.shape[0]
+        h_in, w_in = features.shape[-2] * self.stride, features.shape[-1] * self.stride
+        bidx = rois[:, 0].long()
+        crop = self._box_features(features, rois)  # [K, E]
+        boxes, mask = self._objects(object_boxes, object_mask, b, rois)
+        d = boxes.shape[1]
+        norm = rois.new_tensor([w_in, h_in])
+        crop_c = ((rois[:, 1:3] + rois[:, 3:5]) / 2 / norm).to(crop.dtype)  # [K, 2]
+        rel = self.relations
+        if d:
+            obj_rois = torch.cat([torch.arange(b, device=rois.device, dtype=rois.dtype).repeat_interleave(d)[:, None],
+                                  boxes.reshape(-1, 4).to(rois.dtype)], dim=1)
+            obj = self._box_features(features, obj_rois).view(b, d, -1) * mask[..., None].to(crop.dtype)
+            obj_c = ((boxes[..., :2] + boxes[..., 2:]) / 2 / norm.to(boxes.dtype)).to(crop.dtype)  # [B, D, 2]
+
+            def nodes(f_crop: Tensor, f_obj: Tensor) -> Tensor:
+                """Crop row per crop, object rows per image (computed once per image, gathered per crop)."""
+                return torch.cat([f_crop[:, None], f_obj[bidx]], dim=1)
+
+            x = nodes(crop, obj)
+            node_mask = torch.cat([mask.new_ones(k, 1), mask[bidx]], dim=1)
+            a = rel.spatial(nodes(rel.pos_ascension_theta(crop_c), rel.pos_ascension_theta(obj_c)),
+                            nodes(rel.pos_ascension_phi(crop_c), rel.pos_ascension_phi(obj_c)))
+            s = rel.semantic(nodes(rel.fc_rn_theta(crop), rel.fc_rn_theta(obj)),
+                             nodes(rel.fc_rn_phi(crop), rel.fc_rn_phi(obj)))
+            distinct: tuple[Tensor, Tensor, Tensor] | None = (crop, obj, bidx)
+        else:
+            x, node_mask = crop[:, None], torch.ones(k, 1, dtype=torch.bool, device=crop.device)
+            a, s = rel(x, crop_c[:, None])
+            distinct = None
+        out = self.graph(x, a, s, node_mask, crop_only=self.head_kind == "crop", distinct=distinct)
+        if self.head_kind == "crop":
+            return self.head(out[:, 0]).reshape(-1)
+        n = out.shape[1]  # ≤ 1 + bbox_num: the dropped all-padding channels are zeros, so slice the conv
+        first = self.head[0]
+        y = F.conv2d(out.reshape(k, n, self._token_side, self._token_side), first.weight[:, :n], first.bias)
+        return self.head[1:](y).reshape(-1)
+
+    def _objects(self, boxes: Tensor | None, mask: Tensor | None, b: int, rois: Tensor) -> tuple[Tensor, Tensor]:
+        """Checked, real-first, ``bbox_num``-wide object boxes ``[B, D, 4]`` and mask, with the columns padded in
+        every image dropped (``D ≤ bbox_num``)."""
+        if (boxes is None) != (mask is None):
+            raise ValueError("s2cnet: give object_boxes and object_mask together (or neither for no objects)")
+        if boxes is None or self.bbox_num == 0:
+            return rois.new_zeros(b, 0, 4), torch.zeros(b, 0, dtype=torch.bool, device=rois.device)
+        if (boxes.dim() != 3 or boxes.shape[0] != b or boxes.shape[2] != 4
+                or tuple(mask.shape) != tuple(boxes.shape[:2])):
+            raise ValueError(f"s2cnet: object_boxes must be Tensor[B={b}, D, 4] with object_mask Tensor[B, D], got "
+                             f"{tuple(boxes.shape)} and {tuple(mask.shape)}")
+        boxes, mask = fit_object_boxes(boxes.to(rois.device, rois.dtype), mask.to(rois.device), self.bbox_num)
+        used = int(mask.sum(1).max()) if mask.numel() else 0
+        return boxes[:, :used], mask[:, :used]
+
+    @staticmethod
+    def to_mos(scores: Tensor) -> Tensor:
+        """Predicted scores → the MOS scale of GAICD (inverse of the training normalisation)."""
+        from opencrop.train.losses import GAIC_MOS_MEAN, GAIC_MOS_STD
+
+        return scores * GAIC_MOS_STD + GAIC_MOS_MEAN
+
+    # ------------------------------------------------------------------ training / inference inputs
+    def batch_extra(self, batch: dict[str, Any]) -> dict[str, Tensor]:
+        """``object_boxes`` / ``object_mask`` of a collated batch.
+
+        Raises:
+            ValueError: the model has object nodes but the batch carries no object boxes (the records had none:
+                attach S2CNet box files, e.g. ``data.loader_kwargs.objects``; see ``docs/s2cnet.md``).
+        """
+        if self.bbox_num == 0:
+            return {}
+        if batch.get("object_boxes") is None or batch.get("object_mask") is None:
+            raise ValueError(
+                "s2cnet: the batch has no object_boxes / object_mask, so the object graph would be empty; attach "
+                "S2CNet box files to the records (GAICD: <root>/bbox/*.txt, or recipe data.loader_kwargs.objects: "
+                "s2cnet_GAIC_boxes_raw.json) or train with model.kwargs.bbox_num=0 (no object nodes)"
+            )
+        return {"object_boxes": batch["object_boxes"], "object_mask": batch["object_mask"]}
+
+    def extra_from_cues(self, cues: Cues | None, width: int, height: int, sx: float, sy: float) -> dict[str, Tensor]:
+        """Object boxes for :meth:`prepare`: :func:`object_boxes_from_cues` scaled to input pixels →
+        ``object_boxes`` ``[1, d, 4]``, ``object_mask`` ``[1, d]`` (``d ≤ bbox_num``, possibly 0)."""
+        if cues is None:
+            raise ValueError(
+                "s2cnet.prepare needs cues: the image's object boxes (Cues.object_boxes) or its people / object "
+                "detections (opencrop.cues.analyze(image, want={'people', 'objects'})); pass Cues(width, height) "
+                "for an image known to have none"
+            )
+        b = object_boxes_from_cues(cues, self.bbox_num) * np.array([sx, sy, sx, sy])
+        boxes = torch.as_tensor(b, dtype=torch.float32).reshape(1, -1, 4)
+        return {"object_boxes": boxes, "object_mask": torch.ones(boxes.shape[:2], dtype=torch.bool)}
+
+    def compute_loss(self, batch: dict[str, Any]) -> dict[str, Tensor]:
+        """SmoothL1 on ``(MOS − 2.95) / 0.8`` (+ ``rank_weight`` × pairwise ranking loss on the same targets,
+        per image) → ``{"loss", "regression"[, "rank"]}``."""
+        pred = self.predict_batch(batch)
+        reg = mos_smooth_l1(pred, batch["mos"])
+        if self.rank_weight == 0:
+            return {"loss": reg, "regression": reg.detach()}
+        rk = rank_loss(pred, normalize_mos(batch["mos"].to(pred.dtype)), batch.get("counts"))
+        return {"loss": reg + self.rank_weight * rk, "regression": reg.detach(), "rank": rk.detach()}
+
+
+# ---------------------------------------------------------------------------------------------- registry
+@register_model("s2cnet")
+def s2cnet(weights: str | os.PathLike[str] | None = None, **cfg: Any) -> S2CNet:
+    """S2CNet scorer (GAICD v1 configuration by default; ``PUBLISHED_CONFIGS["gaicd_v2"]`` for v2). ``weights``:
+    an opencrop model file (its saved config is the default architecture). Returned in eval mode with weights.
+
+    Example:
+        >>> model = create_model("s2cnet", **PUBLISHED_CONFIGS["gaicd_v2"])  # doctest: +SKIP
+    """
+    return build_with_weights(S2CNet, weights, **cfg)
