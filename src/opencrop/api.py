@@ -25,7 +25,8 @@ from opencrop.models.base import CUE_NAMES, CandidateScorer, Request
 from opencrop.models.registry import create_model
 from opencrop.rules import Rules, distinct_top, exact_box, neighbourhood
 
-__all__ = ["Analysis", "Crop", "CropPlan", "Cropper", "crop", "parse_numbers", "parse_size", "plan", "score"]
+__all__ = ["Analysis", "Crop", "CropPlan", "CropResult", "Cropper", "crop", "parse_numbers", "parse_size", "plan",
+           "score"]
 
 
 @dataclass
@@ -64,6 +65,28 @@ class Analysis:
     def image(self) -> Frame:
         """The frame (former name)."""
         return self.frame
+
+
+@dataclass
+class CropResult:
+    """The crops of one image with the analysis they came from."""
+
+    analysis: Analysis
+    crops: list[Crop]
+
+    @property
+    def notes(self) -> list[str]:
+        """Everything the pipeline had to report (a missing detector, random weights ...)."""
+        return list(self.analysis.cues.notes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"image", "width", "height", "crops": [{"ratio", "box", "score"}], "notes"?}`` (original pixels)."""
+        f = self.analysis.frame
+        rec: dict[str, Any] = {"image": f.source, "width": f.width, "height": f.height,
+                               "crops": [c.to_dict() for c in self.crops]}
+        if self.notes:
+            rec["notes"] = self.notes
+        return rec
 
 
 @dataclass(frozen=True)
@@ -128,7 +151,8 @@ class Cropper:
     """Finds the best crop of an image for any aspect ratio (the pipeline of the module docstring).
 
     Args:
-        model: registered model name (``opencrop models list`` / :func:`opencrop.models.list_models`).
+        model: registered model name (``opencrop models list`` / :func:`opencrop.models.list_models`), or a
+            built model (:mod:`opencrop.models.base` contract).
         weights: weight file for learned models.
         cues: ``"auto"`` runs the cues the model uses when their backends are available; ``False`` none;
             or an iterable of cue names (``"faces"``, ``"people"``, ``"objects"``, ``"saliency"``).
@@ -143,10 +167,15 @@ class Cropper:
         >>> [c.box for c in cropper.crop("photo.jpg", ratios=["16:9", "1:1"])]
     """
 
-    def __init__(self, model: str = "composition", weights: str | None = None, cues: bool | str | Iterable[str]
+    def __init__(self, model: str | Any = "composition", weights: str | None = None, cues: bool | str | Iterable[str]
                  = "auto", analysis_size: int | None = None, random_weights: bool = False, **model_cfg: Any) -> None:
-        self.model = create_model(model, weights=weights, **model_cfg)
-        self.model_name = model
+        if isinstance(model, str):
+            self.model = create_model(model, weights=weights, **model_cfg)
+            self.model_name = model
+        else:  # an already built model (evaluation, the trainer's validation)
+            if weights is not None or model_cfg:
+                raise TypeError("weights / model options go with a model name, not a built model")
+            self.model, self.model_name = model, str(getattr(model, "name", type(model).__name__))
         if getattr(self.model, "weights_source", "") is None and not random_weights:
             raise UntrainedModelError(model)
         self.random_weights = bool(random_weights and getattr(self.model, "weights_source", "") is None)
@@ -202,6 +231,17 @@ class Cropper:
         return analyze_cues(pixels, want=self.cue_names)
 
     # -- cropping ----------------------------------------------------------------------------------------
+    def run(self, image: ImageInput | Frame | Analysis, ratios: Sequence[str | float] = ("1:1",),
+            size: str | tuple[int, int] | None = None, subject: Sequence[Sequence[float]] | None = None,
+            focus: tuple[float, float] | None = None, runners_up: int = 0) -> CropResult:
+        """:meth:`crop` plus what every surface reports: the frame, cues, notes (``CropResult.to_dict()`` is the
+        JSON record of the CLI, batch jobs and the service)."""
+        p = plan(ratios, size)
+        out_hint = (p.labels, p.size) if p.size is not None else None
+        an = image if isinstance(image, Analysis) else self.analyze(image, subject, focus, out_hint)
+        crops = [self._best(an, lab, r, p.size, runners_up) for lab, r in zip(p.labels, p.ratios, strict=True)]
+        return CropResult(an, crops)
+
     def crop(self, image: ImageInput | Frame | Analysis, ratios: Sequence[str | float] = ("1:1",),
              size: str | tuple[int, int] | None = None, subject: Sequence[Sequence[float]] | None = None,
              focus: tuple[float, float] | None = None, runners_up: int = 0) -> list[Crop]:
@@ -210,10 +250,7 @@ class Cropper:
         With ``size`` (``"WxH"``), each crop's ``image`` is the crop resized to exactly that size; the ratio
         must then match the size's aspect (a single ratio may be omitted: it is taken from ``size``).
         """
-        p = plan(ratios, size)
-        out_hint = (p.labels, p.size) if p.size is not None else None
-        an = image if isinstance(image, Analysis) else self.analyze(image, subject, focus, out_hint)
-        return [self._best(an, lab, r, p.size, runners_up) for lab, r in zip(p.labels, p.ratios, strict=True)]
+        return self.run(image, ratios, size, subject, focus, runners_up).crops
 
     def _best(self, an: Analysis, ratio: str, r: float, out_size: tuple[int, int] | None, k: int) -> Crop:
         frame = an.frame

@@ -143,7 +143,7 @@ def test_hcic_registered_with_config(small_hcic):
     from opencrop.models.hcic import HCIC
 
     assert "hcic" in list_models()
-    assert isinstance(small_hcic, HCIC) and small_hcic.needs == frozenset({"people"})
+    assert isinstance(small_hcic, HCIC) and small_hcic.needs == frozenset({"people", "human_box"})
     assert small_hcic.config["backbone"] == "mobilenet_v2" and small_hcic.config["partition"] == 9
     assert small_hcic.preprocess.resize == "short_side" and small_hcic.preprocess.pixel_scale == 255.0
     fixed = create_model("hcic", backbone="mobilenet_v2", input_mode="fixed256", use_cp=False, relation="conv")

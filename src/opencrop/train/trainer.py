@@ -167,26 +167,18 @@ def holdout_split(
     return [r for i, r in enumerate(recs) if i not in val_idx], [r for i, r in enumerate(recs) if i in val_idx]
 
 
-@torch.no_grad()
-def evaluate(model: LearnedCropModel, dataset: CropDataset, device: torch.device | str = "cpu",
+def evaluate(model: LearnedCropModel, dataset: CropDataset | Sequence[CropRecord], device: torch.device | str = "cpu",
              amp: bool = False) -> dict[str, float]:
-    """Score every crop of every image (batch of one image, eval mode) → ``gaicd_metrics`` dict."""
-    from opencrop.eval.metrics import gaicd_metrics
+    """The trainer's validation: :func:`opencrop.eval.runner.evaluate` (the one evaluation path, the same frames,
+    cues and record fields as ``opencrop eval``) on the dataset's records → the scalar ``gaicd_metrics``.
 
-    was = model.training
-    model.eval()
-    preds, gts = [], []
-    dev = torch.device(device)
-    try:
-        for i in range(len(dataset)):
-            batch = batch_to(collate([dataset[i]]), dev)
-            with torch.autocast(dev.type, enabled=amp and dev.type == "cuda"):
-                out = model.predict_batch(batch)
-            preds.append(out.float().reshape(-1).cpu().numpy())
-            gts.append(batch["mos"].float().cpu().numpy())
-    finally:
-        model.train(was)
-    return {k: float(v) for k, v in gaicd_metrics(preds, gts).items() if np.isscalar(v)}
+    ``device`` / ``amp`` are kept for the call sites; the model runs where it is, in eval mode, under
+    ``inference_mode`` (:meth:`~opencrop.models.learned.LearnedCropModel.prepare`)."""
+    from opencrop.eval.runner import evaluate as run_eval
+
+    records = dataset.records if isinstance(dataset, CropDataset) else list(dataset)
+    metrics = run_eval(model, records).metrics
+    return {k: float(v) for k, v in metrics.items() if np.isscalar(v)}
 
 
 class _LossModule(nn.Module):
@@ -436,11 +428,13 @@ def train(
 
         loss_module = DistributedDataParallel(loss_module, device_ids=[dev.index] if dev.type == "cuda" else None)
 
+    frame_kw = {"analysis_size": model.analysis_size, "needs": model.needs}
     train_ds = CropDataset(train_recs, model.preprocess, dcfg.crops_per_image, dcfg.flip, dcfg.photometric,
-                           dcfg.heatmap_dir, t.seed, dcfg.min_score)
-    val_ds = CropDataset(val_recs, model.preprocess, None, 0.0, "none", dcfg.heatmap_dir, t.seed, dcfg.min_score)
-    test_ds = (CropDataset(test_recs, model.preprocess, None, 0.0, "none", dcfg.heatmap_dir, t.seed, dcfg.min_score)
-               if test_recs and not select_on_test else None)
+                           dcfg.heatmap_dir, t.seed, dcfg.min_score, **frame_kw)
+    val_ds = CropDataset(val_recs, model.preprocess, None, 0.0, "none", dcfg.heatmap_dir, t.seed, dcfg.min_score,
+                         **frame_kw)
+    test_ds = (CropDataset(test_recs, model.preprocess, None, 0.0, "none", dcfg.heatmap_dir, t.seed, dcfg.min_score,
+                           **frame_kw) if test_recs and not select_on_test else None)
 
     start_epoch, step = 0, 0
     best_value: float | None = None
