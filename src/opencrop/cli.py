@@ -22,7 +22,7 @@ _COMMAND_MODULES = (
     "opencrop.eval.cli",
     "opencrop.nn.cli",
     "opencrop.train.cli",
-    "opencrop.train.heatmaps_cli",
+    "opencrop.data.heatmaps_cli",
     "opencrop.serve.cli",
 )
 

@@ -34,7 +34,7 @@ from opencrop.errors import ModelFileError
 from opencrop.models.learned import LearnedCropModel, build_with_weights, opencrop_version
 from opencrop.models.preprocess import Preprocess
 from opencrop.models.registry import register_model
-from opencrop.train.losses import GAIC_MOS_MEAN, GAIC_MOS_STD, mos_smooth_l1
+from opencrop.nn.losses import GAIC_MOS_MEAN, GAIC_MOS_STD, mos_smooth_l1
 
 __all__ = ["GAIC", "WeightInfo", "convert_released_state_dict", "default_cfgs", "gaic"]
 
