@@ -36,7 +36,8 @@ import torch
 from torch import Tensor, nn
 
 from opencrop.data.record import CropRecord
-from opencrop.models.learned import LearnedCropModel, opencrop_version
+from opencrop.models.checkpoint import load_checkpoint_file, opencrop_version, save_atomic  # save_atomic: re-exported
+from opencrop.models.learned import LearnedCropModel
 from opencrop.train.datasets import CropDataset, batch_to, collate
 from opencrop.train.recipe import OptimConfig, Recipe, RecipeError, ScheduleConfig
 
@@ -88,21 +89,6 @@ def lr_factor(cfg: ScheduleConfig, epochs: int) -> Callable[[int], float]:
 def build_scheduler(opt: torch.optim.Optimizer, cfg: ScheduleConfig, epochs: int) -> torch.optim.lr_scheduler.LambdaLR:
     """Per-epoch ``LambdaLR`` (stepped once at the end of every epoch, as in HCIC)."""
     return torch.optim.lr_scheduler.LambdaLR(opt, lr_factor(cfg, epochs))
-
-
-def save_atomic(obj: Any, path: str | Path) -> Path:
-    """``torch.save`` to ``path.tmp`` then ``os.replace``: a kill leaves the old file or the new one, never half."""
-    p = Path(path)
-    tmp = p.with_name(p.name + ".tmp")
-    try:
-        torch.save(obj, tmp)
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, p)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return p
 
 
 def _rng_state() -> dict[str, Any]:
@@ -422,7 +408,7 @@ def train(
     best_epoch: int | None = None
     history: list[dict[str, Any]] = []
     if resume:
-        ck = torch.load(last, map_location="cpu", weights_only=True)
+        ck = load_checkpoint_file(last)  # a damaged last.pt is a ModelFileError naming it
         model.load_state(ck["model"], source=last)
         opt.load_state_dict(ck["optimizer"])
         sched.load_state_dict(ck["scheduler"])
