@@ -263,8 +263,8 @@ def test_content_features_chunked_inference_matches():
 def _tiny_run(model_name: str, root, out, **kwargs) -> list[dict]:
     """Synthetic GAICD (with HCIC human boxes) → pseudo heat maps → the shared trainer, 3 short epochs."""
     from opencrop.data.gaicd import load_gaicd
+    from opencrop.data.heatmaps import write_heatmaps
     from opencrop.data.synth import write_gaicd
-    from opencrop.train.heatmaps import write_heatmaps
     from opencrop.train.recipe import Recipe
     from opencrop.train.trainer import train
 

@@ -100,7 +100,7 @@ def hcic_loss(
     Raises:
         ValueError: the model predicts a heat map, ``heatmap_weight > 0`` and the batch has no ``"heatmap"``.
     """
-    from opencrop.train.losses import heatmap_l1, mos_smooth_l1, rank_loss
+    from opencrop.nn.losses import heatmap_l1, mos_smooth_l1, rank_loss
 
     mos = batch["mos"].to(pred.device)
     score = mos_smooth_l1(pred, mos, mean=0.0, std=1.0)

@@ -41,7 +41,8 @@ import torch
 from torch import Tensor, nn
 
 from opencrop.data.record import CropRecord
-from opencrop.models.learned import LearnedCropModel, opencrop_version
+from opencrop.models.checkpoint import load_checkpoint_file, opencrop_version, save_atomic  # save_atomic: re-exported
+from opencrop.models.learned import LearnedCropModel
 from opencrop.train.datasets import CropDataset, batch_to, collate
 from opencrop.train.recipe import MODULE_MODES, OptimConfig, Recipe, RecipeError, ScheduleConfig
 
@@ -108,21 +109,6 @@ def training_mode(module_mode: str, epoch: int) -> bool:
     if module_mode == "eval_after_first_epoch":
         return epoch == 0
     raise RecipeError(f"train.module_mode: {module_mode!r} is not one of {list(MODULE_MODES)}")
-
-
-def save_atomic(obj: Any, path: str | Path) -> Path:
-    """``torch.save`` to ``path.tmp`` then ``os.replace``: a kill leaves the old file or the new one, never half."""
-    p = Path(path)
-    tmp = p.with_name(p.name + ".tmp")
-    try:
-        torch.save(obj, tmp)
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, p)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return p
 
 
 def _rng_state() -> dict[str, Any]:
@@ -441,7 +427,7 @@ def train(
     best_epoch: int | None = None
     history: list[dict[str, Any]] = []
     if resume:
-        ck = torch.load(last, map_location="cpu", weights_only=True)
+        ck = load_checkpoint_file(last)  # a damaged last.pt is a ModelFileError naming it
         model.load_state(ck["model"], source=last)
         opt.load_state_dict(ck["optimizer"])
         sched.load_state_dict(ck["scheduler"])
