@@ -219,31 +219,57 @@ def _batch_cmd(args: argparse.Namespace) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     log = args.out / "results.jsonl"
     done: set[str] = set()
+    if log.exists():
+        _repair_jsonl(log)
+    job_key = _job_key(args)
     if args.resume and log.exists():
         for line in log.read_text().splitlines():
             try:
                 r = json.loads(line)
             except json.JSONDecodeError:
-                continue  # a line cut by a kill: that image is simply redone
-            if r.get("status") == "ok":
+                continue
+            # done only for the same job: other ratios, size, model or format are work still to do
+            if r.get("status") == "ok" and r.get("job") == job_key:
                 done.add(r["image"])
     todo = [(p, rel, args) for p, rel in jobs_in if str(p) not in done]
     failed = 0
     t0 = time.perf_counter()
-    with open(log, "a", encoding="utf-8") as fh:
+    fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+    try:
         for i, rec in enumerate(_run_jobs(todo, args.jobs), 1):
-            fh.write(json.dumps(rec) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
+            rec["job"] = job_key
+            line = (json.dumps(rec) + "\n").encode()
+            if os.write(fd, line) != len(line):  # one O_APPEND write per record: whole lines or an error
+                raise OSError(f"{log}: short write of a result line")
+            os.fsync(fd)
             if rec["status"] != "ok":
                 failed += 1
                 print(f"opencrop: {rec['error']}", file=sys.stderr)
             if sys.stderr.isatty():
                 print(f"\r{i}/{len(todo)} images, {failed} failed", end="", file=sys.stderr)
+    finally:
+        os.close(fd)
     dt = time.perf_counter() - t0
     print(f"{len(todo) - failed} cropped, {failed} failed, {len(done)} skipped (already done) in {dt:.1f} s; "
           f"results in {log}", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _job_key(args: argparse.Namespace) -> str:
+    """What makes two batch results interchangeable: ratios, size, model, weights, format, quality."""
+    return json.dumps([list(args.ratio), args.size, args.model, args.weights, args.fmt, args.quality])
+
+
+def _repair_jsonl(log: Path) -> None:
+    """Cut a half-written last line (a kill during a write) so the next record starts on a line of its own."""
+    data = log.read_bytes()
+    if data and not data.endswith(b"\n"):
+        keep = data.rfind(b"\n") + 1
+        with open(log, "r+b") as fh:
+            fh.truncate(keep)
+            fh.flush()
+            os.fsync(fh.fileno())
+        print(f"opencrop batch: {log}: dropped a half-written last line ({len(data) - keep} bytes)", file=sys.stderr)
 
 
 def _run_jobs(todo: list[tuple[Path, Path, argparse.Namespace]], jobs: int) -> Iterable[dict[str, Any]]:
