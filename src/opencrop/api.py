@@ -40,6 +40,8 @@ class Crop:
         image: the cropped (and, with ``size``, resized) picture, when asked for.
         runners_up: next-best distinct boxes ``[(box, score), ...]`` (for debugging and UIs).
         level: the rule level the box satisfies (:mod:`opencrop.rules`; 0 = every head and subject kept).
+        warning: set when the box's aspect differs from ``ratio`` by more than 1 % (an extreme ratio that whole
+            pixels of this image cannot make).
     """
 
     ratio: str
@@ -48,9 +50,13 @@ class Crop:
     image: Image.Image | None = None
     runners_up: list[tuple[tuple[int, int, int, int], float]] = field(default_factory=list)
     level: int = 0
+    warning: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"ratio": self.ratio, "box": list(self.box), "score": round(float(self.score), 6)}
+        d: dict[str, Any] = {"ratio": self.ratio, "box": list(self.box), "score": round(float(self.score), 6)}
+        if self.warning:
+            d["warning"] = self.warning
+        return d
 
 
 @dataclass
@@ -289,7 +295,12 @@ class Cropper:
             for j in distinct_top(boxes, scores, k + 1, iou=0.6)[1:]:
                 ups.append((exact_box(frame.to_original(boxes[j])[0], r, frame.width, frame.height), float(scores[j])))
         pic = crop_image(frame, box, out_size) if out_size is not None else None
-        return Crop(ratio, box, best_score, pic, ups, level)
+        got = (box[2] - box[0]) / (box[3] - box[1])
+        warning = None
+        if abs(got / r - 1) > 0.01:  # whole pixels of this image cannot make that aspect: say so, never silently
+            warning = (f"ratio {ratio} cannot be met in whole pixels of a {frame.width}x{frame.height} image; "
+                       f"closest is {box[2] - box[0]}x{box[3] - box[1]} (aspect {got:.4g})")
+        return Crop(ratio, box, best_score, pic, ups, level, warning)
 
     # -- scoring arbitrary boxes -------------------------------------------------------------------------
     def score(self, image: ImageInput | Frame | Analysis, boxes: np.ndarray | Sequence[Sequence[float]]
