@@ -95,3 +95,22 @@ def test_synth_cli_and_bad_args(tmp_path: Path, capsys: pytest.CaptureFixture) -
         main(["data", "synth", "--format", "gaicd", "--out", str(tmp_path), "--size", "12"])
     assert e.value.code == 2
     assert main(["data", "synth", "--format", "gaicd", "--out", str(tmp_path), "--n", "0"]) == 2
+
+
+def test_faint_subjects_keep_geometry_scores_and_object_boxes(tmp_path: Path) -> None:
+    """``subject_contrast`` only blends the subjects' pixels: same geometry, MOS and S2CNet box files."""
+    from opencrop.data.synth import write_gaicd
+
+    bright = render_scene(np.random.default_rng(3), 256, 192)
+    faint = render_scene(np.random.default_rng(3), 256, 192, subject_contrast=0.2)
+    np.testing.assert_array_equal(faint.subject_boxes, bright.subject_boxes)
+    inside = np.any(bright.subject_masks, axis=0)
+    np.testing.assert_array_equal(faint.image[~inside], bright.image[~inside])
+    assert np.abs(faint.image[inside].astype(int) - bright.image[inside]).mean() > 10
+    write_gaicd(tmp_path / "a", n=3, seed=1, size=(256, 192))
+    write_gaicd(tmp_path / "b", n=3, seed=1, size=(256, 192), subject_contrast=0.2)
+    for sub in ("annotations", "bbox"):
+        assert _digest(tmp_path / "a" / sub) == _digest(tmp_path / "b" / sub)
+    assert _digest(tmp_path / "a" / "images") != _digest(tmp_path / "b" / "images")
+    with pytest.raises(ValueError, match="subject_contrast"):
+        render_scene(np.random.default_rng(0), 64, 48, subject_contrast=0.0)

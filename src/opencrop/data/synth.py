@@ -119,8 +119,16 @@ def render_scene(
     height: int = 384,
     n_subjects: int | None = None,
     kinds: tuple[str, ...] = ("person", "animal", "object"),
+    subject_contrast: float = 1.0,
 ) -> Scene:
-    """Render one scene ``[height, width, 3]`` uint8 with its geometry (see the module docstring)."""
+    """Render one scene ``[height, width, 3]`` uint8 with its geometry (see the module docstring).
+
+    ``subject_contrast`` < 1 blends each subject into what lies beneath it (``c · subject + (1 − c) · background``),
+    so the subjects are hard to see while the geometry (and the quality that depends on it) is unchanged: data on
+    which a model must use given object boxes (S2CNet's object nodes) to rank crops well.
+    """
+    if not 0.0 < subject_contrast <= 1.0:
+        raise ValueError(f"subject_contrast must be in (0, 1], got {subject_contrast}")
     h, w = int(height), int(width)
     yy = np.arange(h, dtype=np.float32)[:, None]
     xx = np.arange(w, dtype=np.float32)[None, :]
@@ -155,10 +163,12 @@ def render_scene(
         col[rng.integers(3)] = rng.uniform(0, 50)
         ys, xs = np.nonzero(m)
         shade = 1.0 - 0.25 * np.clip((ys - ys.min()) / size, 0, 1)
-        img[ys, xs] = col[None, :] * shade[:, None].astype(np.float32)
+        paint = col[None, :] * shade[:, None].astype(np.float32)
         if kind == "person":  # a skin-tone head cap makes people recognisable
-            head = ys < bottom - 0.74 * size
-            img[ys[head], xs[head]] = np.array([230.0, 190, 160], dtype=np.float32)
+            paint[ys < bottom - 0.74 * size] = np.array([230.0, 190, 160], dtype=np.float32)
+        if subject_contrast < 1.0:
+            paint = subject_contrast * paint + (1.0 - subject_contrast) * img[ys, xs]
+        img[ys, xs] = paint
         masks.append(m)
         boxes.append(_mask_box(m))
         kind_list.append(kind)
@@ -310,14 +320,17 @@ def _split_names(n: int, test_frac: float = 0.25) -> list[str]:
     return ["train"] * (n - n_test) + ["test"] * n_test
 
 
-def write_gaicd(out: Path, n: int = 20, seed: int = 0, size: tuple[int, int] | None = None) -> None:
+def write_gaicd(out: Path, n: int = 20, seed: int = 0, size: tuple[int, int] | None = None,
+                subject_contrast: float = 1.0) -> None:
     """GAICD raw layout: ``images/{split}/<id>.jpg``, ``annotations/{split}/<id>.txt`` (``y1 x1 y2 x2 mos``,
-    −2 for aspect-invalid grid crops), ``human_bboxes.json`` (HCIC, xyxy) and ``bbox/<id>.txt`` (S2CNet, yxyx)."""
+    −2 for aspect-invalid grid crops), ``human_bboxes.json`` (HCIC, xyxy) and ``bbox/<id>.txt`` (S2CNet, yxyx:
+    the subjects, the distractors and a degenerate placeholder row as in the published files). ``subject_contrast``:
+    see :func:`render_scene`."""
     rng = np.random.default_rng(seed)
     humans: dict[str, list[int]] = {}
     for i, split in enumerate(_split_names(n)):
         w, h = _size(size, rng)
-        scene = render_scene(rng, w, h)
+        scene = render_scene(rng, w, h, subject_contrast=subject_contrast)
         name = f"{300000 + i}"
         _save_jpg(scene.image, out / "images" / split / f"{name}.jpg")
         boxes, valid = gaicd_raw_grid(w, h)

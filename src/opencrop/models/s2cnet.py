@@ -41,7 +41,7 @@ the records as ``object_boxes``); for any other photo :func:`object_boxes_from_c
 :mod:`opencrop.cues`, at most ``bbox_num`` boxes, documented there).
 
 Loss (the training code was never published, §5.3): SmoothL1 on ``(MOS − 2.95) / 0.8`` as GAIC, plus
-``rank_weight`` × the pairwise ranking loss of :func:`opencrop.train.losses.rank_loss` on the same targets
+``rank_weight`` × the pairwise ranking loss of :func:`opencrop.nn.losses.rank_loss` on the same targets
 (``docs/s2cnet.md`` says which weight the recipes use and why).
 
 Differences from the released code: pure-PyTorch align ops; the pairwise distance is clamped at 0 before the
@@ -62,11 +62,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from opencrop.cues.types import Cues
+from opencrop.models.checkpoint import build_with_weights
 from opencrop.models.gaic import _feature_info, gaic_head
-from opencrop.models.learned import LearnedCropModel, build_with_weights
+from opencrop.models.learned import LearnedCropModel
 from opencrop.models.preprocess import Preprocess
 from opencrop.models.registry import register_model
-from opencrop.train.losses import mos_smooth_l1, normalize_mos, rank_loss
+from opencrop.nn.losses import GAIC_MOS_MEAN, GAIC_MOS_STD, mos_smooth_l1, normalize_mos, rank_loss
 
 __all__ = [
     "PUBLISHED_CONFIGS",
@@ -466,8 +467,6 @@ class S2CNet(LearnedCropModel):
     @staticmethod
     def to_mos(scores: Tensor) -> Tensor:
         """Predicted scores → the MOS scale of GAICD (inverse of the training normalisation)."""
-        from opencrop.train.losses import GAIC_MOS_MEAN, GAIC_MOS_STD
-
         return scores * GAIC_MOS_STD + GAIC_MOS_MEAN
 
     # ------------------------------------------------------------------ training / inference inputs
