@@ -8,6 +8,16 @@ rule-based ``composition`` model, when registered, is scored on the same test im
 
     PYTHONPATH=src python benchmarks/learnability.py --models gaic --budget 600 --md docs/benchmarks-learned.md
 
+S2CNet variants (the object graph needs S2CNet box files; the synthetic writer produces them, ``bbox/<id>.txt``,
+subjects + distractors + a degenerate placeholder, yxyx as published): ``s2cnet`` (GAICD v1 configuration,
+SmoothL1), ``s2cnet-rank`` (+ ranking term), ``s2cnet-noobj`` (the same model without object nodes, the ablation),
+``s2cnet-v2`` (GAICD v2 configuration). Models that use object boxes are also scored with the test images' boxes
+withheld. ``--subject-contrast 0.15`` writes data whose subjects are faint (geometry, MOS and boxes unchanged,
+:func:`opencrop.data.synth.render_scene`): quality then depends on objects the pixels barely show.
+
+    PYTHONPATH=src python benchmarks/learnability.py --models s2cnet s2cnet-noobj --subject-contrast 0.15 \
+        --data runs/learnability/faint400 --threads 1
+
 Results are appended to the Markdown file with the machine and the date.
 """
 
@@ -31,7 +41,14 @@ MODEL_KWARGS: dict[str, dict[str, Any]] = {
     "gaic": {"backbone": "mobilenet_v2", "pretrained_backbone": True},
     "hcic": {"backbone": "mobilenet_v2", "pretrained_backbone": True},
     "gafic": {"backbone": "mobilenet_v2", "pretrained_backbone": True},
+    "s2cnet": {"backbone": "mobilenet_v2", "pretrained_backbone": True},  # GAICD v1 configuration
+    "s2cnet-rank": {"backbone": "mobilenet_v2", "pretrained_backbone": True, "rank_weight": 1.0},
+    "s2cnet-noobj": {"backbone": "mobilenet_v2", "pretrained_backbone": True, "bbox_num": 0},
+    "s2cnet-v2": {"backbone": "mobilenet_v2", "pretrained_backbone": True, "bbox_num": 5, "align_size": 15,
+                  "head": "all"},
 }
+#: benchmark variant → registered model
+ARCH: dict[str, str] = {"s2cnet-rank": "s2cnet", "s2cnet-noobj": "s2cnet", "s2cnet-v2": "s2cnet"}
 #: per-model recipe tweaks (HCIC-family recipes: colour jitter, pseudo heat maps)
 DATA_KWARGS: dict[str, dict[str, Any]] = {
     "hcic": {"photometric": "colorjitter"},
@@ -56,9 +73,15 @@ def heatmap_dir(data: Path) -> Path:
     return out
 
 
-def make_synth(out: Path, n: int, seed: int) -> None:
-    """Write synthetic GAICD data with the project's generator (``opencrop data synth``)."""
+def make_synth(out: Path, n: int, seed: int, subject_contrast: float = 1.0) -> None:
+    """Write synthetic GAICD data with the project's generator (``opencrop data synth``; with faint subjects
+    through :func:`opencrop.data.synth.write_gaicd`, which the CLI does not expose)."""
     if (out / "annotations").is_dir():
+        return
+    if subject_contrast < 1.0:
+        from opencrop.data.synth import write_gaicd
+
+        write_gaicd(out, n=n, seed=seed, subject_contrast=subject_contrast)
         return
     _run_cli("data", "synth", "--format", "gaicd", "--out", str(out), "--n", str(n), "--seed", str(seed))
 
@@ -80,15 +103,23 @@ def learned_models() -> list[str]:
     return names
 
 
-def score_with_protocol(model: Any, records: list) -> dict[str, float]:
-    """Score every annotated crop of every record through the CropModel protocol → gaicd_metrics."""
+def score_with_protocol(model: Any, records: list, objects: bool = True) -> dict[str, float]:
+    """Score every annotated crop of every record through the CropModel protocol → gaicd_metrics.
+
+    A model that needs ``object_boxes`` gets each record's boxes as given cues (``objects=False``: none, the
+    test-time ablation); no detector runs."""
+    from opencrop.cues.types import Cues
     from opencrop.eval.metrics import gaicd_metrics
     from opencrop.train.datasets import read_image
 
     preds, gts = [], []
     for r in records:
         img = read_image(r.image_path)
-        prep = model.prepare(img)
+        cues = None
+        if "object_boxes" in getattr(model, "needs", ()):
+            ob = r.object_boxes if objects and r.object_boxes is not None else np.zeros((0, 4))
+            cues = Cues(img.shape[1], img.shape[0], object_boxes=ob)
+        prep = model.prepare(img, cues)
         preds.append(np.asarray(model.score(prep, r.crops), dtype=np.float64))
         gts.append(np.asarray(r.scores, dtype=np.float64))
     return {k: float(v) for k, v in gaicd_metrics(preds, gts).items() if np.isscalar(v)}
@@ -101,8 +132,9 @@ def run_model(name: str, data: Path, out: Path, budget: float, epochs: int, seed
     from opencrop.train.recipe import Recipe
     from opencrop.train.trainer import train
 
+    arch = ARCH.get(name, name)
     recipe = Recipe.from_dict({
-        "model": {"name": name, "kwargs": MODEL_KWARGS.get(name, {})},
+        "model": {"name": arch, "kwargs": MODEL_KWARGS.get(name, {})},
         "data": {"format": "gaicd", "root": str(data), "val_split": "holdout", "holdout_fraction": 0.1,
                  "test_split": None, "crops_per_image": 64, "flip": 0.5, "photometric": "ssd",
                  **DATA_KWARGS.get(name, {}),
@@ -121,13 +153,16 @@ def run_model(name: str, data: Path, out: Path, budget: float, epochs: int, seed
     train_s = time.monotonic() - t0
     # the architecture kwargs again (not every builder reads them back from the file), no ImageNet reload
     kw = {k: (False if k == "pretrained_backbone" else v) for k, v in MODEL_KWARGS.get(name, {}).items()}
-    model = create_model(name, weights=res.best_path, **kw)
+    model = create_model(arch, weights=res.best_path, **kw)
     test = load_gaicd(data, split="test")
     t1 = time.monotonic()
     metrics = score_with_protocol(model, test)
-    return {"model": name, "train_s": round(train_s, 1), "epochs": res.epochs_run, "best_epoch": res.best_epoch,
-            "val_srcc": res.best_value, "test": metrics, "n_test": len(test),
-            "eval_ms_per_image": round(1000 * (time.monotonic() - t1) / max(1, len(test)), 1)}
+    row = {"model": name, "train_s": round(train_s, 1), "epochs": res.epochs_run, "best_epoch": res.best_epoch,
+           "val_srcc": res.best_value, "test": metrics, "n_test": len(test),
+           "eval_ms_per_image": round(1000 * (time.monotonic() - t1) / max(1, len(test)), 1)}
+    if "object_boxes" in model.needs and getattr(model, "bbox_num", 0):
+        row["test_without_objects"] = score_with_protocol(model, test, objects=False)
+    return row
 
 
 def run_composition(data: Path) -> dict[str, Any] | None:
@@ -163,7 +198,9 @@ def to_markdown(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
         f"### Learnability on synthetic GAICD ({date})",
         "",
         f"Machine: {machine()}; {args.threads} torch thread(s).",
-        f"Data: `opencrop data synth --format gaicd --n {args.n} --seed {args.seed}` (train split, 10 % hold-out "
+        f"Data: `opencrop data synth --format gaicd --n {args.n} --seed {args.seed}`"
+        + (f" with subject_contrast {args.subject_contrast:g} (faint subjects)" if args.subject_contrast < 1 else "")
+        + " (train split, 10 % hold-out "
         f"for selection; scored on the synthetic test split). Budget {args.budget:g} s of training per model on "
         f"CPU, MobileNetV2 with ImageNet weights, real preprocessing (short side 256), Adam lr {args.lr:g}, "
         "1 image × 64 crops per step, flip + photometric augmentation.",
@@ -172,14 +209,17 @@ def to_markdown(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
         "| ms / image (eval) |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for r in rows:
-        m = r["test"]
+    def row(label: str, r: dict[str, Any], m: dict[str, float]) -> str:
         vs = "–" if r["val_srcc"] is None else f"{r['val_srcc']:.3f}"
-        lines.append(
-            f"| {r['model']} | {r['train_s']:.0f} | {r['epochs']} | {r['best_epoch'] or '–'} | {vs} | "
-            f"{m.get('srcc', float('nan')):.3f} | {m.get('pcc', float('nan')):.3f} | {m.get('acc5', float('nan')):.1f} "
-            f"| {m.get('acc10', float('nan')):.1f} | {r['eval_ms_per_image'] or '–'} |"
-        )
+        return (f"| {label} | {r['train_s']:.0f} | {r['epochs']} | {r['best_epoch'] or '–'} | {vs} | "
+                f"{m.get('srcc', float('nan')):.3f} | {m.get('pcc', float('nan')):.3f} | "
+                f"{m.get('acc5', float('nan')):.1f} | {m.get('acc10', float('nan')):.1f} | "
+                f"{r['eval_ms_per_image'] or '–'} |")
+
+    for r in rows:
+        lines.append(row(r["model"], r, r["test"]))
+        if "test_without_objects" in r:  # the same trained model, its test images' object boxes withheld
+            lines.append(row(f"{r['model']} (test boxes withheld)", r, r["test_without_objects"]))
     lines += ["", "Acc5 / Acc10 in %. Target: test SRCC ≥ 0.7 for every learned model. Synthetic numbers are not "
               "benchmark results: they show the models can learn visible composition cues.", ""]
     return "\n".join(lines)
@@ -197,12 +237,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--md", type=Path, default=None, help="append the results table to this Markdown file")
     ap.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
     ap.add_argument("--lr", type=float, default=3e-4)
+    ap.add_argument("--subject-contrast", type=float, default=1.0,
+                    help="< 1: faint subjects (write the data with opencrop.data.synth.write_gaicd)")
     args = ap.parse_args(argv)
     import torch
 
     torch.set_num_threads(args.threads)
 
-    make_synth(args.data, args.n, args.seed)
+    make_synth(args.data, args.n, args.seed, args.subject_contrast)
     names = args.models if args.models else learned_models()
     rows = []
     for n in names:

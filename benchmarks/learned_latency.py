@@ -5,6 +5,11 @@
         [--md docs/benchmarks-learned.md]
 
 Target: prepare + score ≤ 60 ms on 2 cores. Medians over ``--runs`` after ``--warmup`` runs.
+
+``--s2cnet`` adds S2CNet (GAICD v1 and v2 configurations, random weights) on the same image and candidates, each
+with the photo's detected people / objects and with the full ``bbox_num`` object boxes (as the published GAICD box
+files give), interleaved with GAIC run by run, and prints each one's time as a multiple of GAIC's (target ≤ 1.5×).
+The detector itself is not timed (every pipeline runs cues; S2CNet's are people + objects).
 """
 
 from __future__ import annotations
@@ -53,55 +58,100 @@ def decode_shrunk(jpeg: bytes, short_side: int = 256) -> np.ndarray:
         return np.asarray(im)
 
 
+def object_sets(img: np.ndarray, bbox_num: int) -> dict[str, np.ndarray]:
+    """Object boxes for S2CNet: ``"cues"`` = people + COCO objects detected on the analysis image by
+    :mod:`opencrop.cues` (mapped by :func:`opencrop.models.s2cnet.object_boxes_from_cues`; empty without the
+    detector), ``"full"`` = ``bbox_num`` boxes spread over the image (what the published GAICD box files give)."""
+    from opencrop.cues.types import Cues
+    from opencrop.models.s2cnet import object_boxes_from_cues
+
+    h, w = img.shape[:2]
+    try:
+        from opencrop.cues import analyze
+
+        cues = analyze(img, want={"people", "objects"})
+    except Exception:  # no detector installed: the cue set is empty and says so in the output
+        cues = Cues(w, h)
+    rng = np.random.default_rng(0)
+    xy = rng.uniform(0, 0.7, (bbox_num, 2)) * [w, h]
+    wh = rng.uniform(0.1, 0.3, (bbox_num, 2)) * [w, h]
+    return {"cues": object_boxes_from_cues(cues, bbox_num), "full": np.concatenate([xy, xy + wh], 1)}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--weights", type=Path, default=None, help="an opencrop GAIC model file (default: random init)")
     ap.add_argument("--runs", type=int, default=30)
     ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--s2cnet", action="store_true",
+                    help="also S2CNet v1 / v2 on the same candidates, interleaved with GAIC (ratio vs GAIC)")
     ap.add_argument("--md", type=Path, default=None, help="append the result to this Markdown file")
     args = ap.parse_args(argv)
 
     import torch
 
     from opencrop.candidates import gaic_grid, ratio_windows
+    from opencrop.cues.types import Cues
     from opencrop.models import create_model
 
     torch.set_num_threads(args.threads)
     model = (create_model("gaic", weights=args.weights) if args.weights else create_model("gaic")).eval()
     jpeg = test_jpeg()
-    dec, prep, sc, tot = [], [], [], []
+    img0 = decode_shrunk(jpeg)
+    # (label, model, cues) — GAIC first; S2CNet with the photo's detected objects and with the full box count
+    runs: list[tuple[str, object, object]] = [("GAIC-MobileNetV2", model, None)]
+    if args.s2cnet:
+        from opencrop.models.s2cnet import PUBLISHED_CONFIGS
+
+        for tag in ("gaicd_v1", "gaicd_v2"):
+            torch.manual_seed(0)
+            m = create_model("s2cnet", **PUBLISHED_CONFIGS[tag]).eval()
+            for kind, ob in object_sets(img0, m.bbox_num).items():
+                runs.append((f"S2CNet {tag} ({len(ob)} objects, {kind})", m,
+                             Cues(img0.shape[1], img0.shape[0], object_boxes=ob)))
+    times: dict[str, dict[str, list[float]]] = {lab: {"decode": [], "prepare": [], "score": [], "total": []}
+                                                for lab, _, _ in runs}
     n_boxes = 0
     for i in range(args.warmup + args.runs):
-        t0 = time.perf_counter()
-        img = decode_shrunk(jpeg)
-        h, w = img.shape[:2]
-        boxes = np.concatenate([gaic_grid(w, h), ratio_windows(w, h, "1:1", max_count=40),
-                                ratio_windows(w, h, "16:9", max_count=40)])
-        t1 = time.perf_counter()
-        p = model.prepare(img)
-        t2 = time.perf_counter()
-        s = model.score(p, boxes)
-        t3 = time.perf_counter()
-        assert s.shape == (len(boxes),)
-        if i >= args.warmup:
-            dec.append(1000 * (t1 - t0))
-            prep.append(1000 * (t2 - t1))
-            sc.append(1000 * (t3 - t2))
-            tot.append(1000 * (t3 - t1))
-        n_boxes = len(boxes)
-    med = {k: statistics.median(v) for k, v in (("decode", dec), ("prepare", prep), ("score", sc), ("total", tot))}
-    line = (f"GAIC-MobileNetV2, {args.threads} threads, 1500×1000 JPEG → analysis {w}×{h} → input "
-            f"{p.input_size[0]}×{p.input_size[1]}, {n_boxes} candidates: decode+shrink {med['decode']:.1f} ms, "
-            f"prepare {med['prepare']:.1f} ms, score {med['score']:.1f} ms, **prepare+score {med['total']:.1f} ms** "
-            f"(median of {args.runs}; fastest {min(tot):.1f} ms; target ≤ 60 ms)")
-    print(line)
+        for lab, m, cues in runs:  # interleaved: load changes hit every model alike
+            t0 = time.perf_counter()
+            img = decode_shrunk(jpeg)
+            h, w = img.shape[:2]
+            boxes = np.concatenate([gaic_grid(w, h), ratio_windows(w, h, "1:1", max_count=40),
+                                    ratio_windows(w, h, "16:9", max_count=40)])
+            t1 = time.perf_counter()
+            p = m.prepare(img, cues) if cues is not None else m.prepare(img)
+            t2 = time.perf_counter()
+            s = m.score(p, boxes)
+            t3 = time.perf_counter()
+            assert s.shape == (len(boxes),)
+            if i >= args.warmup:
+                for k, v in (("decode", t1 - t0), ("prepare", t2 - t1), ("score", t3 - t2), ("total", t3 - t1)):
+                    times[lab][k].append(1000 * v)
+            n_boxes = len(boxes)
+    lines = []
+    base = None
+    for lab, _m, _ in runs:
+        med = {k: statistics.median(v) for k, v in times[lab].items()}
+        base = med["total"] if base is None else base
+        ratio = "" if lab.startswith("GAIC") else f"; **{med['total'] / base:.2f}× GAIC**"
+        target = "target ≤ 60 ms" if lab.startswith("GAIC") else "target ≤ 1.5× GAIC"
+        lines.append(f"{lab}, {args.threads} threads, 1500×1000 JPEG → analysis {w}×{h} → input "
+                     f"{p.input_size[0]}×{p.input_size[1]}, {n_boxes} candidates: "
+                     f"decode+shrink {med['decode']:.1f} ms, prepare {med['prepare']:.1f} ms, "
+                     f"score {med['score']:.1f} ms, **prepare+score "
+                     f"{med['total']:.1f} ms** (median of {args.runs}; fastest {min(times[lab]['total']):.1f} ms; "
+                     f"{target}){ratio}")
+    for line in lines:
+        print(line)
     if args.md is not None:
         date = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
         from learnability import machine  # same folder
 
         with open(args.md, "a") as fh:
-            fh.write(f"### Latency ({date})\n\nMachine: {machine()}; {args.threads} torch thread(s).\n\n{line}.\n\n")
+            body = "\n".join(f"* {ln}." for ln in lines)
+            fh.write(f"### Latency ({date})\n\nMachine: {machine()}; {args.threads} torch thread(s).\n\n{body}\n\n")
     return 0
 
 

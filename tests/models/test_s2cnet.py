@@ -316,6 +316,21 @@ def test_loss_without_object_boxes_is_an_error_unless_the_model_has_no_object_no
     assert torch.isfinite(_model(bbox_num=0).compute_loss(batch)["loss"])
 
 
+def test_images_without_object_boxes_are_reported_once():
+    batch = _batch()
+    batch["object_mask"] = batch["object_mask"].clone()
+    batch["object_mask"][1] = False
+    batch["name"] = ["a.jpg", "b.jpg"]
+    m = _model()
+    with pytest.warns(UserWarning, match=r"no object boxes for b\.jpg"):
+        m.compute_loss(batch)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        m.compute_loss(batch)  # once per model
+
+
 def test_weights_round_trip(tmp_path):
     m = _model(**V2)
     path = m.save_weights(tmp_path / "s2cnet_v2.pt")

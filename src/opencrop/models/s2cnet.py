@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from typing import Any
 
 import numpy as np
@@ -222,6 +223,19 @@ class _Attention(nn.Module):
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype), scale=self.scale)
         return self.to_out(out.transpose(1, 2).reshape(k_, m, e))
 
+    def single_query(self, xn: Tensor, queries: Tensor, bias: Tensor) -> Tensor:
+        """The same as ``forward(to_kv(xn), queries, bias)`` for one query row (``queries`` ``[K, 1, E]``, ``bias``
+        ``[K, h, 1, n]``), reassociated: ``q·(W_k x_j) = (W_kᵀ q)·x_j`` and ``Σ_j α_j W_v x_j = W_v Σ_j α_j x_j``,
+        so the nodes are never projected (``O(K·h·E·(n + E/h))`` instead of ``O(K·n·E²)``)."""
+        k_, e = xn.shape[0], xn.shape[2]
+        h = self.heads
+        w_k, w_v = self.to_kv.weight[:e].view(h, e // h, e), self.to_kv.weight[e:].view(h, e // h, e)
+        q = self.to_q(queries[:, 0]).view(k_, h, e // h)
+        u = torch.einsum("khd,hde->khe", q, w_k)  # [K, h, E]
+        logits = torch.einsum("khe,kne->khn", u, xn) * self.scale + bias[:, :, 0].to(xn.dtype)
+        mix = torch.einsum("khn,kne->khe", logits.softmax(-1), xn)  # [K, h, E]
+        return self.to_out(torch.einsum("khe,hde->khd", mix, w_v).reshape(k_, 1, e))
+
 
 class _Layer(nn.Module):
     def __init__(self, dim: int, heads: int, mlp_dim: int) -> None:
@@ -293,10 +307,13 @@ class GraphTransformer(nn.Module):
             if i == 0 and distinct is not None:
                 kv = _per_row(lambda t, lay=layer: lay.attn.to_kv(lay.norm1(t)), distinct)
                 q = F.relu(self.nl_gcn(g[:, rows] @ _per_row(self.fc_gcn, distinct)))
+                att = layer.attn(kv, q, bias[:, :, rows])
+            elif rows == slice(0, 1):
+                att = layer.attn.single_query(layer.norm1(x), self.aggregate(x, g[:, rows]), bias[:, :, rows])
             else:
-                kv = layer.attn.to_kv(layer.norm1(x))
                 q = self.aggregate(x, g[:, rows])
-            y = x[:, rows] + layer.attn(kv, q, bias[:, :, rows])
+                att = layer.attn(layer.attn.to_kv(layer.norm1(x)), q, bias[:, :, rows])
+            y = x[:, rows] + att
             x = y + layer.ff(layer.norm2(y))
             if rows != slice(0, 1):
                 x = x * keep
@@ -378,6 +395,7 @@ class S2CNet(LearnedCropModel):
         self.head: nn.Module = (nn.Linear(node_dim, 1) if head == "crop"
                                 else gaic_head(1 + self.bbox_num, side, batchnorm, dropout))
         self._token_side = side
+        self._warned_empty = False
         for m in [*self.neck.modules(), *self.head.modules()]:  # the original's weights_init (DimRed, FC_layers)
             if isinstance(m, nn.Conv2d):
                 nn.init.xavier_uniform_(m.weight)
@@ -485,7 +503,16 @@ class S2CNet(LearnedCropModel):
                 "S2CNet box files to the records (GAICD: <root>/bbox/*.txt, or recipe data.loader_kwargs.objects: "
                 "s2cnet_GAIC_boxes_raw.json) or train with model.kwargs.bbox_num=0 (no object nodes)"
             )
-        return {"object_boxes": batch["object_boxes"], "object_mask": batch["object_mask"]}
+        mask = batch["object_mask"]
+        empty = (~mask.bool().any(1)).nonzero().flatten().tolist()
+        if empty and not self._warned_empty:
+            names = batch.get("name") or []
+            which = ", ".join(str(names[i]) for i in empty[:3] if i < len(names)) or f"{len(empty)} image(s)"
+            warnings.warn(f"s2cnet: no object boxes for {which}: these images train and validate as object-free "
+                          "graphs; are S2CNet's box files attached to every record (docs/s2cnet.md)? "
+                          "(warned once per model)", stacklevel=2)
+            self._warned_empty = True
+        return {"object_boxes": batch["object_boxes"], "object_mask": mask}
 
     def extra_from_cues(self, cues: Cues | None, width: int, height: int, sx: float, sy: float) -> dict[str, Tensor]:
         """Object boxes for :meth:`prepare`: :func:`object_boxes_from_cues` scaled to input pixels →
