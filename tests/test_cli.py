@@ -154,3 +154,14 @@ def test_learned_models_are_listed_without_importing_them() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "['gafic', 'gaic', 'hcic'] True False"
+
+
+def test_limits_from_the_command_line(tmp_path: Path, capsys) -> None:
+    photo = str(REPO / "examples" / "astronaut.jpg")
+    assert main(["crop", photo, "--size", "30000x30000", "--no-cues"]) == 2  # over the output limit: usage
+    assert "output limit" in capsys.readouterr().err
+    assert main(["crop", photo, "--max-pixels", "1000", "--no-cues"]) == 1  # this input is too large
+    assert "exceeds the limit of 1,000" in capsys.readouterr().err
+    assert main(["crop", photo, "--size", "4000x4000", "--no-cues", "--out", str(tmp_path)]) == 1  # upscale
+    assert "upscaled" in capsys.readouterr().err and not list(tmp_path.iterdir())
+    assert main(["crop", photo, "--size", "800x800", "--allow-upscale", "--no-cues", "--out", str(tmp_path)]) == 0

@@ -40,6 +40,12 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", dest="fmt", default=None, choices=["jpg", "png", "webp"],
                    help="output format (default: the input's when it is jpg/png/webp, else jpg)")
     p.add_argument("--quality", type=int, default=90, help="JPEG/WebP quality (default 90)")
+    p.add_argument("--max-pixels", type=int, help="refuse inputs with more pixels (default 100 MP or "
+                   "$OPENCROP_MAX_PIXELS)")
+    p.add_argument("--max-output-pixels", type=int, help="refuse --size outputs with more pixels (default 40 MP or "
+                   "$OPENCROP_MAX_OUTPUT_PIXELS)")
+    p.add_argument("--allow-upscale", action="store_true", default=None,
+                   help="allow a --size larger than the crop (upscaling); otherwise that image fails")
     p.add_argument("--analysis-size", type=int, default=None,
                    help="long side of the analysis image (default: the model's, 512)")
 
@@ -72,8 +78,10 @@ def register(sub: argparse._SubParsersAction, group: Callable[..., argparse._Sub
 def _plan(args: argparse.Namespace) -> Any:
     """The API's own check of ``--ratio`` / ``--size`` (usage errors before any work); default ratio 1:1."""
     from opencrop.api import plan
+    from opencrop.limits import Limits
 
-    return plan(args.ratio or (None if args.size else ["1:1"]), args.size)
+    return plan(args.ratio or (None if args.size else ["1:1"]), args.size,
+                Limits(args.max_pixels, args.max_output_pixels, args.allow_upscale))
 
 
 def _out_suffix(fmt: str | None, src: Path) -> str:
@@ -95,7 +103,8 @@ def _make_cropper(args: argparse.Namespace) -> Any:
         if unknown:
             raise ValueError(f"unknown cue(s) {sorted(unknown)}; choose from {sorted(ALL_CUES)}")
     return Cropper(args.model, weights=args.weights, cues=cues, analysis_size=args.analysis_size,
-                   random_weights=args.random_weights)
+                   random_weights=args.random_weights, max_pixels=args.max_pixels,
+                   max_output_pixels=args.max_output_pixels, allow_upscale=args.allow_upscale)
 
 
 def _process(cropper: Any, path: Path, args: argparse.Namespace, out_dir: Path | None, subject: Any = None,
