@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ from PIL import Image
 
 REPO = Path(__file__).resolve().parents[2]
 PHOTO = REPO / "examples" / "astronaut.jpg"
+MAIN_LIMIT = 2_000_000  # body limit of ``main_url``
 
 
 @pytest.fixture(scope="session")
@@ -27,3 +29,12 @@ def small_jpeg() -> bytes:
     buf = io.BytesIO()
     Image.fromarray(a).save(buf, format="JPEG")
     return buf.getvalue()
+
+
+@pytest.fixture(scope="session")
+def main_url() -> Iterator[str]:
+    """The service with two worker processes, default cues and a 2 MB body limit (shared by the test modules)."""
+    from serve_helpers import service  # skips without the serve extra
+
+    with service(workers=2, queue=8, max_body=MAIN_LIMIT) as u:
+        yield u

@@ -13,15 +13,14 @@ from urllib.parse import urlparse
 
 import pytest
 from PIL import Image
-from serve_helpers import httpx, huge_png_header, service
+from serve_helpers import httpx, huge_png_header
 
-LIMIT = 2_000_000
+LIMIT = 2_000_000  # conftest.MAIN_LIMIT
 
 
-@pytest.fixture(scope="module")
-def url() -> Iterator[str]:
-    with service(workers=2, queue=8, max_body=LIMIT) as u:
-        yield u
+@pytest.fixture
+def url(main_url: str) -> str:
+    return main_url
 
 
 @pytest.fixture

@@ -304,8 +304,9 @@ class WorkerPool:
         """Counts for ``/healthz`` and ``/readyz``."""
         with self._lock:
             alive = len(self._all)
+            pids = sorted(w.pid for w in self._all)
             starting = self._starting
-        return {"workers": self.size, "alive": alive, "starting": starting, "busy": self._busy,
+        return {"workers": self.size, "alive": alive, "pids": pids, "starting": starting, "busy": self._busy,
                 "idle": self._idle.qsize() if self._idle is not None else 0, "waiting": self._waiting,
                 "queue": self.queue_size, "mean_job_ms": round(1000 * self._mean_s, 1), **self.counts,
                 **({"last_error": self._last_error} if self._last_error else {})}

@@ -73,6 +73,7 @@ function setFile(file) {
   state.natural = null;
   const img = $('photo');
   img.hidden = false;
+  $('original-caption').textContent = 'Loading the preview…';
   img.onload = () => {
     state.natural = { w: img.naturalWidth, h: img.naturalHeight };
     setViewBox(img.naturalWidth, img.naturalHeight);
@@ -101,17 +102,25 @@ function drawOverlay(result) {
   const w = result ? result.width : state.natural && state.natural.w;
   if (!w) return;
   if (result) setViewBox(result.width, result.height);
-  const font = Math.max(12, w / 32);
+  const font = Math.max(10, w / 34);
+  const tags = [];  // label corners already used: boxes sharing a corner get their labels stacked
   (result ? result.crops : []).forEach((c, i) => {
     const [x1, y1, x2, y2] = c.box;
     const colour = COLOURS[i % COLOURS.length];
     const rect = document.createElementNS(SVG, 'rect');
-    Object.entries({ x: x1, y: y1, width: x2 - x1, height: y2 - y1, stroke: colour }).forEach(([k, v]) => rect.setAttribute(k, v));
+    Object.entries({ x: x1, y: y1, width: x2 - x1, height: y2 - y1, stroke: colour, class: 'box' }).forEach(([k, v]) => rect.setAttribute(k, v));
     svg.appendChild(rect);
+    const stack = tags.filter(([tx, ty]) => Math.abs(tx - x1) < font * 4 && Math.abs(ty - y1) < font * 1.5).length;
+    tags.push([x1, y1]);
+    const ty = y1 + stack * font * 1.45;
+    const tagW = font * (0.62 * c.ratio.length + 0.8);
+    const bg = document.createElementNS(SVG, 'rect');
+    Object.entries({ x: x1, y: ty, width: tagW, height: font * 1.4, class: 'tag' }).forEach(([k, v]) => bg.setAttribute(k, v));
+    bg.style.fill = colour;
+    svg.appendChild(bg);
     const t = document.createElementNS(SVG, 'text');
-    Object.entries({ x: x1 + font * 0.4, y: y1 + font * 1.15, fill: colour }).forEach(([k, v]) => t.setAttribute(k, v));
+    Object.entries({ x: x1 + font * 0.4, y: ty + font * 1.05 }).forEach(([k, v]) => t.setAttribute(k, v));
     t.style.fontSize = `${font}px`;
-    t.style.strokeWidth = `${font / 6}px`;
     t.textContent = c.ratio;
     svg.appendChild(t);
   });
@@ -182,6 +191,10 @@ async function errorOf(res) {
   let text = '';
   try { text = await res.text(); } catch (e) { /* keep the status */ }
   try { return JSON.parse(text).error || `HTTP ${res.status}`; } catch (e) { return `HTTP ${res.status} ${text.slice(0, 200)}`; }
+}
+
+class ServerError extends Error {
+  constructor(status, message) { super(message); this.status = status; }
 }
 
 async function post(url, body) {
@@ -255,7 +268,7 @@ async function crop(event) {
     form.append('image', state.file, state.file.name);
     const res = await post(`/crop?${query({ ratio: ratios })}`, form);
     if (run !== state.run) return;
-    if (!res.ok) throw new Error(await errorOf(res));
+    if (!res.ok) throw new ServerError(res.status, await errorOf(res));
     const result = await res.json();
     if (run !== state.run) return;
     state.lastResult = result;
@@ -271,7 +284,8 @@ async function crop(event) {
     if (run !== state.run) return;
     clearResults();
     showError(e.message);
-    setStatus('Fix the problem above and try again.');
+    if (e.status === 413 || e.status === 422) $('original').hidden = true;  // the server cannot read this file
+    setStatus(e.status === 503 ? 'The server is busy: try again in a moment.' : 'Fix the problem above and try again.');
   } finally {
     if (run === state.run) setBusy(false);
   }
