@@ -94,3 +94,10 @@ def test_sigterm_finishes_the_request_in_flight_then_exits_0() -> None:
     for pid in pids:  # the worker processes are gone too
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+
+def test_a_model_the_workers_cannot_load_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["serve", "--port", "0", "-m", "gaic", "--weights", "/nonexistent/w.pt", "--workers", "1",
+                 "--no-cues"]) == 1
+    err = capsys.readouterr().err
+    assert "a worker could not load the model: ModelFileError: /nonexistent/w.pt: no such weight file" in err

@@ -160,6 +160,7 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"opencrop serve: error: a worker could not load the model: {e}", file=sys.stderr)
         return 1
     host, port = sock.getsockname()[:2]
+    host = f"[{host}]" if ":" in host else host
     print(f"opencrop serving {', '.join(settings.models)} on http://{host}:{port}/ "
           f"({settings.workers} workers, queue {settings.queue_size}; API docs at /docs)", file=sys.stderr,
           flush=True)

@@ -48,6 +48,14 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
+async def _receive_by(receive: Any, deadline: float) -> Message:
+    """``await receive()``, raising ``asyncio.TimeoutError`` at loop time ``deadline`` (no task per chunk on 3.11+)."""
+    if hasattr(asyncio, "timeout_at"):
+        async with asyncio.timeout_at(deadline):
+            return await receive()
+    return await asyncio.wait_for(receive(), max(deadline - asyncio.get_running_loop().time(), 0.001))
+
+
 class BodyLimit:
     """Refuse request bodies over ``max_body`` bytes with 413 and bodies not fully sent within ``body_timeout``
     seconds with 408, as JSON ``{"error": ...}``.
@@ -75,7 +83,7 @@ class BodyLimit:
             await send_json(send, 413, {"error": f"request body of {n:,} bytes is over this server's limit of "
                                                  f"{self.max_body:,} bytes"}, close=not drained)
             return
-        deadline = time.monotonic() + self.body_timeout
+        deadline = asyncio.get_running_loop().time() + self.body_timeout
         received = 0
         done = False
 
@@ -83,10 +91,9 @@ class BodyLimit:
             nonlocal received, done
             if done:
                 return await receive()
-            left = deadline - time.monotonic()
             try:
-                msg = await asyncio.wait_for(receive(), max(left, 0.001))
-            except TimeoutError:
+                msg = await _receive_by(receive, deadline)
+            except asyncio.TimeoutError:  # (TimeoutError itself from 3.11 on)
                 raise BodyTimeout(f"the request body was not received within {self.body_timeout:g} s") from None
             if msg["type"] == "http.request":
                 received += len(msg.get("body", b""))
@@ -100,15 +107,12 @@ class BodyLimit:
     @staticmethod
     async def _drain(receive: Any, n: int) -> bool:
         """Read and drop the body (``n`` bytes declared) for at most :data:`DRAIN_SECONDS`; True if it all came."""
-        end = time.monotonic() + DRAIN_SECONDS
+        end = asyncio.get_running_loop().time() + DRAIN_SECONDS
         got = 0
         while True:
-            left = end - time.monotonic()
-            if left <= 0:
-                return False
             try:
-                msg = await asyncio.wait_for(receive(), left)
-            except TimeoutError:
+                msg = await _receive_by(receive, end)
+            except asyncio.TimeoutError:  # (TimeoutError itself from 3.11 on)
                 return False
             if msg["type"] != "http.request":
                 return False

@@ -256,7 +256,7 @@ class WorkerPool:
         self._waiting += 1
         try:
             worker = await asyncio.wait_for(self._idle.get(), self.timeout)
-        except TimeoutError:
+        except asyncio.TimeoutError:  # (TimeoutError itself from 3.11 on)
             self.counts["rejected"] += 1
             raise Saturated(f"no worker became free within {self.timeout:g} s", self.retry_after()) from None
         finally:
