@@ -1,8 +1,11 @@
-"""Public Python API: :class:`Cropper`, :func:`crop`, :func:`score`.
+"""Public Python API: :class:`Cropper`, :func:`crop`, :func:`score` — the one crop pipeline.
 
-Data flows one way: image → decode (shrink on load) → cues → candidates → model scores → boxes → output.
-One analysis (decode, cues, model ``prepare`` — the backbone pass for learned models) serves every requested
-ratio. Boxes in and out of this module are **xyxy pixels of the original, upright image**.
+Data flows one way: image → frame (:func:`opencrop.io.load_frame`: decode with shrink on load, EXIF orientation,
+analysis scale) → cues → ``model.prepare`` → ``model.propose`` (:mod:`opencrop.models.base`) → rules
+(:mod:`opencrop.rules`: faces, groups, subjects) → refine → output. One analysis (decode, cues, ``prepare`` — the
+backbone pass of a learned model) serves every requested ratio. The CLI, the service, batch jobs and evaluation
+call this pipeline and only print or encode its result. Boxes in and out of this module are **xyxy pixels of the
+original, upright image**.
 """
 
 from __future__ import annotations
@@ -14,12 +17,16 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from opencrop.candidates import parse_ratio, ratio_windows
+from opencrop.candidates import parse_ratio
 from opencrop.cues.types import Cues
-from opencrop.io import DEFAULT_ANALYSIS_SIZE, ImageInput, LoadedImage, crop_image, load_image
+from opencrop.errors import UntrainedModelError
+from opencrop.io import DEFAULT_ANALYSIS_SIZE, Frame, ImageInput, crop_image, load_frame
+from opencrop.models.base import CUE_NAMES, CandidateScorer, Request
 from opencrop.models.registry import create_model
+from opencrop.rules import Rules, distinct_top, exact_box, neighbourhood
 
-__all__ = ["Analysis", "Crop", "Cropper", "crop", "parse_numbers", "parse_size", "score"]
+__all__ = ["Analysis", "Crop", "CropPlan", "CropResult", "Cropper", "crop", "parse_numbers", "parse_size", "plan",
+           "score"]
 
 
 @dataclass
@@ -32,6 +39,9 @@ class Crop:
         score: model score (comparable between crops of the same image and model only).
         image: the cropped (and, with ``size``, resized) picture, when asked for.
         runners_up: next-best distinct boxes ``[(box, score), ...]`` (for debugging and UIs).
+        level: the rule level the box satisfies (:mod:`opencrop.rules`; 0 = every head and subject kept).
+        warning: set when the box's aspect differs from ``ratio`` by more than 1 % (an extreme ratio that whole
+            pixels of this image cannot make).
     """
 
     ratio: str
@@ -39,18 +49,81 @@ class Crop:
     score: float
     image: Image.Image | None = None
     runners_up: list[tuple[tuple[int, int, int, int], float]] = field(default_factory=list)
+    level: int = 0
+    warning: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"ratio": self.ratio, "box": list(self.box), "score": round(float(self.score), 6)}
+        d: dict[str, Any] = {"ratio": self.ratio, "box": list(self.box), "score": round(float(self.score), 6)}
+        if self.warning:
+            d["warning"] = self.warning
+        return d
 
 
 @dataclass
 class Analysis:
-    """One image analysed once: decoded pixels, cues and the model's prepared state."""
+    """One image analysed once: its frame, cues and the model's prepared state."""
 
-    image: LoadedImage
+    frame: Frame
     cues: Cues
     prepared: Any
+
+    @property
+    def image(self) -> Frame:
+        """The frame (former name)."""
+        return self.frame
+
+
+@dataclass
+class CropResult:
+    """The crops of one image with the analysis they came from."""
+
+    analysis: Analysis
+    crops: list[Crop]
+
+    @property
+    def notes(self) -> list[str]:
+        """Everything the pipeline had to report (a missing detector, random weights ...)."""
+        return list(self.analysis.cues.notes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"image", "width", "height", "crops": [{"ratio", "box", "score"}], "notes"?}`` (original pixels)."""
+        f = self.analysis.frame
+        rec: dict[str, Any] = {"image": f.source, "width": f.width, "height": f.height,
+                               "crops": [c.to_dict() for c in self.crops]}
+        if self.notes:
+            rec["notes"] = self.notes
+        return rec
+
+
+@dataclass(frozen=True)
+class CropPlan:
+    """Validated outputs of one crop call: ratio labels as given, their values ``w / h``, the exact output size."""
+
+    labels: tuple[str, ...]
+    ratios: tuple[float, ...]
+    size: tuple[int, int] | None
+
+
+def plan(ratios: Sequence[str | float] | None, size: str | tuple[int, int] | None = None) -> CropPlan:
+    """The one check of what a caller asks for (every surface calls it, through :meth:`Cropper.crop`).
+
+    A single ratio may be omitted when ``size`` is given (it is taken from ``size``); with ``size`` every ratio must
+    match its aspect within 1 %. Raises ``ValueError`` naming the bad ratio or size.
+    """
+    out_size = parse_size(size)
+    labels = [str(r) for r in (ratios or [])]
+    if out_size is not None and not labels:
+        labels = [f"{out_size[0]}:{out_size[1]}"]
+    if not labels:
+        raise ValueError("give at least one ratio (e.g. '16:9') or a size")
+    rs = [parse_ratio(r) for r in labels]
+    if out_size is not None:
+        want = out_size[0] / out_size[1]
+        for r, rv in zip(labels, rs, strict=True):
+            if abs(rv / want - 1) > 0.01:
+                raise ValueError(f"size {out_size[0]}x{out_size[1]} has aspect {want:.3f}, but ratio {r} "
+                                 f"is {rv:.3f}; ask for one ratio per size")
+    return CropPlan(tuple(labels), tuple(rs), out_size)
 
 
 def parse_size(size: str | tuple[int, int] | None) -> tuple[int, int] | None:
@@ -80,27 +153,19 @@ def parse_numbers(text: str, n: int, what: str) -> list[float]:
     return v
 
 
-def _exact_box(box: np.ndarray, r: float, width: int, height: int) -> tuple[int, int, int, int]:
-    """Integer xyxy box of aspect ``r`` (within a pixel) around ``box``'s centre and width, inside the image."""
-    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
-    w = min(float(box[2] - box[0]), width, height * r)
-    w = max(1, round(w))
-    h = max(1, min(height, round(w / r)))
-    w = max(1, min(width, round(h * r))) if abs(w / h - r) > abs(round(h * r) / h - r) else w
-    x1 = int(min(max(round(cx - w / 2), 0), width - w))
-    y1 = int(min(max(round(cy - h / 2), 0), height - h))
-    return x1, y1, x1 + w, y1 + h
-
-
 class Cropper:
-    """Finds the best crop of an image for any aspect ratio.
+    """Finds the best crop of an image for any aspect ratio (the pipeline of the module docstring).
 
     Args:
-        model: registered model name (``opencrop models`` / :func:`opencrop.models.list_models`).
+        model: registered model name (``opencrop models list`` / :func:`opencrop.models.list_models`), or a
+            built model (:mod:`opencrop.models.base` contract).
         weights: weight file for learned models.
         cues: ``"auto"`` runs the cues the model uses when their backends are available; ``False`` none;
             or an iterable of cue names (``"faces"``, ``"people"``, ``"objects"``, ``"saliency"``).
-        analysis_size: long side of the shrunk analysis image, in pixels.
+        analysis_size: long side of the shrunk analysis image, in pixels (default: the model's own,
+            512 for every model today).
+        random_weights: allow a learned model without trained weights (its crops are random); otherwise such a
+            model raises :class:`~opencrop.errors.UntrainedModelError`.
         **model_cfg: passed to :func:`opencrop.models.create_model`.
 
     Example:
@@ -108,12 +173,20 @@ class Cropper:
         >>> [c.box for c in cropper.crop("photo.jpg", ratios=["16:9", "1:1"])]
     """
 
-    def __init__(self, model: str = "composition", weights: str | None = None, cues: bool | str | Iterable[str]
-                 = "auto", analysis_size: int = DEFAULT_ANALYSIS_SIZE, **model_cfg: Any) -> None:
-        self.model = create_model(model, weights=weights, **model_cfg)
-        self.model_name = model
-        self.analysis_size = analysis_size
-        needs = set(getattr(self.model, "needs", ()))
+    def __init__(self, model: str | Any = "composition", weights: str | None = None, cues: bool | str | Iterable[str]
+                 = "auto", analysis_size: int | None = None, random_weights: bool = False, **model_cfg: Any) -> None:
+        if isinstance(model, str):
+            self.model = create_model(model, weights=weights, **model_cfg)
+            self.model_name = model
+        else:  # an already built model (evaluation, the trainer's validation)
+            if weights is not None or model_cfg:
+                raise TypeError("weights / model options go with a model name, not a built model")
+            self.model, self.model_name = model, str(getattr(model, "name", type(model).__name__))
+        if getattr(self.model, "weights_source", "") is None and not random_weights:
+            raise UntrainedModelError(model)
+        self.random_weights = bool(random_weights and getattr(self.model, "weights_source", "") is None)
+        self.analysis_size = int(analysis_size or getattr(self.model, "analysis_size", DEFAULT_ANALYSIS_SIZE))
+        needs = set(getattr(self.model, "needs", ())) & CUE_NAMES
         if cues is False or cues is None:
             self.cue_names: set[str] = set()
         elif cues in ("auto", True):
@@ -123,14 +196,16 @@ class Cropper:
             self.cue_names = set(cues)  # type: ignore[arg-type]
 
     # -- analysis ----------------------------------------------------------------------------------------
-    def analyze(self, image: ImageInput | LoadedImage, subject: Sequence[Sequence[float]] | None = None,
+    def analyze(self, image: ImageInput | Frame, subject: Sequence[Sequence[float]] | None = None,
                 focus: tuple[float, float] | None = None,
-                output: tuple[Sequence[float], tuple[int, int]] | None = None) -> Analysis:
-        """Decode ``image`` and run cues and the model's per-image pass once.
+                output: tuple[Sequence[float | str], tuple[int, int]] | None = None, **given: Any) -> Analysis:
+        """Frame → cues → ``model.prepare``, once per image.
 
         ``subject``: boxes ``[[x1, y1, x2, y2], ...]`` and ``focus`` ``(x, y)`` in original pixels; they outrank
         detections. ``output``: ``(ratios, size)`` of the crops to come, so a JPEG is decoded once at a scale
-        that serves them too.
+        that serves them too. ``given``: record fields (:data:`opencrop.models.base.FIELD_NAMES`) in original
+        pixels — ``human_box`` ``[4]``, ``object_boxes`` ``[D, 4]``, ``subject_box`` ``[4]`` — or, for
+        ``subject_mask`` / ``heatmap``, 2-D arrays covering the image.
         """
         need = None
         if output is not None:
@@ -141,17 +216,17 @@ class Cropper:
                 sizes = [(ow * w / min(w, h * r), oh * h / min(h, w / r)) for r in rs]
                 return int(np.ceil(max(a for a, _ in sizes))), int(np.ceil(max(b for _, b in sizes)))
 
-        img = image if isinstance(image, LoadedImage) else load_image(image, self.analysis_size, output_need=need)
-        sx, sy = img.scale
-        h, w = img.pixels.shape[:2]
-        cues = self._cues(img.pixels)
+        frame = image if isinstance(image, Frame) else load_frame(image, self.analysis_size, output_need=need)
+        cues = self._cues(frame.pixels)
         if subject is not None and len(subject):
-            s = np.asarray(subject, np.float64).reshape(-1, 4)
-            cues.subjects = (s * np.array([sx, sy, sx, sy])).astype(np.float32)
+            cues.subjects = frame.to_analysis(subject).astype(np.float32)
         if focus is not None:
+            sx, sy = frame.scale
             cues.focus = (float(focus[0]) * sx, float(focus[1]) * sy)
-        cues.width, cues.height = w, h
-        return Analysis(img, cues, self.model.prepare(img.pixels, cues))
+        set_given(cues, frame, **given)
+        if self.random_weights:
+            cues.notes.append(f"model {self.model_name!r} runs with random weights (--random-weights)")
+        return Analysis(frame, cues, self.model.prepare(frame, cues))
 
     def _cues(self, pixels: np.ndarray) -> Cues:
         h, w = pixels.shape[:2]
@@ -162,7 +237,18 @@ class Cropper:
         return analyze_cues(pixels, want=self.cue_names)
 
     # -- cropping ----------------------------------------------------------------------------------------
-    def crop(self, image: ImageInput | LoadedImage | Analysis, ratios: Sequence[str | float] = ("1:1",),
+    def run(self, image: ImageInput | Frame | Analysis, ratios: Sequence[str | float] = ("1:1",),
+            size: str | tuple[int, int] | None = None, subject: Sequence[Sequence[float]] | None = None,
+            focus: tuple[float, float] | None = None, runners_up: int = 0) -> CropResult:
+        """:meth:`crop` plus what every surface reports: the frame, cues, notes (``CropResult.to_dict()`` is the
+        JSON record of the CLI, batch jobs and the service)."""
+        p = plan(ratios, size)
+        out_hint = (p.labels, p.size) if p.size is not None else None
+        an = image if isinstance(image, Analysis) else self.analyze(image, subject, focus, out_hint)
+        crops = [self._best(an, lab, r, p.size, runners_up) for lab, r in zip(p.labels, p.ratios, strict=True)]
+        return CropResult(an, crops)
+
+    def crop(self, image: ImageInput | Frame | Analysis, ratios: Sequence[str | float] = ("1:1",),
              size: str | tuple[int, int] | None = None, subject: Sequence[Sequence[float]] | None = None,
              focus: tuple[float, float] | None = None, runners_up: int = 0) -> list[Crop]:
         """Best crop for each ratio, in the order given; one analysis serves all ratios.
@@ -170,144 +256,79 @@ class Cropper:
         With ``size`` (``"WxH"``), each crop's ``image`` is the crop resized to exactly that size; the ratio
         must then match the size's aspect (a single ratio may be omitted: it is taken from ``size``).
         """
-        out_size = parse_size(size)
-        ratios = list(ratios) if ratios else []
-        if out_size is not None and not ratios:
-            ratios = [f"{out_size[0]}:{out_size[1]}"]
-        if not ratios:
-            raise ValueError("give at least one ratio (e.g. '16:9') or a size")
-        rs = [parse_ratio(r) for r in ratios]
-        if out_size is not None:
-            want = out_size[0] / out_size[1]
-            for r, rv in zip(ratios, rs, strict=True):
-                if abs(rv / want - 1) > 0.01:
-                    raise ValueError(f"size {out_size[0]}x{out_size[1]} has aspect {want:.3f}, but ratio {r} "
-                                     f"is {rv:.3f}; ask for one ratio per size")
-        out_hint = (ratios, out_size) if out_size is not None else None
-        an = image if isinstance(image, Analysis) else self.analyze(image, subject, focus, out_hint)
-        return [self._best(an, str(r), rv, out_size, runners_up) for r, rv in zip(ratios, rs, strict=True)]
+        return self.run(image, ratios, size, subject, focus, runners_up).crops
 
     def _best(self, an: Analysis, ratio: str, r: float, out_size: tuple[int, int] | None, k: int) -> Crop:
-        img = an.image
-        h, w = img.pixels.shape[:2]
-        boxes = ratio_windows(w, h, r)
-        ok, level = _rules(an, boxes)
-        scores = self._score_allowed(an, boxes, ok)
+        frame = an.frame
+        w, h = frame.analysis_size
+        rules = Rules(an.cues)
+        seen: dict[str, int] = {}
+
+        def allow(b: np.ndarray) -> np.ndarray:
+            m, seen["level"] = rules.apply(b)
+            return m
+
+        boxes, scores = self.model.propose(an.prepared, Request(ratio=r, allow=allow, top_k=k + 1))
+        boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+        scores = np.asarray(scores, np.float64).reshape(-1)
+        if len(boxes) == 0:
+            raise RuntimeError(f"model {self.model_name!r} proposed no crop for ratio {ratio}")
+        if "level" not in seen:  # a proposer: the rules apply to its boxes afterwards
+            m, seen["level"] = rules.apply(boxes)
+            scores = np.where(m, scores, -np.inf)
+        level = seen["level"]
+        if not np.isfinite(scores).any():
+            raise RuntimeError(f"model {self.model_name!r} gave no finite score for ratio {ratio}")
         i = int(np.argmax(scores))
-        # local refinement around the best coarse window (± half a coarse step, ±4 % in scale), held to the rule
-        # level of the coarse choice
-        fine = _neighbourhood(boxes[i], w, h, r, step=0.02 * max(w, h))
-        fok, _ = _rules(an, fine, level)
-        fscores = self._score_allowed(an, fine, fok)
-        if fscores.max() > scores[i]:
-            best, best_score = fine[int(np.argmax(fscores))], float(fscores.max())
-        else:
-            best, best_score = boxes[i], float(scores[i])
-        sx, sy = img.scale
-        to_orig = np.array([1 / sx, 1 / sy, 1 / sx, 1 / sy])
-        box = _exact_box(best * to_orig, r, img.width, img.height)
+        best, best_score = boxes[i], float(scores[i])
+        if isinstance(self.model, CandidateScorer):
+            # local refinement around the best coarse window (± half a coarse step, ±4 % in scale), held to the
+            # rule level of the coarse choice
+            fine = neighbourhood(boxes[i], w, h, r, step=0.02 * max(w, h))
+            fok, _ = rules.apply(fine, level)
+            _, fscores = self.model.propose(an.prepared, Request(ratio=r, boxes=fine, allow=lambda b: fok))
+            if fscores.max() > scores[i]:
+                best, best_score = fine[int(np.argmax(fscores))], float(fscores.max())
+        box = exact_box(frame.to_original(best)[0], r, frame.width, frame.height)
         ups: list[tuple[tuple[int, int, int, int], float]] = []
         if k > 0:
-            for j in _distinct_top(boxes, scores, k + 1, iou=0.6)[1:]:
-                ups.append((_exact_box(boxes[j] * to_orig, r, img.width, img.height), float(scores[j])))
-        pic = crop_image(img, box, out_size) if out_size is not None else None
-        return Crop(ratio, box, best_score, pic, ups)
-
-    def _score_allowed(self, an: Analysis, boxes: np.ndarray, ok: np.ndarray) -> np.ndarray:
-        """Model scores ``[N]`` of ``boxes`` ``[N, 4]`` (xyxy analysis pixels), −inf where ``ok`` ``[N]`` is False;
-        only the allowed boxes are scored (a face rule typically rules out a third to a half of them)."""
-        if ok.all():
-            return np.asarray(self.model.score(an.prepared, boxes), np.float64)
-        out = np.full(len(boxes), -np.inf)
-        if ok.any():
-            out[ok] = self.model.score(an.prepared, boxes[ok])
-        return out
+            for j in distinct_top(boxes, scores, k + 1, iou=0.6)[1:]:
+                ups.append((exact_box(frame.to_original(boxes[j])[0], r, frame.width, frame.height), float(scores[j])))
+        pic = crop_image(frame, box, out_size) if out_size is not None else None
+        got = (box[2] - box[0]) / (box[3] - box[1])
+        warning = None
+        if abs(got / r - 1) > 0.01:  # whole pixels of this image cannot make that aspect: say so, never silently
+            warning = (f"ratio {ratio} cannot be met in whole pixels of a {frame.width}x{frame.height} image; "
+                       f"closest is {box[2] - box[0]}x{box[3] - box[1]} (aspect {got:.4g})")
+        return Crop(ratio, box, best_score, pic, ups, level, warning)
 
     # -- scoring arbitrary boxes -------------------------------------------------------------------------
-    def score(self, image: ImageInput | LoadedImage | Analysis, boxes: np.ndarray | Sequence[Sequence[float]]
+    def score(self, image: ImageInput | Frame | Analysis, boxes: np.ndarray | Sequence[Sequence[float]]
               ) -> np.ndarray:
         """Model scores ``[N]`` of arbitrary ``boxes`` ``[N, 4]`` (xyxy original pixels)."""
         an = image if isinstance(image, Analysis) else self.analyze(image)
-        b = np.asarray(boxes, np.float64).reshape(-1, 4)
-        sx, sy = an.image.scale
-        return np.asarray(self.model.score(an.prepared, b * np.array([sx, sy, sx, sy])), np.float64)
+        b = an.frame.to_analysis(boxes)
+        _, s = self.model.propose(an.prepared, Request(boxes=b))
+        return np.asarray(s, np.float64).reshape(-1)
 
 
-def _rules(an: Analysis, boxes: np.ndarray, level: int | None = None) -> tuple[np.ndarray, int]:
-    """Hard rules on top of any model's scores: ``(allowed [N] bool, level)``.
+def set_given(cues: Cues, frame: Frame, **given: Any) -> None:
+    """Put record fields (original pixels; see :meth:`Cropper.analyze`) on ``cues`` in analysis pixels."""
+    from opencrop.models.base import FIELD_NAMES
 
-    The rules, strongest first; the first level that some candidate satisfies is enforced (or the given
-    ``level``, so that a refinement step keeps the coarse step's promise):
-
-    0. user subjects whole, and every detected head kept (a group stays together when it fits);
-    1. user subjects whole, no head cut, and the main face (largest, most central) kept;
-    2. user subjects whole, and no head cut;
-    3. user subjects whole;
-    4. every head kept;  5. no head cut and the main face kept;  6. no head cut;  7. the main face kept;
-    8. anything.
-
-    Heads are detected faces grown to the whole head and clipped to the image.
-    """
-    from opencrop.cues.constraints import face_terms
-    from opencrop.models.composition import head_boxes_in, kept_fraction
-
-    n = len(boxes)
-    yes = np.ones(n, bool)
-    subj = an.cues.subjects
-    subj_ok = (kept_fraction(boxes, subj.astype(np.float64)) >= 0.999).all(axis=1) if len(subj) else yes
-    heads = head_boxes_in(an.cues, an.cues.width, an.cues.height)
-    if len(heads):
-        t = face_terms(boxes, heads)
-        all_kept = t.n_kept == len(heads)
-        no_cut = ~t.cut
-        area = (heads[:, 2] - heads[:, 0]) * (heads[:, 3] - heads[:, 1])
-        cx = ((heads[:, 0] + heads[:, 2]) / 2 / max(an.cues.width, 1)) - 0.5
-        cy = ((heads[:, 1] + heads[:, 3]) / 2 / max(an.cues.height, 1)) - 0.5
-        main = int(np.argmax(area * (1 - np.hypot(cx, cy))))
-        main_kept = t.state[:, main] == 0
-    else:
-        all_kept = no_cut = main_kept = yes
-    levels = [subj_ok & all_kept, subj_ok & no_cut & main_kept, subj_ok & no_cut, subj_ok,
-              all_kept, no_cut & main_kept, no_cut, main_kept, yes]
-    if level is not None:
-        return levels[level], level
-    for i, m in enumerate(levels):
-        if m.any():
-            return m, i
-    return yes, len(levels) - 1
-
-
-def _neighbourhood(box: np.ndarray, w: int, h: int, r: float, step: float) -> np.ndarray:
-    """``[75, 4]`` boxes of aspect ``r`` around ``box``: 5 × 5 centre offsets of ``step / 2`` × 3 scales."""
-    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
-    bw = box[2] - box[0]
-    off = np.linspace(-step, step, 5)
-    sc = np.array([0.96, 1.0, 1.04])
-    dx, dy, s = (a.ravel() for a in np.meshgrid(off, off, sc, indexing="ij"))
-    ww = np.minimum(bw * s, min(w, h * r))
-    hh = ww / r
-    x1 = np.clip(cx + dx - ww / 2, 0, w - ww)
-    y1 = np.clip(cy + dy - hh / 2, 0, h - hh)
-    return np.stack([x1, y1, x1 + ww, y1 + hh], axis=1)
-
-
-def _distinct_top(boxes: np.ndarray, scores: np.ndarray, k: int, iou: float) -> list[int]:
-    """Indices of the ``k`` best boxes, each overlapping every better kept one by IoU < ``iou`` (greedy NMS)."""
-    from opencrop.boxes import box_iou
-
-    order = np.argsort(-scores)
-    order = order[np.isfinite(scores[order])][: 50 * k]
-    keep: list[int] = []
-    ious = box_iou(boxes[order], boxes[order])
-    suppressed = np.zeros(len(order), bool)
-    for a in range(len(order)):
-        if suppressed[a]:
-            continue
-        keep.append(int(order[a]))
-        if len(keep) == k:
-            break
-        suppressed |= ious[a] >= iou
-    return keep
+    unknown = set(given) - FIELD_NAMES
+    if unknown:
+        raise TypeError(f"unknown given input(s) {sorted(unknown)}; valid: {sorted(FIELD_NAMES)}")
+    for key in ("human_box", "subject_box"):
+        v = given.get(key)
+        if v is not None:
+            b = np.asarray(v, np.float64).reshape(4)
+            setattr(cues, key, frame.to_analysis(b)[0] if np.all(b >= 0) else np.full(4, -1.0))
+    if given.get("object_boxes") is not None:
+        cues.object_boxes = frame.to_analysis(given["object_boxes"])
+    for key in ("subject_mask", "heatmap"):
+        if given.get(key) is not None:
+            setattr(cues, key, np.asarray(given[key]))
 
 
 _DEFAULT: dict[str, Cropper] = {}

@@ -11,6 +11,7 @@ __all__ = [
     "ModelFileError",
     "OpenCropError",
     "UnsupportedImageError",
+    "UntrainedModelError",
 ]
 
 
@@ -48,3 +49,16 @@ class DataFormatError(_FileError):
 
 class ModelFileError(_FileError):
     """A model/weight file is missing, corrupt (bad sha256) or does not fit the model."""
+
+
+class UntrainedModelError(OpenCropError):
+    """A learned model has no trained weights: cropping or evaluating with it would give random results.
+    Give weights (``--weights FILE`` / a pretrained tag) or ask for random weights explicitly
+    (``--random-weights``, ``random_weights=True``). A usage error (exit 2)."""
+
+    def __init__(self, model: str) -> None:
+        self.model = model
+        super().__init__(
+            f"model {model!r} has no trained weights: its crops would be random. Give --weights FILE (an opencrop "
+            f"model file or training checkpoint), or --random-weights to run it untrained on purpose"
+        )

@@ -30,11 +30,15 @@ from opencrop.errors import DecodeError, ImageTooLargeError, UnsupportedImageErr
 __all__ = [
     "DEFAULT_ANALYSIS_SIZE",
     "DEFAULT_MAX_PIXELS",
+    "Frame",
     "ImageInput",
     "LoadedImage",
     "crop_image",
+    "encode_image",
+    "load_frame",
     "load_image",
     "save_image",
+    "write_atomic",
 ]
 
 #: long side, in pixels, of the image the models analyse
@@ -52,8 +56,10 @@ _SRGB = ImageCms.createProfile("sRGB")
 
 
 @dataclass
-class LoadedImage:
-    """A decoded, upright image: analysis pixels now, full resolution on demand.
+class Frame:
+    """One decoded image and its three coordinate frames: **stored** (pixels as in the file), **original**
+    (upright: the EXIF orientation applied; every box a user sees) and **analysis** (the shrunk copy models and
+    cues look at). Full resolution is decoded again only on demand (:meth:`full`).
 
     Attributes:
         source: file path, or ``"<bytes>"`` / ``"<PIL image>"`` / ``"<array>"``.
@@ -62,6 +68,11 @@ class LoadedImage:
         format: Pillow format name (``"JPEG"``…) or ``None`` for in-memory pixels.
         n_frames: number of frames/pages in the file (the first is used).
         has_alpha: whether the image has transparency (analysis pixels are composited onto grey).
+        orientation: the EXIF orientation (1–8) that maps stored to upright pixels (1 = none).
+
+    Box conversions (all xyxy float pixels, ``[N, 4]`` arrays): :meth:`to_analysis` / :meth:`to_original`
+    between original and analysis pixels; :meth:`from_stored` from stored-pixel boxes (dataset annotations are
+    in the file's stored pixels) to original pixels.
     """
 
     source: str
@@ -71,6 +82,7 @@ class LoadedImage:
     format: str | None = None
     n_frames: int = 1
     has_alpha: bool = False
+    orientation: int = 1
     _data: bytes | None = field(default=None, repr=False)
     _path: Path | None = field(default=None, repr=False)
     _full: Image.Image | None = field(default=None, repr=False)
@@ -80,6 +92,51 @@ class LoadedImage:
     def scale(self) -> tuple[float, float]:
         """``(sx, sy)``: analysis pixels per original pixel."""
         return self.pixels.shape[1] / self.width, self.pixels.shape[0] / self.height
+
+    @property
+    def analysis_size(self) -> tuple[int, int]:
+        """``(w, h)`` of the analysis image."""
+        return int(self.pixels.shape[1]), int(self.pixels.shape[0])
+
+    @property
+    def stored_size(self) -> tuple[int, int]:
+        """``(w, h)`` as stored in the file (before the EXIF orientation)."""
+        return (self.height, self.width) if self.orientation in (5, 6, 7, 8) else (self.width, self.height)
+
+    def to_analysis(self, boxes: Any) -> np.ndarray:
+        """Original-pixel xyxy boxes ``[N, 4]`` → analysis pixels (float64)."""
+        sx, sy = self.scale
+        return np.asarray(boxes, np.float64).reshape(-1, 4) * np.array([sx, sy, sx, sy])
+
+    def to_original(self, boxes: Any) -> np.ndarray:
+        """Analysis-pixel xyxy boxes ``[N, 4]`` → original pixels (float64)."""
+        sx, sy = self.scale
+        return np.asarray(boxes, np.float64).reshape(-1, 4) / np.array([sx, sy, sx, sy])
+
+    def from_stored(self, boxes: Any) -> np.ndarray:
+        """Stored-pixel xyxy boxes ``[N, 4]`` → original (upright) pixels, following the EXIF orientation."""
+        b = np.asarray(boxes, np.float64).reshape(-1, 4)
+        if self.orientation == 1:
+            return b.copy()
+        sw, sh = self.stored_size
+        x1, y1, x2, y2 = b.T
+        # corners mapped through the same transpose Pillow applies (see _TRANSPOSE)
+        o = self.orientation
+        if o == 2:
+            nx1, ny1, nx2, ny2 = sw - x2, y1, sw - x1, y2
+        elif o == 3:
+            nx1, ny1, nx2, ny2 = sw - x2, sh - y2, sw - x1, sh - y1
+        elif o == 4:
+            nx1, ny1, nx2, ny2 = x1, sh - y2, x2, sh - y1
+        elif o == 5:  # transpose
+            nx1, ny1, nx2, ny2 = y1, x1, y2, x2
+        elif o == 6:  # rotate 270 (clockwise 90)
+            nx1, ny1, nx2, ny2 = sh - y2, x1, sh - y1, x2
+        elif o == 7:  # transverse
+            nx1, ny1, nx2, ny2 = sh - y2, sw - x2, sh - y1, sw - x1
+        else:  # 8: rotate 90 (counter-clockwise)
+            nx1, ny1, nx2, ny2 = y1, sw - x2, y2, sw - x1
+        return np.stack([nx1, ny1, nx2, ny2], axis=1)
 
     def full(self, min_size: tuple[int, int] | None = None) -> tuple[Image.Image, float]:
         """The upright image at full resolution, or DCT-reduced while still ≥ ``min_size`` ``(w, h)``.
@@ -107,6 +164,10 @@ class LoadedImage:
             rgb = _apply_orientation(rgb, orient)
         stored_w = self.height if orient in (5, 6, 7, 8) else self.width
         return rgb, w0 / stored_w
+
+
+#: the former name of :class:`Frame`
+LoadedImage = Frame
 
 
 def _open(src: Any, name: str) -> Image.Image:
@@ -275,8 +336,8 @@ def load_image(
     analysis_size: int = DEFAULT_ANALYSIS_SIZE,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     output_need: Callable[[int, int], tuple[int, int]] | None = None,
-) -> LoadedImage:
-    """Decode ``src`` (path, bytes, PIL image or ``[H, W, 3]`` uint8 array) into a :class:`LoadedImage`.
+) -> Frame:
+    """Decode ``src`` (path, bytes, PIL image or ``[H, W, 3]`` uint8 array) into a :class:`Frame`.
 
     ``output_need(width, height) -> (w, h)``: the smallest upright full-image size the coming output crops will
     need. A JPEG is then DCT-scaled once to cover both that and the analysis size, so the output usually reuses
@@ -292,9 +353,10 @@ def load_image(
     if isinstance(src, Image.Image):
         name = "<PIL image>"
         _check_size(src.size, name, max_pixels)
-        rgb = _apply_orientation(_decode_rgb(src.copy(), name, False), _orientation(src, name))
-        return LoadedImage(name, rgb.size[0], rgb.size[1], _analysis_from(rgb, analysis_size), None, 1,
-                           rgb.mode == "RGBA", _full=rgb)
+        orient = _orientation(src, name)
+        rgb = _apply_orientation(_decode_rgb(src.copy(), name, False), orient)
+        return Frame(name, rgb.size[0], rgb.size[1], _analysis_from(rgb, analysis_size), None, 1,
+                     rgb.mode == "RGBA", orient, _full=rgb)
     if isinstance(src, (bytes, bytearray, memoryview)):
         data, path, name = bytes(src), None, "<bytes>"
         if not data:
@@ -331,8 +393,8 @@ def load_image(
     if up_w <= 0 or up_h <= 0:
         raise UnsupportedImageError(name, f"zero-size image ({up_w}×{up_h})")
     # keep the decoded (possibly DCT-reduced) picture: the output crop reuses it when it is large enough
-    return LoadedImage(name, up_w, up_h, _analysis_from(rgb, analysis_size), fmt, n_frames,
-                       rgb.mode == "RGBA", _data=data, _path=path, _decoded=(rgb, decoded_w / w0) if reusable else None)
+    return Frame(name, up_w, up_h, _analysis_from(rgb, analysis_size), fmt, n_frames, rgb.mode == "RGBA", orient,
+                 _data=data, _path=path, _decoded=(rgb, decoded_w / w0) if reusable else None)
 
 
 def _check_size(size: tuple[int, int], name: str, max_pixels: int) -> None:
@@ -343,7 +405,11 @@ def _check_size(size: tuple[int, int], name: str, max_pixels: int) -> None:
         raise ImageTooLargeError(name, f"{w}×{h} = {w * h:,} pixels exceeds the limit of {max_pixels:,}")
 
 
-def _from_array(a: np.ndarray, analysis_size: int, max_pixels: int) -> LoadedImage:
+#: the name the pipeline uses: ``load_frame(src, analysis_size)`` → :class:`Frame`
+load_frame = load_image
+
+
+def _from_array(a: np.ndarray, analysis_size: int, max_pixels: int) -> Frame:
     name = "<array>"
     if a.ndim == 2:
         a = np.repeat(a[:, :, None], 3, axis=2)
@@ -353,11 +419,11 @@ def _from_array(a: np.ndarray, analysis_size: int, max_pixels: int) -> LoadedIma
         raise UnsupportedImageError(name, f"expected uint8 pixels, got {a.dtype}")
     _check_size((a.shape[1], a.shape[0]), name, max_pixels)
     pil = Image.fromarray(np.ascontiguousarray(a), "RGBA" if a.shape[2] == 4 else "RGB")
-    return LoadedImage(name, a.shape[1], a.shape[0], _analysis_from(pil, analysis_size), None, 1,
+    return Frame(name, a.shape[1], a.shape[0], _analysis_from(pil, analysis_size), None, 1,
                        a.shape[2] == 4, _full=pil)
 
 
-def crop_image(img: LoadedImage, box: np.ndarray | tuple[float, ...], size: tuple[int, int] | None = None
+def crop_image(img: Frame, box: np.ndarray | tuple[float, ...], size: tuple[int, int] | None = None
                ) -> Image.Image:
     """Cut ``box`` (xyxy original pixels) from the full-resolution image; resize to ``size`` ``(w, h)`` exactly.
 
@@ -443,25 +509,94 @@ _FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP", ".t
             ".bmp": "BMP", ".gif": "GIF"}
 
 
-def save_image(im: Image.Image, path: str | os.PathLike, quality: int = 90) -> Path:
-    """Encode ``im`` to ``path`` (format from the suffix) **atomically**: a temp file in the same folder is
-    renamed over the target only after a successful write, so a failed write never replaces a good file.
-    JPEG/BMP outputs of RGBA images are composited onto white."""
-    path = Path(path)
-    fmt = _FORMATS.get(path.suffix.lower())
-    if fmt is None:
-        raise ValueError(f"{path}: unknown output format {path.suffix!r}; use one of {', '.join(sorted(_FORMATS))}")
-    if im.mode == "RGBA" and fmt in ("JPEG", "BMP"):
+#: Pillow format name per output format name, for :func:`encode_image`
+FORMAT_NAMES = {"jpg": "JPEG", "jpeg": "JPEG", "png": "PNG", "webp": "WEBP", "tif": "TIFF", "tiff": "TIFF",
+                "bmp": "BMP", "gif": "GIF"}
+#: MIME type per Pillow format
+MIME_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp", "TIFF": "image/tiff",
+              "BMP": "image/bmp", "GIF": "image/gif"}
+
+
+def encode_image(im: Image.Image, fmt: str, quality: int = 90) -> bytes:
+    """The one image encoder of every surface (files, the service): ``im`` as ``fmt`` (``"jpg"``, ``"png"``,
+    ``"webp"`` … or a Pillow name) → bytes. JPEG/BMP outputs of RGBA images are composited onto white."""
+    name = FORMAT_NAMES.get(fmt.lower().lstrip("."), fmt.upper())
+    if name not in MIME_TYPES:
+        raise ValueError(f"unknown output format {fmt!r}; use one of {', '.join(sorted(FORMAT_NAMES))}")
+    if not 1 <= int(quality) <= 100:
+        raise ValueError(f"quality must be between 1 and 100, got {quality}")
+    if im.mode == "RGBA" and name in ("JPEG", "BMP"):
         bg = Image.new("RGBA", im.size, (255, 255, 255, 255))
         im = Image.alpha_composite(bg, im).convert("RGB")
+    buf = _io.BytesIO()
+    kw: dict[str, Any] = {"quality": int(quality)} if name in ("JPEG", "WEBP") else {}
+    im.save(buf, format=name, **kw)
+    return buf.getvalue()
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def write_atomic(path: str | os.PathLike, data: bytes, check: Callable[[bytes], None] | None = None) -> Path:
+    """Write ``data`` to ``path`` so that it cannot lie: a temp file in the target folder, every byte written
+    (a short write or a full disk is an ``OSError`` naming the file), flushed and fsynced, its size checked,
+    read back and ``check``-ed, then renamed over the target and the folder fsynced. On any failure the temp file
+    is removed and an existing good file at ``path`` is untouched. The file follows the process umask."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as f:
-            kw: dict[str, Any] = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
-            im.save(f, format=fmt, **kw)
+        try:
+            os.fchmod(fd, 0o666 & ~_umask())
+            view = memoryview(data)
+            while view:
+                n = os.write(fd, view)
+                if n <= 0:
+                    raise OSError(f"{path}: short write ({len(data) - len(view)} of {len(data)} bytes)")
+                view = view[n:]
+            os.fsync(fd)
+            size = os.fstat(fd).st_size
+        finally:
+            os.close(fd)
+        if size != len(data):
+            raise OSError(f"{path}: wrote {size} of {len(data)} bytes")
+        if check is not None:
+            check(Path(tmp).read_bytes())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    try:  # make the rename itself durable
+        dfd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError:
+        pass  # some filesystems cannot fsync a directory; the data itself is synced
     return path
+
+
+def _check_decodes(name: str) -> Callable[[bytes], None]:
+    def check(data: bytes) -> None:
+        try:
+            with Image.open(_io.BytesIO(data)) as im:
+                im.verify()
+        except Exception as e:
+            raise OSError(f"{name}: the written image does not decode back ({e})") from None
+
+    return check
+
+
+def save_image(im: Image.Image, path: str | os.PathLike, quality: int = 90) -> Path:
+    """Encode ``im`` to ``path`` (format from the suffix) with :func:`encode_image` and write it with
+    :func:`write_atomic`, checking that the written file decodes: a failed or short write is an ``OSError``
+    naming the file and never replaces a good one."""
+    path = Path(path)
+    fmt = _FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise ValueError(f"{path}: unknown output format {path.suffix!r}; use one of {', '.join(sorted(_FORMATS))}")
+    return write_atomic(path, encode_image(im, fmt, quality), _check_decodes(str(path)))

@@ -45,6 +45,12 @@ class Cues:
 
     ``subjects`` are user-given boxes (``--subject``) and ``focus`` a user point (``--focus``); both outrank
     detections. ``saliency`` is ``[H', W']`` float32 in [0, 1] covering the whole image (any resolution).
+
+    Given inputs (dataset record fields, :data:`opencrop.models.base.FIELD_NAMES`), set by evaluation and
+    training from the record and by the user through the API; ``None`` = not given (a model then derives what it
+    needs from the detections): ``human_box`` ``[4]`` (HCIC's main person), ``object_boxes`` ``[D, 4]``
+    (S2CNet's object nodes), ``subject_box`` ``[4]`` and ``subject_mask`` ``[H, W]`` bool (GenCrop), ``heatmap``
+    ``[h, w]`` float in [0, 1] (HCIC / GAFIC pseudo heat map, any resolution). Boxes are xyxy analysis pixels.
     """
 
     width: int
@@ -57,3 +63,8 @@ class Cues:
     subjects: np.ndarray = field(default_factory=_empty_boxes)
     focus: tuple[float, float] | None = None
     notes: list[str] = field(default_factory=list)
+    human_box: np.ndarray | None = None
+    object_boxes: np.ndarray | None = None
+    subject_box: np.ndarray | None = None
+    subject_mask: np.ndarray | None = None
+    heatmap: np.ndarray | None = None

@@ -15,19 +15,19 @@ from typing import Any
 import numpy as np
 
 from opencrop.cues.types import Cues
+from opencrop.models.base import CandidateScorer, pixels_of
 from opencrop.models.registry import register_model
 
 __all__ = ["AreaBaseline", "CenterBaseline"]
 
 
-class _SizeOnly:
+class _SizeOnly(CandidateScorer):
     name = "baseline"
     needs: frozenset[str] = frozenset()
 
-    def prepare(self, image: np.ndarray, cues: Cues | None = None) -> tuple[int, int]:
-        """``image [H, W, 3]`` → ``(width, height)``."""
-        if image.ndim != 3 or image.shape[0] == 0 or image.shape[1] == 0:
-            raise ValueError(f"expected an [H, W, 3] image, got shape {image.shape}")
+    def prepare(self, frame: object, cues: Cues | None = None) -> tuple[int, int]:
+        """``frame`` (a :class:`~opencrop.io.Frame` or ``[H, W, 3]`` pixels) → analysis ``(width, height)``."""
+        image = pixels_of(frame)
         return int(image.shape[1]), int(image.shape[0])
 
     def __repr__(self) -> str:

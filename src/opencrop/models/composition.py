@@ -29,7 +29,9 @@ from PIL import Image
 from scipy import ndimage
 
 from opencrop.cues.types import Cues
+from opencrop.models.base import CandidateScorer, pixels_of
 from opencrop.models.registry import register_model
+from opencrop.rules import kept_fraction
 
 __all__ = ["WEIGHTS", "CompositionModel", "Prepared", "head_boxes_in", "kept_fraction", "salient_regions"]
 
@@ -111,7 +113,7 @@ class Prepared:
     notes: list[str] = field(default_factory=list)
 
 
-class CompositionModel:
+class CompositionModel(CandidateScorer):
     """Default crop model: the learned layout model plus content terms; see the module docstring."""
 
     name = "composition"
@@ -127,7 +129,10 @@ class CompositionModel:
             self.layout = LayoutModel.load(layout or default_model_path())
 
     # -- analysis -------------------------------------------------------------------------------------------
-    def prepare(self, image: np.ndarray, cues: Cues | None = None) -> Prepared:
+    def prepare(self, frame: object, cues: Cues | None = None) -> Prepared:
+        """Saliency, gradient and subject maps of ``frame`` (a :class:`~opencrop.io.Frame` or ``[H, W, 3]``
+        uint8 analysis pixels)."""
+        image = pixels_of(frame)
         h, w = image.shape[:2]
         if cues is not None and cues.saliency is not None:
             sal = cues.saliency.astype(np.float32)
@@ -169,8 +174,9 @@ class CompositionModel:
         n = len(boxes)
         mh, mw = p.saliency.shape
         sx, sy = mw / p.width, mh / p.height
-        x1 = np.clip(np.floor(boxes[:, 0] * sx + 0.5), 0, mw).astype(int)
-        y1 = np.clip(np.floor(boxes[:, 1] * sy + 0.5), 0, mh).astype(int)
+        # a box thinner than one map cell still covers one cell (extreme aspects: 1000:1 ratios, 57:1 images)
+        x1 = np.clip(np.floor(boxes[:, 0] * sx + 0.5), 0, mw - 1).astype(int)
+        y1 = np.clip(np.floor(boxes[:, 1] * sy + 0.5), 0, mh - 1).astype(int)
         x2 = np.clip(np.floor(boxes[:, 2] * sx + 0.5), 0, mw).astype(int)
         y2 = np.clip(np.floor(boxes[:, 3] * sy + 0.5), 0, mh).astype(int)
         x2, y2 = np.maximum(x2, x1 + 1), np.maximum(y2, y1 + 1)
@@ -222,15 +228,6 @@ class CompositionModel:
         t = self.terms(prepared, boxes)
         sign = {"cut": -1.0, "busy": -1.0, "face_cut": -1.0, "body_cut": -1.0}
         return sum(sign.get(k, 1.0) * self.weights[k] * v for k, v in t.items())
-
-
-def kept_fraction(boxes: np.ndarray, subj: np.ndarray) -> np.ndarray:
-    """``[N, S]`` fraction of each subject box's area inside each crop (both xyxy pixels)."""
-    lt = np.maximum(boxes[:, None, :2], subj[None, :, :2])
-    rb = np.minimum(boxes[:, None, 2:], subj[None, :, 2:])
-    inter = np.prod(np.maximum(rb - lt, 0), axis=-1)
-    area = np.prod(np.maximum(subj[:, 2:] - subj[:, :2], 1e-9), axis=-1)
-    return inter / area[None, :]
 
 
 def head_boxes_in(cues: Cues | None, width: float, height: float) -> np.ndarray:

@@ -29,7 +29,7 @@ class GAFIC(LearnedCropModel):
     1. *Base fusion.* Backbone taps f3/f4/f5 (strides 8/16/32) are resized to f4's grid (bilinear, align_corners)
        and projected by per-scale 1×1 convs to 256 (``P_s``); ``base = reduce(Σ_s P_s)`` (HCIC's sum fusion, 1×1 →
        ``reddim``).
-    2. *Global attention.* A relation encoder (``"conv"``, GAFIC's choice, or ``"gcn"``) maps ``base`` to 8 ch; a
+    2. *Global attention.* A relation encoder (``"conv"``, GAFIC's GAICD choice, or ``"gcn"``) maps ``base`` to 8 ch; a
        3×3 conv + ReLU + 1×1 conv gives attention logits ``z`` ``[B, 1, h, w]``, ``a = sigmoid(z)``. The predicted
        content heat map is ``sigmoid(upsample(z, 64×64))``, **supervised by the HCIC pseudo heat map** (L1), so the
        attention learns which regions a good crop must keep.
@@ -58,7 +58,7 @@ class GAFIC(LearnedCropModel):
         backbone: ``"vgg16"`` (as GAFIC / HCIC) or ``"mobilenet_v2"`` (CPU-sized deviation).
         pretrained_backbone: ImageNet backbone weights (``False``, ``True`` or a path).
         reddim: fused map width (32).
-        relation: ``"conv"`` (default, as in the GAFIC code) or ``"gcn"``.
+        relation: ``"conv"`` (default; GAFIC's ``config_GAICD.py``) or ``"gcn"`` (GAFIC's ``config_CPC.py``).
         input_mode: ``"gaicd"`` or ``"fixed256"``; input_size: their 256
             (see :func:`opencrop.models.hcic.preprocess_for`).
         rank_as_coded, rank_weight, heatmap_weight: loss options as in HCIC.

@@ -56,13 +56,19 @@ def preprocess_for(input_mode: str, input_size: int = 256) -> Preprocess:
 
 
 def best_person_box(cues: Cues | None, sx: float, sy: float) -> Tensor:
-    """``[1, 4]`` xyxy input-pixel box of the highest-scoring person in ``cues.people`` (scaled by ``sx, sy``),
-    or ``(-1, -1, -1, -1)`` when there is no person (the model's "no human" path)."""
-    people = cues.people if cues is not None else None
-    if people is None or len(people) == 0:
-        return torch.full((1, 4), -1.0)
-    i = int(np.argmax(np.asarray(people.scores, dtype=np.float64))) if len(people.scores) else 0
-    b = np.asarray(people.boxes[i], dtype=np.float64).reshape(4)
+    """``[1, 4]`` xyxy input-pixel box of the main person (scaled by ``sx, sy`` from analysis pixels): the given
+    ``cues.human_box`` (a dataset's human box in evaluation) when set, else the highest-scoring person in
+    ``cues.people``; ``(-1, -1, -1, -1)`` when there is none (the model's "no human" path)."""
+    if cues is not None and cues.human_box is not None:
+        b = np.asarray(cues.human_box, dtype=np.float64).reshape(4)
+        if not np.all(b >= 0):
+            return torch.full((1, 4), -1.0)
+    else:
+        people = cues.people if cues is not None else None
+        if people is None or len(people) == 0:
+            return torch.full((1, 4), -1.0)
+        i = int(np.argmax(np.asarray(people.scores, dtype=np.float64))) if len(people.scores) else 0
+        b = np.asarray(people.boxes[i], dtype=np.float64).reshape(4)
     w, h = float(cues.width), float(cues.height)
     b = np.clip(b, 0, [w, h, w, h]) * np.array([sx, sy, sx, sy])
     if b[2] <= b[0] or b[3] <= b[1]:
@@ -80,18 +86,25 @@ def hcic_loss(
 ) -> dict[str, Tensor]:
     """HCIC's training loss (systems.md §3.5), shared with GAFIC.
 
-    ``SmoothL1(pred, raw MOS) + rank_weight · rank + heatmap_weight · L1(heat, pseudo heat map)``. The rank term is
-    the clean ``sign`` variant unless ``rank_as_coded`` (HCIC's ``sin`` weighting). ``heat`` ``[B, 1, 64, 64]``
-    (``None`` when the model has no heat-map head).
+    ``SmoothL1(pred, raw MOS) + rank_weight · rank + heatmap_weight · L1(heat, pseudo heat map)``. The rank term
+    (:func:`opencrop.train.losses.rank_loss`) is the clean variant unless ``rank_as_coded``:
+
+    * clean: ``sign(Δgt)`` weighting, pairs within each image (``batch["counts"]``), per-image sums over ordered
+      pairs / ``n(n−1)/2``, summed over the images;
+    * ``rank_as_coded`` (HCIC's ``score_rank_loss`` as ``train_on_GAICD.py`` / ``train_on_CPC.py`` call it):
+      ``sin(Δgt)`` weighting and **every ordered pair of the flattened batch**, images mixed, one sum over the
+      ``K`` crops / ``K(K−1)/2``. With one image per step (GAICD) the pairing is the same as the clean one.
+
+    ``heat`` ``[B, 1, 64, 64]`` (``None`` when the model has no heat-map head).
 
     Raises:
         ValueError: the model predicts a heat map, ``heatmap_weight > 0`` and the batch has no ``"heatmap"``.
     """
-    from opencrop.train.losses import heatmap_l1, mos_smooth_l1, rank_loss
+    from opencrop.nn.losses import heatmap_l1, mos_smooth_l1, rank_loss
 
     mos = batch["mos"].to(pred.device)
     score = mos_smooth_l1(pred, mos, mean=0.0, std=1.0)
-    rank = rank_loss(pred, mos, batch.get("counts"), as_coded=rank_as_coded)
+    rank = rank_loss(pred, mos, None if rank_as_coded else batch.get("counts"), as_coded=rank_as_coded)
     out = {"score": score.detach(), "rank": rank.detach()}
     loss = score + rank_weight * rank
     if heat is not None and heatmap_weight > 0:
@@ -123,14 +136,17 @@ class HCIC(LearnedCropModel):
       concat with the CP feature → linear 512 → 1 score (256 → 1 without CP).
 
     Inputs: ``forward_scores(features, rois, human_box=None)`` with ``human_box`` ``[B, 4]`` xyxy input pixels
-    (``-1`` rows = no human). At inference :meth:`prepare` takes the human box from ``cues.people`` (the
-    highest-scoring person; no person → the "no human" path), hence ``needs = {"people"}``.
+    (``-1`` rows = no human). :meth:`prepare` takes the human box given in ``cues.human_box`` (the dataset's box in
+    evaluation, as HCIC's ``test.py`` does) or else from ``cues.people`` (the highest-scoring person; no person →
+    the "no human" path), hence ``needs = {"people", "human_box"}``.
 
     Deviations from the released code:
 
     * **PA gating per image.** The original applies PA to the whole batch iff batch element 0 contains a human;
       here each image without a human bypasses the PA residual (its map is unchanged), independently of the batch.
-    * The rank loss uses ``sign(Δgt)`` by default; ``rank_as_coded=True`` restores the code's ``sin(Δgt)``.
+    * The rank loss is the clean variant by default (``sign(Δgt)``, pairs within each image);
+      ``rank_as_coded=True`` restores the code's ``sin(Δgt)`` over all pairs of the flattened batch (see
+      :func:`hcic_loss`); the recipes ``configs/hcic_*.yaml`` set it.
     * Backbone ``"mobilenet_v2"`` is offered for CPU-sized training (the paper uses VGG16 only); the fusion then
       projects the MobileNetV2 tap widths (32/96/320) instead of 512.
     * The GCN cosine similarity is clamped against zero norms (the original would produce NaN).
@@ -147,13 +163,13 @@ class HCIC(LearnedCropModel):
         concat_with_human: PA concatenates the aligned human feature (HCIC default True).
         input_mode: ``"gaicd"`` (aspect kept, short side 256, multiples of 32) or ``"fixed256"`` (CPC/FCDB/FLMS).
         input_size: the 256 of ``input_mode`` (keep 256 for the published recipes).
-        rank_as_coded: use HCIC's ``sin`` rank weighting.
+        rank_as_coded: HCIC's rank loss as coded (``sin`` weighting, whole-batch pairs; :func:`hcic_loss`).
         rank_weight, heatmap_weight: loss weights (1.0 and 1.0 in HCIC).
         weights: an opencrop model file to load after building.
     """
 
     name = "hcic"
-    needs = frozenset({"people"})
+    needs = frozenset({"people", "human_box"})
 
     def __init__(
         self,

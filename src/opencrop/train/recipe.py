@@ -4,10 +4,10 @@ A recipe file looks like ``configs/gaic_gaicd.yaml``::
 
     version: 1
     model: {name: gaic, kwargs: {backbone: mobilenet_v2, pretrained_backbone: true}}
-    data: {format: gaicd, root: null, val_split: holdout, crops_per_image: 64, flip: 0.5, photometric: ssd}
+    data: {format: gaicd, root: null, val_split: none, crops_per_image: 64, flip: 0.5, photometric: ssd}
     optim: {name: adam, lr: 1.0e-4}
     schedule: {name: constant}
-    train: {epochs: 80, batch_size: 1, seed: 0}
+    train: {epochs: 80, batch_size: 1, seed: 0, module_mode: eval_after_first_epoch}
 
 Unknown keys are errors that name the file, the key path and the closest valid key. Dotted overrides
 (``train.epochs=5``) are applied before validation; their values are parsed as YAML scalars.
@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 
 __all__ = [
+    "MODULE_MODES",
     "DataConfig",
     "ModelConfig",
     "OptimConfig",
@@ -57,9 +58,12 @@ class DataConfig:
         format: dataset adapter, ``opencrop.data.load_<format>(root, split=...)`` (``"gaicd"``, ``"cpc"`` …).
         root: dataset directory (``opencrop train --data DIR`` overrides it).
         train_split, test_split: split names given to the adapter (``test_split: null`` = no test evaluation).
-        val_split: a split name of the adapter (``"val"``: GAICD's official train/val split of the .mat file),
-            ``"holdout"`` (a seeded ``holdout_fraction`` of the train split, names saved in the run dir), or
-            ``"none"`` (no selection: the last epoch is kept).
+            ``train_split`` may join splits with ``+`` (``"train+val"``: the union, e.g. all 1,036 GAICD v1 train
+            images from the ``.mat`` source, whose ``train`` split is 1,000).
+        val_split: ``"none"`` (default, as the original code: every train image is trained on and the **last
+            epoch** is kept; the test split is only reported), a split name of the adapter (``"val"``: GAICD's
+            official 1,000/36 train/val split of the .mat file), or ``"holdout"`` (a seeded ``holdout_fraction`` of
+            the train split, names saved in the run dir). Selection on the test split only with ``--select-on-test``.
         loader_kwargs: extra keyword arguments of the adapter (e.g. ``human_boxes`` JSON for HCIC).
         heatmap_dir: HCIC pseudo heat maps ``<stem>.png``; ``null`` = none.
         crops_per_image: crops sampled per training image (GAIC 64; ``null`` = all, e.g. CPC's 24).
@@ -70,7 +74,7 @@ class DataConfig:
     format: str = "gaicd"
     root: str | None = None
     train_split: str = "train"
-    val_split: str = "holdout"
+    val_split: str = "none"
     holdout_fraction: float = 0.1
     holdout_seed: int = 0
     test_split: str | None = "test"
@@ -116,7 +120,13 @@ class TrainConfig:
     """Loop settings. ``accumulate``: micro-batches per optimiser step; ``select_metric``: a key of
     ``gaicd_metrics`` (higher is better); ``max_steps_per_epoch``: cap for smoke runs (``null`` = all);
     ``time_limit_s``: stop after the epoch during which this much training time has elapsed (``null`` = none;
-    the schedule still assumes ``epochs``)."""
+    the schedule still assumes ``epochs``).
+
+    ``module_mode``: the ``train()`` / ``eval()`` mode of the whole network (BatchNorm statistics, dropout) while
+    it trains: ``"train"`` (default; HCIC's ``train_on_*.py``), ``"eval"`` (HuiZeng's GAIC ``TrainModel.py``: BN
+    frozen to its running statistics, dropout off, the whole run) or ``"eval_after_first_epoch"`` (lld533's GAIC
+    ``TrainModel.py``: train mode in epoch 1 only, because its ``test()`` sets ``eval()`` and nothing resets it).
+    Parameters are trained in every mode."""
 
     epochs: int = 80
     batch_size: int = 1
@@ -129,7 +139,11 @@ class TrainConfig:
     max_steps_per_epoch: int | None = None
     time_limit_s: float | None = None
     deterministic: bool = False
+    module_mode: str = "train"
 
+
+#: ``train.module_mode`` values: the network's mode during training epochs
+MODULE_MODES = ("train", "eval", "eval_after_first_epoch")
 
 _SECTIONS: dict[str, type] = {
     "model": ModelConfig,
@@ -143,6 +157,7 @@ _CHOICES = {
     ("data", "photometric"): ("none", "ssd", "colorjitter"),
     ("optim", "name"): ("adam", "adamw", "sgd"),
     ("schedule", "name"): ("constant", "warmup_cosine", "multistep"),
+    ("train", "module_mode"): MODULE_MODES,
 }
 
 
@@ -214,6 +229,14 @@ class Recipe:
             raise RecipeError(f"{s}: data.flip: a probability in [0, 1], got {self.data.flip}")
         if self.data.val_split == "holdout" and not 0.0 < self.data.holdout_fraction < 1.0:
             raise RecipeError(f"{s}: data.holdout_fraction: must be in (0, 1), got {self.data.holdout_fraction}")
+        parts = {p.strip() for p in self.data.train_split.split("+")}
+        if "" in parts:
+            raise RecipeError(f"{s}: data.train_split: {self.data.train_split!r} has an empty part (e.g. train+val)")
+        named_val = None if self.data.val_split in ("none", "holdout") else self.data.val_split
+        for key, split in (("val_split", named_val), ("test_split", self.data.test_split)):
+            if split is not None and (split in parts or "all" in parts):
+                raise RecipeError(f"{s}: data.{key}: {split!r} overlaps data.train_split {self.data.train_split!r}; "
+                                  "the model would be selected or tested on images it trains on")
 
 
 def _coerce(typ: type, vals: dict[str, Any], where: str) -> dict[str, Any]:

@@ -4,8 +4,13 @@
   :class:`~opencrop.models.learned.LearnedCropModel`; the loss is its ``compute_loss(batch)["loss"]``.
 * Data: :class:`~opencrop.train.datasets.CropDataset` over the adapter's records; the visiting order and every
   augmentation are pure functions of ``(seed, epoch, index)``.
-* Selection on a **validation** split (GAICD ``val``, or a seeded hold-out of train recorded in
-  ``split.json``); selection on the test split only with ``select_on_test=True`` (what the original code did).
+* Selection: by default (``data.val_split: none``) every train image is trained on and ``best.pt`` is the **last
+  epoch**, as the original code trains (it then picked on the test set, which opencrop does only with
+  ``select_on_test=True``). A **validation** split (GAICD ``val``, or a seeded hold-out of train recorded in
+  ``split.json``) selects the best epoch instead. What was used is written to ``split.json``, ``metrics.json``,
+  the log on stderr and :attr:`TrainResult.selection`.
+* The network's ``train()`` / ``eval()`` mode during training epochs follows ``train.module_mode``
+  (:func:`training_mode`): the GAIC codes run BatchNorm/dropout in eval mode.
 * Every epoch an atomic checkpoint ``last.pt`` (temporary file + ``os.replace``) with model, optimiser,
   scheduler, AMP scaler, epoch, step, RNG states (python, numpy, torch, cuda) and the best metric, so that
   ``resume=True`` continues bit-exactly; the best model goes to ``best.pt`` (a plain opencrop model file).
@@ -36,9 +41,10 @@ import torch
 from torch import Tensor, nn
 
 from opencrop.data.record import CropRecord
-from opencrop.models.learned import LearnedCropModel, opencrop_version
+from opencrop.models.checkpoint import load_checkpoint_file, opencrop_version, save_atomic  # save_atomic: re-exported
+from opencrop.models.learned import LearnedCropModel
 from opencrop.train.datasets import CropDataset, batch_to, collate
-from opencrop.train.recipe import OptimConfig, Recipe, RecipeError, ScheduleConfig
+from opencrop.train.recipe import MODULE_MODES, OptimConfig, Recipe, RecipeError, ScheduleConfig
 
 __all__ = [
     "TrainResult",
@@ -50,6 +56,7 @@ __all__ = [
     "lr_factor",
     "save_atomic",
     "train",
+    "training_mode",
 ]
 
 
@@ -90,19 +97,18 @@ def build_scheduler(opt: torch.optim.Optimizer, cfg: ScheduleConfig, epochs: int
     return torch.optim.lr_scheduler.LambdaLR(opt, lr_factor(cfg, epochs))
 
 
-def save_atomic(obj: Any, path: str | Path) -> Path:
-    """``torch.save`` to ``path.tmp`` then ``os.replace``: a kill leaves the old file or the new one, never half."""
-    p = Path(path)
-    tmp = p.with_name(p.name + ".tmp")
-    try:
-        torch.save(obj, tmp)
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, p)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return p
+def training_mode(module_mode: str, epoch: int) -> bool:
+    """``True`` (``nn.Module.train()``) or ``False`` (``eval()``: BatchNorm uses and keeps its running statistics,
+    dropout is off) for 0-based training ``epoch`` under ``train.module_mode`` (see
+    :class:`~opencrop.train.recipe.TrainConfig`): ``"train"`` always ``True``, ``"eval"`` always ``False``,
+    ``"eval_after_first_epoch"`` ``True`` for epoch 0 only."""
+    if module_mode == "train":
+        return True
+    if module_mode == "eval":
+        return False
+    if module_mode == "eval_after_first_epoch":
+        return epoch == 0
+    raise RecipeError(f"train.module_mode: {module_mode!r} is not one of {list(MODULE_MODES)}")
 
 
 def _rng_state() -> dict[str, Any]:
@@ -147,26 +153,18 @@ def holdout_split(
     return [r for i, r in enumerate(recs) if i not in val_idx], [r for i, r in enumerate(recs) if i in val_idx]
 
 
-@torch.no_grad()
-def evaluate(model: LearnedCropModel, dataset: CropDataset, device: torch.device | str = "cpu",
+def evaluate(model: LearnedCropModel, dataset: CropDataset | Sequence[CropRecord], device: torch.device | str = "cpu",
              amp: bool = False) -> dict[str, float]:
-    """Score every crop of every image (batch of one image, eval mode) → ``gaicd_metrics`` dict."""
-    from opencrop.eval.metrics import gaicd_metrics
+    """The trainer's validation: :func:`opencrop.eval.runner.evaluate` (the one evaluation path, the same frames,
+    cues and record fields as ``opencrop eval``) on the dataset's records → the scalar ``gaicd_metrics``.
 
-    was = model.training
-    model.eval()
-    preds, gts = [], []
-    dev = torch.device(device)
-    try:
-        for i in range(len(dataset)):
-            batch = batch_to(collate([dataset[i]]), dev)
-            with torch.autocast(dev.type, enabled=amp and dev.type == "cuda"):
-                out = model.predict_batch(batch)
-            preds.append(out.float().reshape(-1).cpu().numpy())
-            gts.append(batch["mos"].float().cpu().numpy())
-    finally:
-        model.train(was)
-    return {k: float(v) for k, v in gaicd_metrics(preds, gts).items() if np.isscalar(v)}
+    ``device`` / ``amp`` are kept for the call sites; the model runs where it is, in eval mode, under
+    ``inference_mode`` (:meth:`~opencrop.models.learned.LearnedCropModel.prepare`)."""
+    from opencrop.eval.runner import evaluate as run_eval
+
+    records = dataset.records if isinstance(dataset, CropDataset) else list(dataset)
+    metrics = run_eval(model, records).metrics
+    return {k: float(v) for k, v in metrics.items() if np.isscalar(v)}
 
 
 class _LossModule(nn.Module):
@@ -278,6 +276,7 @@ class TrainResult:
     select_metric: str
     history: list[dict[str, Any]] = field(default_factory=list)
     test_metrics: dict[str, float] | None = None
+    selection: str = ""  # how best.pt was chosen, e.g. "last epoch (no validation split …)"
 
     @property
     def best_path(self) -> Path:
@@ -367,6 +366,8 @@ def train(
     def split_records(name: str | None) -> list[CropRecord] | None:
         if name is None:
             return None
+        if "+" in name:  # union of splits, e.g. train+val
+            return [r for part in name.split("+") for r in split_records(part.strip()) or []]
         if name in recs:
             return recs[name]
         if root is None:
@@ -383,7 +384,9 @@ def train(
         train_recs, val_recs = holdout_split(train_recs, dcfg.holdout_fraction, dcfg.holdout_seed)
         selection = f"holdout ({dcfg.holdout_fraction:g} of train, seed {dcfg.holdout_seed})"
     elif dcfg.val_split == "none":
-        val_recs, selection = [], "none (last epoch kept)"
+        val_recs = []
+        selection = ("last epoch (no validation split, data.val_split: none; set data.val_split to holdout or a "
+                     "split name to select on validation, or pass --select-on-test for the original test-set protocol)")
     else:
         val_recs = split_records(dcfg.val_split) or []
         if not val_recs:
@@ -411,18 +414,20 @@ def train(
 
         loss_module = DistributedDataParallel(loss_module, device_ids=[dev.index] if dev.type == "cuda" else None)
 
+    frame_kw = {"analysis_size": model.analysis_size, "needs": model.needs}
     train_ds = CropDataset(train_recs, model.preprocess, dcfg.crops_per_image, dcfg.flip, dcfg.photometric,
-                           dcfg.heatmap_dir, t.seed, dcfg.min_score)
-    val_ds = CropDataset(val_recs, model.preprocess, None, 0.0, "none", dcfg.heatmap_dir, t.seed, dcfg.min_score)
-    test_ds = (CropDataset(test_recs, model.preprocess, None, 0.0, "none", dcfg.heatmap_dir, t.seed, dcfg.min_score)
-               if test_recs and not select_on_test else None)
+                           dcfg.heatmap_dir, t.seed, dcfg.min_score, **frame_kw)
+    val_ds = CropDataset(val_recs, model.preprocess, None, 0.0, "none", dcfg.heatmap_dir, t.seed, dcfg.min_score,
+                         **frame_kw)
+    test_ds = (CropDataset(test_recs, model.preprocess, None, 0.0, "none", dcfg.heatmap_dir, t.seed, dcfg.min_score,
+                           **frame_kw) if test_recs and not select_on_test else None)
 
     start_epoch, step = 0, 0
     best_value: float | None = None
     best_epoch: int | None = None
     history: list[dict[str, Any]] = []
     if resume:
-        ck = torch.load(last, map_location="cpu", weights_only=True)
+        ck = load_checkpoint_file(last)  # a damaged last.pt is a ModelFileError naming it
         model.load_state(ck["model"], source=last)
         opt.load_state_dict(ck["optimizer"])
         sched.load_state_dict(ck["scheduler"])
@@ -447,7 +452,7 @@ def train(
         if logger.note:
             stream.write(logger.note + "\n")
         stream.write(f"{recipe.model.name}: {len(train_ds)} train / {len(val_ds)} val images; selection: {selection}; "
-                     f"device {dev}{' (AMP)' if use_amp else ''}\n")
+                     f"module mode {t.module_mode}; device {dev}{' (AMP)' if use_amp else ''}\n")
 
     metric = t.select_metric
     t_start = time.monotonic()
@@ -470,7 +475,7 @@ def train(
         loader = torch.utils.data.DataLoader(train_ds, batch_sampler=batches, collate_fn=collate,
                                              num_workers=t.num_workers, pin_memory=dev.type == "cuda")
         bar = _Progress(len(batches), f"epoch {epoch + 1}/{t.epochs}", stream, progress and is_main)
-        model.train()
+        loss_module.train(training_mode(t.module_mode, epoch))  # the model and, under DDP, its wrapper
         opt.zero_grad(set_to_none=True)
         tot, parts_tot, t0 = 0.0, {}, time.monotonic()
         for i, batch in enumerate(loader, 1):
@@ -552,7 +557,9 @@ def train(
     if is_main:
         (out / "metrics.json").write_text(json.dumps({
             "selection": selection, "select_metric": metric, "best_epoch": best_epoch, "best_value": best_value,
-            "stopped": stopped, "test": test_metrics, "history": history,
+            "module_mode": t.module_mode, "stopped": stopped, "test": test_metrics, "history": history,
         }, indent=1))
+        if best_epoch is not None:
+            stream.write(f"{out / 'best.pt'}: epoch {best_epoch}; selection: {selection}\n")
     logger.close()
-    return TrainResult(out, len(history), best_epoch, best_value, metric, history, test_metrics)
+    return TrainResult(out, len(history), best_epoch, best_value, metric, history, test_metrics, selection)
