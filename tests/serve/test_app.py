@@ -226,3 +226,11 @@ def test_a_slow_upload_does_not_hold_up_others(url: str, client: httpx.Client, s
         assert not done.is_set(), "an ordinary request waited for the slow upload"
     t.join(30)
     assert slow_answer and slow_answer[0].startswith(b"HTTP/1.1 200 ")
+
+
+def test_a_ratio_whole_pixels_cannot_make_is_answered_with_a_warning(client: httpx.Client,
+                                                                    small_jpeg: bytes) -> None:
+    r = client.post("/crop?ratio=1000:1", content=small_jpeg)
+    assert r.status_code == 200, r.text
+    crop = r.json()["crops"][0]
+    assert crop["box"][3] - crop["box"][1] == 1 and "cannot be met in whole pixels" in crop["warning"]

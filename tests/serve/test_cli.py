@@ -101,3 +101,8 @@ def test_a_model_the_workers_cannot_load_is_a_clear_error(capsys: pytest.Capture
                  "--no-cues"]) == 1
     err = capsys.readouterr().err
     assert "a worker could not load the model: ModelFileError: /nonexistent/w.pt: no such weight file" in err
+
+
+def test_a_learned_model_without_weights_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["serve", "--port", "0", "-m", "gaic", "--workers", "1", "--no-cues"]) == 2
+    assert "UntrainedModelError: model 'gaic' has no trained weights" in capsys.readouterr().err

@@ -139,7 +139,7 @@ def create_app(settings: ServeSettings, pool: WorkerPool | None = None) -> Starl
             return JSONResponse(result.body, status_code=result.status)
         tag = job.ratios[0].replace(":", "x").replace("/", "x")
         headers = {**result.headers,
-                   "Content-Disposition": f'inline; filename="crop_{tag}{FORMATS[job.format][2]}"'}
+                   "Content-Disposition": f'inline; filename="crop_{tag}{FORMATS[job.format]}"'}
         return Response(result.image, status_code=result.status, media_type=result.media_type, headers=headers)
 
     async def http_error(request: Request, exc: HTTPException) -> Response:

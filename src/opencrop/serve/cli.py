@@ -52,6 +52,8 @@ def register(sub: argparse._SubParsersAction, group: Callable[..., argparse._Sub
                    help="crop model; repeat to serve several (requests pick one with model=; default composition)")
     p.add_argument("--weights", action="append", default=[], metavar="[MODEL=]PATH",
                    help="weight file of a learned model (MODEL= when several models are served)")
+    p.add_argument("--random-weights", action="store_true",
+                   help="allow a learned model without trained weights (its crops are random; every answer says so)")
     p.add_argument("--no-cues", action="store_true", help="no face/person/object/saliency cues")
     p.add_argument("--cues", help="comma-separated cues to run (default: the model's, when available)")
     p.add_argument("--workers", type=_at_least(1), default=None, metavar="N",
@@ -108,15 +110,16 @@ def _settings(args: argparse.Namespace) -> Any:
         unknown = set(cues) - ALL_CUES
         if unknown:
             raise ValueError(f"--cues: unknown cue(s) {sorted(unknown)}; choose from {sorted(ALL_CUES)}")
-    from opencrop.models import list_models
+    from opencrop.models import is_model, list_models, list_pretrained
 
-    known = list_models()
     for m in models:
-        if m not in known:
-            raise ValueError(f"--model {m!r}: unknown model; registered: {', '.join(known)}")
+        if not is_model(m):
+            raise ValueError(f"--model {m!r}: unknown model; registered: {', '.join(list_models())}; pretrained "
+                             f"tags: {', '.join(list_pretrained())}")
     kw: dict[str, Any] = {} if args.workers is None else {"workers": args.workers}
     return ServeSettings(
-        host=args.host, port=args.port, models=models, weights=weights, cues=cues, queue=args.queue,
+        host=args.host, port=args.port, models=models, weights=weights, cues=cues,
+        random_weights=args.random_weights, queue=args.queue,
         max_body=args.max_body_mb, timeout=args.timeout, body_timeout=args.body_timeout,
         max_connections=args.max_connections, cors_origins=tuple(args.cors_origin),
         access_log=not args.no_access_log, **kw)
@@ -158,7 +161,7 @@ def _serve(args: argparse.Namespace) -> int:
     except WorkerStartError as e:
         sock.close()
         print(f"opencrop serve: error: a worker could not load the model: {e}", file=sys.stderr)
-        return 1
+        return 2 if e.kind == "UntrainedModelError" else 1  # (no weights given: a usage error, as for crop)
     host, port = sock.getsockname()[:2]
     host = f"[{host}]" if ":" in host else host
     print(f"opencrop serving {', '.join(settings.models)} on http://{host}:{port}/ "

@@ -14,20 +14,15 @@ Parameters (query string or multipart form fields; repeatable ones may repeat or
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from opencrop.candidates import parse_ratio
+from opencrop.api import parse_numbers, plan
 
 __all__ = ["FORMATS", "PARAMETERS", "CropJob", "RequestError", "parse_params"]
 
-#: ``format=`` value → (Pillow format, media type, file suffix)
-FORMATS = {
-    "jpeg": ("JPEG", "image/jpeg", ".jpg"),
-    "png": ("PNG", "image/png", ".png"),
-    "webp": ("WEBP", "image/webp", ".webp"),
-}
+#: ``format=`` value of an image answer → file suffix (the encoder is :func:`opencrop.io.encode_image`)
+FORMATS = {"jpeg": ".jpg", "png": ".png", "webp": ".webp"}
 _FORMAT_ALIASES = {"jpg": "jpeg", "json": "json", **{k: k for k in FORMATS}}
 PARAMETERS = ("ratio", "size", "model", "subject", "focus", "format", "quality")
 _SINGLE = ("size", "model", "focus", "format", "quality")
@@ -63,24 +58,9 @@ class CropJob:
 
 def _numbers(text: str, n: int, name: str) -> tuple[float, ...]:
     try:
-        v = tuple(float(x) for x in text.split(","))
-    except ValueError:
-        v = ()
-    if len(v) != n or not all(math.isfinite(x) for x in v):
-        raise RequestError(400, f"bad {name} {text!r}: expected {n} comma-separated numbers")
-    return v
-
-
-def _size(text: str, max_pixels: int) -> tuple[int, int]:
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise RequestError(400, f"bad size {text!r}: use WIDTHxHEIGHT such as 1280x720") from None
-    if w <= 0 or h <= 0:
-        raise RequestError(400, f"bad size {text!r}: both sides must be positive")
-    if w * h > max_pixels:
-        raise RequestError(400, f"size {text!r}: {w * h:,} pixels is over this server's limit of {max_pixels:,}")
-    return w, h
+        return tuple(parse_numbers(text, n, name))
+    except ValueError as e:
+        raise RequestError(400, str(e)) from None
 
 
 def parse_params(items: Iterable[tuple[str, str]], models: tuple[str, ...], max_output_pixels: int,
@@ -103,17 +83,18 @@ def parse_params(items: Iterable[tuple[str, str]], models: tuple[str, ...], max_
     ratios = [r.strip() for v in values.get("ratio", []) for r in v.split(",") if r.strip()]
     if len(ratios) > max_ratios:
         raise RequestError(400, f"{len(ratios)} ratios asked for; at most {max_ratios} per request")
-    for r in ratios:
-        try:
-            parse_ratio(r)
-        except ValueError as e:
-            raise RequestError(400, str(e)) from None
-    size = _size(one["size"], max_output_pixels) if "size" in one else None
     notes: list[str] = []
-    if not ratios:
-        ratios = [f"{size[0]}:{size[1]}"] if size else ["1:1"]
-        if not size:
-            notes.append("no ratio given: cropped to 1:1")
+    if not ratios and "size" not in one:
+        ratios = ["1:1"]
+        notes.append("no ratio given: cropped to 1:1")
+    try:
+        p = plan(ratios, one.get("size"))  # the API's one check of ratios and size
+    except ValueError as e:
+        raise RequestError(400, str(e)) from None
+    if p.size is not None and p.size[0] * p.size[1] > max_output_pixels:
+        raise RequestError(400, f"size {one['size']!r}: {p.size[0] * p.size[1]:,} pixels is over this server's "
+                                f"limit of {max_output_pixels:,}")
+    ratios, size = list(p.labels), p.size
 
     model = one.get("model", models[0])
     if model not in models:

@@ -39,7 +39,12 @@ log = logging.getLogger("opencrop.serve")
 
 
 class WorkerStartError(RuntimeError):
-    """A worker could not load its croppers (the message is the worker's error)."""
+    """A worker could not load its croppers (the message is the worker's error; ``kind`` its exception class
+    name, e.g. ``"UntrainedModelError"``, or ``None`` when the worker died or hung)."""
+
+    def __init__(self, message: str, kind: str | None = None) -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 class Saturated(Exception):
@@ -87,7 +92,7 @@ class _Worker:
             raise WorkerStartError(f"worker {self.index} exited while loading (exit code "
                                    f"{self.proc.poll()})") from None
         if kind != "ready":
-            raise WorkerStartError(str(info))
+            raise WorkerStartError(info[1], info[0])
 
     def call(self, job: CropJob, timeout: float) -> JobResult:
         """Run ``job`` (blocking); :class:`JobTimeout` / :class:`WorkerCrashed` leave this worker unusable."""

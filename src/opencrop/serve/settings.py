@@ -22,6 +22,8 @@ class ServeSettings:
         models: crop models every worker loads; the first is the default for requests without ``model=``.
         weights: weight file per model name (learned models only).
         cues: ``"auto"``, ``False`` (none) or a tuple of cue names, as :class:`opencrop.Cropper` takes them.
+        random_weights: let a learned model without trained weights run (its crops are random; every answer's
+            ``notes`` says so); otherwise such a model stops the start.
         workers: worker processes (each holds one loaded :class:`opencrop.Cropper` per model).
         queue: requests that may wait for a busy pool beyond the ``workers`` being served; more get 503.
         threads_per_worker: torch intra-op threads in each worker (default: CPUs / workers, at least 1).
@@ -43,6 +45,7 @@ class ServeSettings:
     models: tuple[str, ...] = ("composition",)
     weights: dict[str, str] = field(default_factory=dict)
     cues: bool | str | tuple[str, ...] = "auto"
+    random_weights: bool = False
     workers: int = field(default_factory=_default_workers)
     queue: int | None = None
     threads_per_worker: int | None = None

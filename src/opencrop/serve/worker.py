@@ -8,7 +8,6 @@ once its croppers are loaded, then answers each :class:`~opencrop.serve.params.C
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import os
@@ -18,7 +17,7 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any
 
-from opencrop.serve.params import FORMATS, CropJob
+from opencrop.serve.params import CropJob
 from opencrop.serve.settings import ServeSettings
 
 __all__ = ["JobResult", "load_croppers", "run_job", "worker_main"]
@@ -45,7 +44,8 @@ def load_croppers(settings: ServeSettings) -> dict[str, Any]:
 
     from opencrop import Cropper
 
-    croppers = {m: Cropper(model=m, weights=settings.weights.get(m), cues=settings.cues) for m in settings.models}
+    croppers = {m: Cropper(model=m, weights=settings.weights.get(m), cues=settings.cues,
+                           random_weights=settings.random_weights) for m in settings.models}
     warm = np.full((96, 128, 3), 128, np.uint8)
     warm[24:72, 40:88] = (200, 60, 60)
     for c in croppers.values():
@@ -62,21 +62,6 @@ def _image_notes(loaded: Any) -> list[str]:
     return notes
 
 
-def _encode(pic: Any, fmt: str, quality: int) -> tuple[bytes, list[str]]:
-    from PIL import Image
-
-    pil_format = FORMATS[fmt][0]
-    notes = []
-    if pic.mode == "RGBA" and pil_format == "JPEG":  # JPEG has no alpha: composite onto white
-        bg = Image.new("RGBA", pic.size, (255, 255, 255, 255))
-        pic = Image.alpha_composite(bg, pic).convert("RGB")
-        notes.append("JPEG has no transparency: composited onto white")
-    buf = io.BytesIO()
-    kw: dict[str, Any] = {"quality": quality} if pil_format in ("JPEG", "WEBP") else {}
-    pic.save(buf, format=pil_format, **kw)
-    return buf.getvalue(), notes
-
-
 def run_job(croppers: dict[str, Any], job: CropJob) -> JobResult:
     """Crop ``job`` with the loaded ``croppers``; every failure becomes a :class:`JobResult` with a 4xx/5xx status
     and an ``{"error": ...}`` body (a traceback goes to this process's log, never to the client).
@@ -87,25 +72,29 @@ def run_job(croppers: dict[str, Any], job: CropJob) -> JobResult:
     ``X-Crop-Notes`` (a JSON list).
     """
     from opencrop.errors import DecodeError, ImageTooLargeError, ModelFileError, OpenCropError, UnsupportedImageError
-    from opencrop.io import crop_image
+    from opencrop.io import FORMAT_NAMES, MIME_TYPES, crop_image, encode_image
 
     t0 = time.perf_counter()
     cropper = croppers[job.model]
     try:
-        an = cropper.analyze(job.data, subject=job.subject, focus=job.focus)
-        crops = cropper.crop(an, ratios=list(job.ratios), size=job.size)
-        notes = [*job.notes, *_image_notes(an.image), *an.cues.notes]
+        res = cropper.run(job.data, ratios=list(job.ratios), size=job.size, subject=job.subject, focus=job.focus)
+        frame = res.analysis.frame
+        notes = [*job.notes, *_image_notes(frame), *res.notes]
         if job.format == "json":
-            body = {"width": an.image.width, "height": an.image.height, "model": job.model,
-                    "crops": [c.to_dict() for c in crops], "notes": notes}
+            body = {**res.to_dict(), "model": job.model, "notes": notes}
+            body.pop("image", None)  # the source name of an upload is always "<bytes>"
             return JobResult(200, body, seconds=time.perf_counter() - t0)
-        c = crops[0]
-        pic = c.image if c.image is not None else crop_image(an.image, c.box, None)
-        data, more = _encode(pic, job.format, job.quality)
+        c = res.crops[0]
+        pic = c.image if c.image is not None else crop_image(frame, c.box, None)
+        if pic.mode == "RGBA" and job.format == "jpeg":
+            notes.append("JPEG has no transparency: composited onto white")
+        if c.warning:
+            notes.append(c.warning)
+        data = encode_image(pic, job.format, job.quality)
         headers = {"X-Crop-Box": ",".join(str(v) for v in c.box), "X-Crop-Score": f"{c.score:.6f}",
-                   "X-Image-Size": f"{an.image.width}x{an.image.height}",
-                   "X-Crop-Notes": json.dumps([*notes, *more])}
-        return JobResult(200, None, data, FORMATS[job.format][1], headers, time.perf_counter() - t0)
+                   "X-Image-Size": f"{frame.width}x{frame.height}", "X-Crop-Notes": json.dumps(notes)}
+        media = MIME_TYPES[FORMAT_NAMES[job.format]]
+        return JobResult(200, None, data, media, headers, time.perf_counter() - t0)
     except ImageTooLargeError as e:
         status, msg = 413, f"image too large: {e.problem}"
     except (DecodeError, UnsupportedImageError) as e:
@@ -146,7 +135,7 @@ def worker_main(fd: int) -> None:
         croppers = load_croppers(settings)
     except BaseException as e:  # reported to the parent, which names it and stops
         try:
-            conn.send(("error", f"{type(e).__name__}: {e}"))
+            conn.send(("error", (type(e).__name__, f"{type(e).__name__}: {e}")))
         finally:
             conn.close()
         return
