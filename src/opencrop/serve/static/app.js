@@ -215,6 +215,10 @@ function makeCard(c, i, result) {
   card.querySelector('.card-title').textContent = c.ratio;
   card.querySelector('.card-size').textContent = `${x2 - x1} × ${y2 - y1} px`;
   card.querySelector('.card-meta').textContent = `box ${x1},${y1} → ${x2},${y2} of ${result.width} × ${result.height} · score ${c.score.toFixed(3)}`;
+  if (c.warning) {
+    card.querySelector('.card-warning').textContent = c.warning;
+    card.querySelector('.card-warning').hidden = false;
+  }
   $('results').appendChild(card);
   return card;
 }
