@@ -73,7 +73,11 @@ def test_sigterm_finishes_the_request_in_flight_then_exits_0() -> None:
         url = next(x for x in lines if "opencrop serving" in x).split(" on ")[1].split("/ ")[0]
         pids = httpx.get(f"{url}/healthz").json()["pool"]["pids"]
         buf = io.BytesIO()
-        Image.fromarray((np.random.default_rng(1).random((120, 160, 3)) * 255).astype(np.uint8)).save(buf, "PNG")
+        # large enough that a 2000x2000 output is no upscale (refused by default); smooth, so the upload is small
+        ramp = np.linspace(0, 255, 2100, dtype=np.float64)
+        across, down = ramp[None, :].repeat(2100, 0), ramp[:, None].repeat(2100, 1)
+        pic = np.stack([across, down, 255 - across], 2)
+        Image.fromarray(pic.astype(np.uint8)).save(buf, "PNG")
         answer: list[httpx.Response] = []
         t = threading.Thread(target=lambda: answer.append(httpx.post(
             f"{url}/crop?ratio=1:1&size=2000x2000&format=png", content=buf.getvalue(), timeout=60)))
