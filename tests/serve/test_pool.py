@@ -20,13 +20,16 @@ ORIGIN = "http://example.org"
 
 @pytest.fixture(scope="module")
 def url() -> Iterator[str]:
-    with service(workers=1, queue=0, cues=False, timeout=1.0, body_timeout=1.0, cors_origins=(ORIGIN,)) as u:
-        yield u
+    # the slow job is an upscale to 6000x6000, which the workers refuse unless asked (opencrop.limits)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("OPENCROP_ALLOW_UPSCALE", "1")
+        with service(workers=1, queue=0, cues=False, timeout=1.0, body_timeout=1.0, cors_origins=(ORIGIN,)) as u:
+            yield u
 
 
 @pytest.fixture(scope="module")
 def noise_png() -> bytes:
-    """480 × 300 noise: cropping it to ``size=7000x7000&format=png`` takes many seconds (a slow job)."""
+    """480 × 300 noise: cropping it to ``size=6000x6000&format=png`` takes many seconds (a slow job)."""
     buf = io.BytesIO()
     Image.fromarray((np.random.default_rng(0).random((300, 480, 3)) * 255).astype(np.uint8)).save(buf, "PNG")
     return buf.getvalue()
@@ -47,7 +50,7 @@ def test_saturated_then_timed_out_then_replaced(url: str, noise_png: bytes, smal
     c = httpx.Client(base_url=url, timeout=60)
     slow: list[httpx.Response] = []
     t = threading.Thread(target=lambda: slow.append(
-        httpx.post(f"{url}/crop?ratio=1:1&size=7000x7000&format=png", content=noise_png, timeout=60)))
+        httpx.post(f"{url}/crop?ratio=1:1&size=6000x6000&format=png", content=noise_png, timeout=60)))
     t.start()
     assert _wait(lambda: c.get("/healthz").json()["pool"]["busy"] == 1, 10), "the slow job never started"
     t0 = time.monotonic()
