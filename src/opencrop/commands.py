@@ -40,6 +40,9 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", dest="fmt", default=None, choices=["jpg", "png", "webp"],
                    help="output format (default: the input's when it is jpg/png/webp, else jpg)")
     p.add_argument("--quality", type=int, default=90, help="JPEG/WebP quality (default 90)")
+    p.add_argument("--degrade", action="store_true", default=None,
+                   help="crop even when a detector cannot run (missing or corrupt model file); every result says so "
+                   "in 'degraded' (or OPENCROP_DEGRADE=1). Without it that is an error")
     p.add_argument("--max-pixels", type=int, help="refuse inputs with more pixels (default 100 MP or "
                    "$OPENCROP_MAX_PIXELS)")
     p.add_argument("--max-output-pixels", type=int, help="refuse --size outputs with more pixels (default 40 MP or "
@@ -104,7 +107,7 @@ def _make_cropper(args: argparse.Namespace) -> Any:
             raise ValueError(f"unknown cue(s) {sorted(unknown)}; choose from {sorted(ALL_CUES)}")
     return Cropper(args.model, weights=args.weights, cues=cues, analysis_size=args.analysis_size,
                    random_weights=args.random_weights, max_pixels=args.max_pixels,
-                   max_output_pixels=args.max_output_pixels, allow_upscale=args.allow_upscale)
+                   max_output_pixels=args.max_output_pixels, allow_upscale=args.allow_upscale, degrade=args.degrade)
 
 
 def _process(cropper: Any, path: Path, args: argparse.Namespace, out_dir: Path | None, subject: Any = None,
@@ -146,9 +149,9 @@ def _crop_cmd(args: argparse.Namespace) -> int:
         if args.debug and args.out is None:
             raise ValueError("--debug writes an overlay next to the outputs: give --out DIR")
         cropper = _make_cropper(args)
-    except (ValueError, KeyError, TypeError, OpenCropError) as e:  # bad options, model name, weights
+    except (ValueError, KeyError, TypeError, OpenCropError) as e:  # bad options, model name, weights, cue files
         print(f"opencrop crop: error: {e}", file=sys.stderr)
-        return 2
+        return _setup_exit(e)
     failed = 0
     for name in args.images:
         path = Path(name)
@@ -167,6 +170,14 @@ def _crop_cmd(args: argparse.Namespace) -> int:
             continue
         _print_record(rec, args.json)
     return 1 if failed else 0
+
+
+def _setup_exit(e: Exception) -> int:
+    """Exit status of a failed set-up: 1 for what the machine lacks (a cue's runtime or model file), 2 for usage
+    (including a bad ``--weights`` file, an argument)."""
+    from opencrop.errors import CueUnavailableError
+
+    return 1 if isinstance(e, CueUnavailableError) else 2
 
 
 def _print_record(rec: dict[str, Any], as_json: bool) -> None:
@@ -221,10 +232,10 @@ def _batch_cmd(args: argparse.Namespace) -> int:
     try:
         args.ratio = list(_plan(args).labels)
         jobs_in = list(_iter_inputs(args.input))
-        _make_cropper(args)  # fail fast on a bad model name or missing weights before forking workers
+        _make_cropper(args)  # fail fast on a bad model name, missing weights or cue files before forking workers
     except (ValueError, KeyError, TypeError, FileNotFoundError, OpenCropError) as e:
         print(f"opencrop batch: error: {e}", file=sys.stderr)
-        return 2
+        return _setup_exit(e)
     args.out.mkdir(parents=True, exist_ok=True)
     log = args.out / "results.jsonl"
     done: set[str] = set()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 __all__ = [
+    "CueUnavailableError",
     "DataFormatError",
     "DecodeError",
     "ImageTooLargeError",
@@ -67,3 +68,18 @@ class UntrainedModelError(OpenCropError):
 
 class UpscaleError(_FileError):
     """The requested output size is larger than the crop box: it would be upscaled, which was not asked for."""
+
+
+class CueUnavailableError(OpenCropError):
+    """A cue the cropper needs cannot run here (its runtime is not installed, its model file is missing or fails
+    its sha256): cropping without it could cut faces or people. Fetch the files (``opencrop models fetch``) or ask
+    to degrade explicitly (``--degrade``, ``degrade=True``, ``OPENCROP_DEGRADE=1``); a degraded result says so in
+    its ``degraded`` field and notes."""
+
+    def __init__(self, missing: dict[str, str]) -> None:
+        self.missing = dict(missing)
+        why = "; ".join(f"{cue}: {reason}" for cue, reason in sorted(self.missing.items()))
+        super().__init__(
+            f"cue(s) {', '.join(sorted(self.missing))} cannot run ({why}). Run `opencrop models fetch` (and "
+            f"`opencrop models verify`), or pass --degrade to crop without them (every result then says so)"
+        )
