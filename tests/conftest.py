@@ -33,6 +33,12 @@ def _torch_one_thread():
 
 
 @pytest.fixture(scope="session")
+def shared_or_none() -> Path | None:
+    """The ``../shared`` root, or ``None`` when absent (for tests that use it when there and run without it)."""
+    return shared_root()
+
+
+@pytest.fixture(scope="session")
 def shared_data() -> Path:
     """``../shared/data`` (real annotation files); skips the test when absent."""
     root = shared_root()

@@ -9,6 +9,7 @@ __all__ = [
     "DataFormatError",
     "DecodeError",
     "ImageTooLargeError",
+    "MissingExtraError",
     "ModelFileError",
     "OpenCropError",
     "UnsupportedImageError",
@@ -83,3 +84,19 @@ class CueUnavailableError(OpenCropError):
             f"cue(s) {', '.join(sorted(self.missing))} cannot run ({why}). Run `opencrop models fetch` (and "
             f"`opencrop models verify`), or pass --degrade to crop without them (every result then says so)"
         )
+
+
+#: optional dependency (top-level module) → the extra that installs it
+EXTRAS = {"torch": "torch", "starlette": "serve", "uvicorn": "serve", "python_multipart": "serve", "ray": "ray",
+          "onnx": "export", "pyarrow": "ray"}
+
+
+class MissingExtraError(OpenCropError):
+    """What was asked for needs an optional dependency that is not installed (a usage error, exit 2): the light
+    install crops without torch; learned models, training and evaluation need ``opencrop[torch]``."""
+
+    def __init__(self, what: str, module: str) -> None:
+        self.module = module
+        self.extra = EXTRAS.get(module.split(".")[0], module)
+        super().__init__(f"{what} needs {module.split('.')[0]}, which is not installed: "
+                         f"pip install 'opencrop[{self.extra}]'")
