@@ -87,10 +87,13 @@ class CropResult:
         return list(self.analysis.cues.notes)
 
     def to_dict(self) -> dict[str, Any]:
-        """``{"image", "width", "height", "crops": [{"ratio", "box", "score"}], "degraded"?, "notes"?}`` (original
-        pixels; ``degraded``: the cues that could not run, present only when the cropper was asked to degrade)."""
+        """``{"schema", "image", "width", "height", "crops": [{"ratio", "box", "score"}], "degraded"?, "notes"?}``
+        (original pixels; ``degraded``: the cues that could not run, present only when the cropper was asked to
+        degrade). Every key: :data:`opencrop.schema.SCHEMA`."""
+        from opencrop.schema import SCHEMA_ID
+
         f = self.analysis.frame
-        rec: dict[str, Any] = {"image": f.source, "width": f.width, "height": f.height,
+        rec: dict[str, Any] = {"schema": SCHEMA_ID, "image": f.source, "width": f.width, "height": f.height,
                                "crops": [c.to_dict() for c in self.crops]}
         if self.analysis.cues.degraded:
             rec["degraded"] = sorted(self.analysis.cues.degraded)

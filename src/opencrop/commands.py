@@ -79,6 +79,15 @@ def register(sub: argparse._SubParsersAction, group: Callable[..., argparse._Sub
     b.add_argument("--jobs", "-j", type=int, default=1, help="worker processes (default 1)")
     b.add_argument("--resume", action="store_true", help="skip images already listed as done in results.jsonl")
     b.set_defaults(handler=_batch_cmd)
+    s = sub.add_parser("schema", help="print the JSON schema of the --json / results.jsonl / service records")
+    s.set_defaults(handler=_schema_cmd)
+
+
+def _schema_cmd(args: argparse.Namespace) -> int:
+    from opencrop.schema import SCHEMA
+
+    print(json.dumps(SCHEMA, indent=2))
+    return 0
 
 
 def _plan(args: argparse.Namespace) -> Any:
@@ -249,7 +258,9 @@ def _batch_one(job: tuple[Path, list[Path], argparse.Namespace]) -> dict[str, An
         rec = _process(_WORKER["cropper"], path, args, targets)
         rec["status"] = "ok"
     except (OpenCropError, OSError) as e:
-        rec = {"image": str(path), "status": "error", "error": str(e)}
+        from opencrop.schema import SCHEMA_ID
+
+        rec = {"schema": SCHEMA_ID, "image": str(path), "status": "error", "error": str(e)}
     rec["ms"] = round((time.perf_counter() - t0) * 1000, 1)
     return rec
 

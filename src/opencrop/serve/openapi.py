@@ -111,6 +111,8 @@ def openapi(settings: ServeSettings, version: str) -> dict[str, Any]:
                         "description": "x1, y1, x2, y2 in pixels of the upright original"},
                 "score": {"type": "number"}}},
             "Result": {"type": "object", "required": ["width", "height", "model", "crops", "notes"], "properties": {
+                "schema": {"type": "string", "description": "record schema id (`opencrop schema`), e.g. "
+                           "opencrop.result/1"},
                 "width": {"type": "integer"}, "height": {"type": "integer"}, "model": {"type": "string"},
                 "crops": {"type": "array", "items": {"$ref": "#/components/schemas/Crop"}},
                 "degraded": {"type": "array", "items": {"type": "string"},
