@@ -16,7 +16,10 @@ withheld. ``--subject-contrast 0.15`` writes data whose subjects are faint (geom
 :func:`opencrop.data.synth.render_scene`): quality then depends on objects the pixels barely show.
 
     PYTHONPATH=src python benchmarks/learnability.py --models s2cnet s2cnet-noobj --subject-contrast 0.15 \
-        --data runs/learnability/faint400 --threads 1
+        --data runs/learnability/faint400 --threads 1 --cpu-budget
+
+``--cpu-budget`` counts ``--budget`` in this process's CPU seconds (``time.process_time``) instead of wall seconds,
+so other jobs on a shared machine do not shorten a run; the table gives both.
 
 Results are appended to the Markdown file with the machine and the date.
 """
