@@ -33,6 +33,10 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--size", metavar="WxH", help="resize each output to exactly this size")
     p.add_argument("--model", "-m", default="composition", help="crop model (default: composition)")
     p.add_argument("--weights", help="weight file for learned models")
+    p.add_argument("--runtime", choices=["auto", "torch", "onnxruntime"], default="auto",
+                   help="learned models: torch, or onnxruntime for a --weights FILE.onnx written by `opencrop export`; "
+                   "auto (default): onnxruntime for an .onnx file, or when torch is not installed and FILE.onnx "
+                   "lies next to the --weights file")
     p.add_argument("--random-weights", action="store_true",
                    help="allow a learned model without trained weights (its crops are random; every record says so)")
     p.add_argument("--no-cues", action="store_true", help="do not run face/person/object detectors")
@@ -104,6 +108,29 @@ def _out_suffix(fmt: str | None, src: Path) -> str:
     return suf if suf in (".jpg", ".jpeg", ".png", ".webp") else ".jpg"
 
 
+def _weights_for_runtime(args: argparse.Namespace) -> str | None:
+    """``--weights`` after ``--runtime``: an .onnx file runs on onnxruntime (the registry builds it), a torch file on
+    torch; without torch, ``auto`` takes the exported twin ``FILE.onnx`` of ``FILE`` when there is one."""
+    import importlib.util
+
+    w = args.weights
+    onnx = w is not None and str(w).lower().endswith(".onnx")
+    runtime = getattr(args, "runtime", "auto")
+    if runtime == "onnxruntime" and not onnx:
+        raise ValueError("--runtime onnxruntime runs an exported model: give --weights FILE.onnx (write one with "
+                         "`opencrop export MODEL --weights F --out FILE.onnx`)")
+    if runtime == "torch" and onnx:
+        raise ValueError(f"--runtime torch cannot run {w}: an .onnx file runs with --runtime onnxruntime (or auto)")
+    if runtime == "auto" and w is not None and not onnx and importlib.util.find_spec("torch") is None:
+        twin = Path(w).with_suffix(".onnx")
+        if not twin.is_file():
+            raise ImportError(f"--weights {w} needs torch (pip install 'opencrop[torch]'), or its export {twin} "
+                              "(opencrop export) for onnxruntime")
+        print(f"opencrop: torch is not installed: running {twin} with onnxruntime", file=sys.stderr)
+        return str(twin)
+    return w
+
+
 def _make_cropper(args: argparse.Namespace) -> Any:
     from opencrop.api import Cropper
 
@@ -115,7 +142,7 @@ def _make_cropper(args: argparse.Namespace) -> Any:
         unknown = set(cues) - ALL_CUES
         if unknown:
             raise ValueError(f"unknown cue(s) {sorted(unknown)}; choose from {sorted(ALL_CUES)}")
-    return Cropper(args.model, weights=args.weights, cues=cues, analysis_size=args.analysis_size,
+    return Cropper(args.model, weights=_weights_for_runtime(args), cues=cues, analysis_size=args.analysis_size,
                    random_weights=args.random_weights, max_pixels=args.max_pixels,
                    max_output_pixels=args.max_output_pixels, allow_upscale=args.allow_upscale, degrade=args.degrade)
 
@@ -182,7 +209,7 @@ def _crop_cmd(args: argparse.Namespace) -> int:
         if args.debug and args.out is None:
             raise ValueError("--debug writes an overlay next to the outputs: give --out DIR")
         cropper = _make_cropper(args)
-    except (ValueError, KeyError, TypeError, OpenCropError) as e:  # bad options, model name, weights, cue files
+    except (ValueError, KeyError, TypeError, ImportError, OpenCropError) as e:  # bad options, model, weights, cues
         print(f"opencrop crop: error: {e}", file=sys.stderr)
         return _setup_exit(e)
     failed = 0
