@@ -115,8 +115,11 @@ def export_onnx(model: LearnedCropModel, out: str | os.PathLike[str], example_si
     extra = tuple(ex[n] for n in graph.extra_names)
     hd, wd = Dim("h_units", min=1, max=256), Dim("w_units", min=1, max=256)
     dynamic: tuple[Any, ...] = ({2: mult * hd, 3: mult * wd}, {0: Dim("boxes", min=1)})
-    if extra:
-        dynamic += (tuple(None for _ in extra),)  # the *extra tuple: static shapes
+    if extra:  # the *extra tuple: the axes the model names in export_dims are symbolic, the others fixed
+        dims: dict[str, Any] = {}
+        spec = [{ax: dims.setdefault(d, Dim(d, min=1)) for ax, d in model.export_dims.get(n, {}).items()} or None
+                for n in graph.extra_names]
+        dynamic += (tuple(spec),)
     names = ["image", "rois", *graph.extra_names]
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

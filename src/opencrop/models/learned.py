@@ -102,6 +102,9 @@ class LearnedCropModel(nn.Module, CandidateScorer):
     #: keyword inputs of ``forward_scores`` that an exported ONNX graph takes after ``image, rois``, in order; each
     #: needs a torch-free provider in :data:`opencrop.models.inputs.EXTRA_INPUTS` (:mod:`opencrop.models.export`)
     export_inputs: tuple[str, ...] = ()
+    #: symbolic axes of those inputs, ``{input: {axis: dim name}}`` (e.g. a variable number of object boxes:
+    #: ``{"object_boxes": {1: "objects"}}``); unnamed axes are fixed at the example's size
+    export_dims: dict[str, dict[int, str]] = {}  # noqa: RUF012  (read-only class default)
 
     def __init__(self, preprocess: Preprocess, config: dict[str, Any] | None = None) -> None:
         super().__init__()
