@@ -14,14 +14,13 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 __all__ = ["register"]
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp", ".gif", ".avif", ".heif", ".heic", ".ico",
-                  ".tga"}
+from opencrop.engine.inputs import IMAGE_SUFFIXES, iter_inputs  # noqa: F401  (IMAGE_SUFFIXES: former home)
 
 
 def _ratio_tag(ratio: str) -> str:
@@ -34,6 +33,10 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--size", metavar="WxH", help="resize each output to exactly this size")
     p.add_argument("--model", "-m", default="composition", help="crop model (default: composition)")
     p.add_argument("--weights", help="weight file for learned models")
+    p.add_argument("--runtime", choices=["auto", "torch", "onnxruntime"], default="auto",
+                   help="learned models: torch, or onnxruntime for a --weights FILE.onnx written by `opencrop export`; "
+                   "auto (default): onnxruntime for an .onnx file, or when torch is not installed and FILE.onnx "
+                   "lies next to the --weights file")
     p.add_argument("--random-weights", action="store_true",
                    help="allow a learned model without trained weights (its crops are random; every record says so)")
     p.add_argument("--no-cues", action="store_true", help="do not run face/person/object detectors")
@@ -70,13 +73,21 @@ def register(sub: argparse._SubParsersAction, group: Callable[..., argparse._Sub
     p.set_defaults(handler=_crop_cmd)
 
     b = sub.add_parser("batch", help="crop a folder (or a list file) of images; resumable",
-                       description="Crop every image under INPUT (a folder, searched recursively, or a text file "
-                                   "with one path per line) into OUT, mirroring the folder layout. Results are "
-                                   "appended to OUT/results.jsonl; --resume skips images already done.")
+                       description="Crop every image under INPUT (a folder, searched recursively, a text file "
+                                   "with one path per line, or a .parquet/.csv manifest with a column 'image' or "
+                                   "'path') into OUT, mirroring the folder layout. Results are appended to "
+                                   "OUT/results.jsonl; --resume skips images already done.")
     b.add_argument("input", type=Path, metavar="INPUT")
     b.add_argument("--out", "-o", type=Path, required=True)
     _common(b)
-    b.add_argument("--jobs", "-j", type=int, default=1, help="worker processes (default 1)")
+    b.add_argument("--jobs", "-j", type=int, default=None,
+                   help="local: worker processes (default 1); ray: actors, one Cropper each (default: the cluster's "
+                   "CPUs)")
+    b.add_argument("--engine", choices=["local", "ray"], default="local",
+                   help="local processes (default) or Ray Data (pip install 'opencrop[ray]'); ray also writes "
+                   "OUT/results.parquet")
+    b.add_argument("--ray-address", metavar="ADDR", help="Ray cluster to join (ray://host:10001, 'auto'); default: "
+                   "$RAY_ADDRESS, else a local Ray instance on this machine's CPUs")
     b.add_argument("--resume", action="store_true", help="skip images already listed as done in results.jsonl")
     b.set_defaults(handler=_batch_cmd)
     s = sub.add_parser("schema", help="print the JSON schema of the --json / results.jsonl / service records")
@@ -106,6 +117,29 @@ def _out_suffix(fmt: str | None, src: Path) -> str:
     return suf if suf in (".jpg", ".jpeg", ".png", ".webp") else ".jpg"
 
 
+def _weights_for_runtime(args: argparse.Namespace) -> str | None:
+    """``--weights`` after ``--runtime``: an .onnx file runs on onnxruntime (the registry builds it), a torch file on
+    torch; without torch, ``auto`` takes the exported twin ``FILE.onnx`` of ``FILE`` when there is one."""
+    import importlib.util
+
+    w = args.weights
+    onnx = w is not None and str(w).lower().endswith(".onnx")
+    runtime = getattr(args, "runtime", "auto")
+    if runtime == "onnxruntime" and not onnx:
+        raise ValueError("--runtime onnxruntime runs an exported model: give --weights FILE.onnx (write one with "
+                         "`opencrop export MODEL --weights F --out FILE.onnx`)")
+    if runtime == "torch" and onnx:
+        raise ValueError(f"--runtime torch cannot run {w}: an .onnx file runs with --runtime onnxruntime (or auto)")
+    if runtime == "auto" and w is not None and not onnx and importlib.util.find_spec("torch") is None:
+        twin = Path(w).with_suffix(".onnx")
+        if not twin.is_file():
+            raise ImportError(f"--weights {w} needs torch (pip install 'opencrop[torch]'), or its export {twin} "
+                              "(opencrop export) for onnxruntime")
+        print(f"opencrop: torch is not installed: running {twin} with onnxruntime", file=sys.stderr)
+        return str(twin)
+    return w
+
+
 def _make_cropper(args: argparse.Namespace) -> Any:
     from opencrop.api import Cropper
 
@@ -117,7 +151,7 @@ def _make_cropper(args: argparse.Namespace) -> Any:
         unknown = set(cues) - ALL_CUES
         if unknown:
             raise ValueError(f"unknown cue(s) {sorted(unknown)}; choose from {sorted(ALL_CUES)}")
-    return Cropper(args.model, weights=args.weights, cues=cues, analysis_size=args.analysis_size,
+    return Cropper(args.model, weights=_weights_for_runtime(args), cues=cues, analysis_size=args.analysis_size,
                    random_weights=args.random_weights, max_pixels=args.max_pixels,
                    max_output_pixels=args.max_output_pixels, allow_upscale=args.allow_upscale, degrade=args.degrade)
 
@@ -184,7 +218,7 @@ def _crop_cmd(args: argparse.Namespace) -> int:
         if args.debug and args.out is None:
             raise ValueError("--debug writes an overlay next to the outputs: give --out DIR")
         cropper = _make_cropper(args)
-    except (ValueError, KeyError, TypeError, OpenCropError) as e:  # bad options, model name, weights, cue files
+    except (ValueError, KeyError, TypeError, ImportError, OpenCropError) as e:  # bad options, model, weights, cues
         print(f"opencrop crop: error: {e}", file=sys.stderr)
         return _setup_exit(e)
     failed = 0
@@ -214,7 +248,7 @@ def _setup_exit(e: Exception) -> int:
     (including a bad ``--weights`` file, an argument)."""
     from opencrop.errors import CueUnavailableError
 
-    return 1 if isinstance(e, CueUnavailableError) else 2
+    return 1 if isinstance(e, CueUnavailableError | ImportError) else 2
 
 
 def _print_record(rec: dict[str, Any], as_json: bool) -> None:
@@ -228,34 +262,24 @@ def _print_record(rec: dict[str, Any], as_json: bool) -> None:
 
 
 # -- batch --------------------------------------------------------------------------------------------------
-def _iter_inputs(src: Path) -> Iterator[tuple[Path, Path]]:
-    """(image path, path relative to the input root) for a folder (recursive) or a list file."""
-    if src.is_dir():
-        for p in sorted(src.rglob("*")):
-            if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES:
-                yield p, p.relative_to(src)
-    elif src.is_file():
-        for line in src.read_text().splitlines():
-            line = line.strip()
-            if line and not line.startswith("#"):
-                p = Path(line)
-                yield p, Path(p.name)
-    else:
-        raise FileNotFoundError(f"{src}: no such folder or list file")
-
-
 _WORKER: dict[str, Any] = {}
 
 
 def _batch_one(job: tuple[Path, list[Path], argparse.Namespace]) -> dict[str, Any]:
-    from opencrop.errors import OpenCropError
-
     path, targets, args = job
     if "cropper" not in _WORKER:
         _WORKER["cropper"] = _make_cropper(args)
+    return _batch_record(_WORKER["cropper"], path, targets, args)
+
+
+def _batch_record(cropper: Any, path: Path, targets: list[Path], args: argparse.Namespace) -> dict[str, Any]:
+    """One batch item: crop ``path`` into ``targets`` → its record (``status`` ok / error, ``ms``); a bad input is
+    an error record, never an exception (every engine calls this)."""
+    from opencrop.errors import OpenCropError
+
     t0 = time.perf_counter()
     try:
-        rec = _process(_WORKER["cropper"], path, args, targets)
+        rec = _process(cropper, path, args, targets)
         rec["status"] = "ok"
     except (OpenCropError, OSError) as e:
         from opencrop.schema import SCHEMA_ID
@@ -270,9 +294,13 @@ def _batch_cmd(args: argparse.Namespace) -> int:
 
     try:
         args.ratio = list(_plan(args).labels)
-        jobs_in = list(_iter_inputs(args.input))
+        jobs_in = list(iter_inputs(args.input))
         _make_cropper(args)  # fail fast on a bad model name, missing weights or cue files before forking workers
-    except (ValueError, KeyError, TypeError, FileNotFoundError, OpenCropError) as e:
+        if args.engine == "ray":
+            from opencrop.engine.ray import require_ray
+
+            require_ray()
+    except (ValueError, KeyError, TypeError, FileNotFoundError, ImportError, OpenCropError) as e:
         print(f"opencrop batch: error: {e}", file=sys.stderr)
         return _setup_exit(e)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -297,7 +325,13 @@ def _batch_cmd(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
     try:
-        for i, rec in enumerate(_run_jobs(todo, args.jobs), 1):
+        if args.engine == "ray":
+            from opencrop.engine.ray import run_ray
+
+            records = run_ray(todo, args)
+        else:
+            records = _run_jobs(todo, args.jobs or 1)
+        for i, rec in enumerate(records, 1):
             rec["job"] = job_key
             line = (json.dumps(rec) + "\n").encode()
             if os.write(fd, line) != len(line):  # one O_APPEND write per record: whole lines or an error
@@ -310,6 +344,10 @@ def _batch_cmd(args: argparse.Namespace) -> int:
                 print(f"\r{i}/{len(todo)} images, {failed} failed", end="", file=sys.stderr)
     finally:
         os.close(fd)
+    if args.engine == "ray":
+        from opencrop.engine.results import write_parquet
+
+        write_parquet(log, args.out / "results.parquet")
     dt = time.perf_counter() - t0
     print(f"{len(todo) - failed} cropped, {failed} failed, {len(done)} skipped (already done) in {dt:.1f} s; "
           f"results in {log}", file=sys.stderr)

@@ -66,6 +66,59 @@ def register(sub: argparse._SubParsersAction, group: Callable[[str, str], argpar
                     help="output opencrop model file (.pt); default for a tag: its file in the opencrop cache")
     wi.set_defaults(handler=_import)
 
+    e = sub.add_parser(
+        "export", help="write a learned model as one ONNX graph (image + boxes → scores) for onnxruntime",
+        description="Export MODEL (gaic, hcic, gafic or a pretrained tag) with torch's ONNX exporter; the file carries "
+        "the preprocessing and metadata, so `opencrop crop -m MODEL --weights OUT.onnx` runs it without torch. After "
+        "writing, the export is checked against torch on a test image (max |Δscore| <= 1e-4, else exit 1). Needs "
+        "pip install 'opencrop[export]'.")
+    e.add_argument("model", metavar="MODEL|TAG")
+    e.add_argument("--weights", help="trained weight file (opencrop model file); a tag brings its own")
+    e.add_argument("--random-weights", action="store_true",
+                   help="export an untrained model (for tests; the file's metadata says opencrop.trained=false)")
+    e.add_argument("--config", metavar="JSON", help='architecture options, e.g. \'{"backbone": "mobilenet_v2"}\'')
+    e.add_argument("--out", "-o", type=Path, required=True, help="the .onnx file to write")
+    e.set_defaults(handler=_export)
+
+
+def _export(args: argparse.Namespace) -> int:
+    import json
+
+    from opencrop.errors import OpenCropError, UntrainedModelError
+
+    try:
+        if args.out.suffix.lower() != ".onnx":
+            raise ValueError(f"--out {args.out}: the file name must end in .onnx")
+        cfg = json.loads(args.config) if args.config else {}
+        if not isinstance(cfg, dict):
+            raise ValueError(f"--config must be a JSON object, got {args.config!r}")
+        from opencrop.models import create_model
+        from opencrop.models.export import export_onnx, verify_export
+
+        model = create_model(args.model, weights=args.weights, **cfg)
+        if getattr(model, "weights_source", "") is None and not args.random_weights:
+            raise UntrainedModelError(args.model)
+        export_onnx(model, args.out)
+        diff = verify_export(model, args.out)
+    except json.JSONDecodeError as e:
+        print(f"opencrop export: error: --config is not JSON ({e})", file=sys.stderr)
+        return 2
+    except ImportError as e:
+        print(f"opencrop export: error: {e}", file=sys.stderr)
+        return 1
+    except (ValueError, KeyError, TypeError, OpenCropError) as e:
+        print(f"opencrop export: error: {e}", file=sys.stderr)
+        return 2
+    if not diff <= 1e-4:
+        args.out.unlink(missing_ok=True)
+        print(f"opencrop export: error: the ONNX graph disagrees with torch (max |Δscore| {diff:.3g} > 1e-4); "
+              f"{args.out} removed", file=sys.stderr)
+        return 1
+    trained = model.weights_source or "UNTRAINED (random weights)"
+    print(f"wrote {args.out} ({args.out.stat().st_size / 1e6:.1f} MB): {model.name}, weights {trained}; "
+          f"max |Δscore| vs torch {diff:.1e}")
+    return 0
+
 
 def _registered() -> Any:
     """:mod:`opencrop.modelfiles` with every torch-free registering module imported."""

@@ -132,7 +132,7 @@ class GAFIC(LearnedCropModel):
             "global": fused * att,
             "logits": logits,
             "alpha": alpha,
-            "size": (int(images.shape[-2]), int(images.shape[-1])),
+            "size": (images.shape[-2], images.shape[-1]),
         }
 
     @staticmethod

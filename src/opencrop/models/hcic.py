@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -22,6 +21,7 @@ from opencrop.models.hcic_modules import (
     coord_dtype,
     partition_masks,
 )
+from opencrop.models.inputs import person_box
 from opencrop.models.learned import LearnedCropModel, build_with_weights
 from opencrop.models.preprocess import Preprocess
 from opencrop.models.registry import register_model
@@ -58,22 +58,10 @@ def preprocess_for(input_mode: str, input_size: int = 256) -> Preprocess:
 def best_person_box(cues: Cues | None, sx: float, sy: float) -> Tensor:
     """``[1, 4]`` xyxy input-pixel box of the main person (scaled by ``sx, sy`` from analysis pixels): the given
     ``cues.human_box`` (a dataset's human box in evaluation) when set, else the highest-scoring person in
-    ``cues.people``; ``(-1, -1, -1, -1)`` when there is none (the model's "no human" path)."""
-    if cues is not None and cues.human_box is not None:
-        b = np.asarray(cues.human_box, dtype=np.float64).reshape(4)
-        if not np.all(b >= 0):
-            return torch.full((1, 4), -1.0)
-    else:
-        people = cues.people if cues is not None else None
-        if people is None or len(people) == 0:
-            return torch.full((1, 4), -1.0)
-        i = int(np.argmax(np.asarray(people.scores, dtype=np.float64))) if len(people.scores) else 0
-        b = np.asarray(people.boxes[i], dtype=np.float64).reshape(4)
-    w, h = float(cues.width), float(cues.height)
-    b = np.clip(b, 0, [w, h, w, h]) * np.array([sx, sy, sx, sy])
-    if b[2] <= b[0] or b[3] <= b[1]:
-        return torch.full((1, 4), -1.0)
-    return torch.as_tensor(b, dtype=torch.float32).reshape(1, 4)
+    ``cues.people``; ``(-1, -1, -1, -1)`` when there is none (the model's "no human" path). The torch-free rule is
+    :func:`opencrop.models.inputs.person_box` (the ONNX runtime's too)."""
+    w, h = (cues.width, cues.height) if cues is not None else (0, 0)
+    return torch.from_numpy(person_box(cues, w, h, sx, sy))
 
 
 def hcic_loss(
@@ -170,6 +158,7 @@ class HCIC(LearnedCropModel):
 
     name = "hcic"
     needs = frozenset({"people", "human_box"})
+    export_inputs = ("human_box",)
 
     def __init__(
         self,
@@ -212,7 +201,7 @@ class HCIC(LearnedCropModel):
     # ------------------------------------------------------------------ network
     def forward_features(self, images: Tensor) -> dict[str, Any]:
         """``images`` ``[B, 3, H, W]`` → ``{"feat": [B, reddim, H/16, W/16], "size": (H, W)}`` (sum fusion)."""
-        return {"feat": self.fusion(*self.backbone(images)), "size": (int(images.shape[-2]), int(images.shape[-1]))}
+        return {"feat": self.fusion(*self.backbone(images)), "size": (images.shape[-2], images.shape[-1])}
 
     def forward_all(
         self, features: dict[str, Any], rois: Tensor, human_box: Tensor | None = None
@@ -247,6 +236,10 @@ class HCIC(LearnedCropModel):
 
     def extra_from_cues(self, cues: Cues | None, width: int, height: int, sx: float, sy: float) -> dict[str, Tensor]:
         return {"human_box": best_person_box(cues, sx, sy)}
+
+    def export_example(self, width: int, height: int) -> dict[str, Tensor]:
+        """A human box in the middle of the input, so the export traces the partition-aware path."""
+        return {"human_box": torch.tensor([[0.3 * width, 0.2 * height, 0.6 * width, 0.9 * height]])}
 
     def compute_loss(self, batch: dict[str, Any]) -> dict[str, Tensor]:
         feats = self.forward_features(batch["image"])

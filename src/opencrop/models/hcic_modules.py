@@ -57,7 +57,7 @@ def partition_masks(human_boxes: Tensor, height: int, width: int, stride: int = 
     Returns:
         ``[B, 9, h, w]`` float32 masks, ``h = height // stride``, ``w = width // stride``.
     """
-    h, w = int(height / stride), int(width / stride)
+    h, w = height // stride, width // stride  # (no int(): an exported graph keeps the sizes symbolic)
     b = human_boxes.to(torch.float32)
     x1 = torch.trunc(b[:, 0] * (w / width))
     y1 = torch.trunc(b[:, 1] * (h / height))
@@ -89,7 +89,7 @@ def crop_masks(boxes: Tensor, height: int, width: int, size: int = 64) -> Tensor
         ``[K, size, size]`` float32.
     """
     b = boxes.to(torch.float32)
-    sx, sy = size / float(width), size / float(height)
+    sx, sy = size / width, size / height
     x1, x2 = torch.trunc(b[:, 0] * sx), torch.trunc(b[:, 2] * sx)
     y1, y2 = torch.trunc(b[:, 1] * sy), torch.trunc(b[:, 3] * sy)
     r = torch.arange(size, device=b.device, dtype=torch.float32)
@@ -154,7 +154,7 @@ class PartitionAwareModule(nn.Module):
         """
         b, c, h, w = x.shape
         gate = masks[:, 4].flatten(1).amax(dim=1) > 0  # [B]: this image has a human
-        if not bool(gate.any()):
+        if not torch.compiler.is_exporting() and not bool(gate.any()):  # a shortcut; an exported graph gates below
             return x, x.new_zeros(b, 9 if self.partition in (0, 9) else self.groups, h, w)
         inp = x
         if self.concat_with_human:
@@ -279,7 +279,7 @@ class ContentPreserveModule(nn.Module):
         """
         masks = crop_masks(rois[:, 1:], height, width, heat.shape[-1])
         stacked = torch.stack([heat[rois[:, 0].long(), 0], masks.to(heat.dtype)], dim=1)  # [K, 2, 64, 64]
-        if torch.is_grad_enabled() or stacked.shape[0] <= chunk:
+        if torch.is_grad_enabled() or torch.compiler.is_exporting() or stacked.shape[0] <= chunk:
             return self.content_feature(stacked)
         return torch.cat([self.content_feature(part) for part in stacked.split(chunk)], dim=0)
 

@@ -99,6 +99,12 @@ class LearnedCropModel(nn.Module, CandidateScorer):
     needs: frozenset[str] = frozenset()
     #: long side of the frame the model is given in training, evaluation and cropping (one rule for all three)
     analysis_size: int = 512
+    #: keyword inputs of ``forward_scores`` that an exported ONNX graph takes after ``image, rois``, in order; each
+    #: needs a torch-free provider in :data:`opencrop.models.inputs.EXTRA_INPUTS` (:mod:`opencrop.models.export`)
+    export_inputs: tuple[str, ...] = ()
+    #: symbolic axes of those inputs, ``{input: {axis: dim name}}`` (e.g. a variable number of object boxes:
+    #: ``{"object_boxes": {1: "objects"}}``); unnamed axes are fixed at the example's size
+    export_dims: dict[str, dict[int, str]] = {}  # noqa: RUF012  (read-only class default)
 
     def __init__(self, preprocess: Preprocess, config: dict[str, Any] | None = None) -> None:
         super().__init__()
@@ -135,6 +141,11 @@ class LearnedCropModel(nn.Module, CandidateScorer):
 
         ``cues`` refer to the ``width × height`` analysis image; ``(sx, sy)`` map them to input pixels.
         """
+        return {}
+
+    def export_example(self, width: int, height: int) -> dict[str, Tensor]:
+        """Example tensors of :attr:`export_inputs` for a ``width × height`` network input (the ONNX export traces
+        with them; choose values that take the model's main path, e.g. a real human box)."""
         return {}
 
     def predict_batch(self, batch: dict[str, Any]) -> Tensor:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import importlib
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -75,7 +76,8 @@ def create_model(name: str, pretrained: bool | None = None, **cfg: Any) -> Any:
         pretrained: load trained weights from the tag's file (default for a tag; for an architecture, ``True``
             loads its first tag). ``pretrained=False`` with a tag builds the tag's architecture untrained.
         **cfg: the factory's keyword config; ``weights=PATH`` loads an opencrop model file (not together with
-            ``pretrained=True``).
+            ``pretrained=True``); a ``.onnx`` PATH (``opencrop export``) gives an onnxruntime scorer instead
+            (:class:`opencrop.models.onnx_runtime.OnnxScorer`, no torch), which must be an export of ``name``.
 
     Raises:
         KeyError: unknown name; the message lists the valid names and near matches.
@@ -117,6 +119,11 @@ def create_model(name: str, pretrained: bool | None = None, **cfg: Any) -> Any:
             raise ValueError(f"{tag.name!r} loads the tag's weights: pass either the tag or weights=, not both")
         else:
             cfg = {**cfg, "weights": tag.name}
+    weights = cfg.get("weights")
+    if isinstance(weights, str | os.PathLike) and str(weights).lower().endswith(".onnx"):  # an `opencrop export`
+        from opencrop.models.onnx_runtime import load_onnx  # onnxruntime, no torch
+
+        return load_onnx(weights, name, **{k: v for k, v in cfg.items() if k != "weights" and v is not None})
     if name not in _REGISTRY:
         try:
             importlib.import_module(_LAZY[name])

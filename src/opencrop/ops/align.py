@@ -80,7 +80,9 @@ def _split_rois(rois: Tensor, features: Tensor, spatial_scale: float) -> tuple[T
     """Batch indices [K] (long) and scaled x1, y1, x2, y2 [K] in the coordinate dtype (no grad)."""
     r = rois.detach().to(device=features.device, dtype=_coord_dtype(features))
     bidx = r[:, 0].long()
-    if bidx.numel() and (int(bidx.min()) < 0 or int(bidx.max()) >= features.shape[0]):
+    # a data-dependent check, left out of an exported graph (opencrop.models.export: batch index 0 by construction)
+    exporting = torch.compiler.is_exporting()
+    if not exporting and bidx.numel() and (int(bidx.min()) < 0 or int(bidx.max()) >= features.shape[0]):
         raise ValueError(f"rois batch indices must lie in [0, {features.shape[0] - 1}], got "
                          f"[{int(bidx.min())}, {int(bidx.max())}]")
     s = torch.tensor(spatial_scale, dtype=r.dtype, device=r.device)
@@ -188,9 +190,10 @@ def rod_align(features: Tensor, rois: Tensor, output_size: int | tuple[int, int]
     H, W = features.shape[2:]
     bidx, x1, y1, x2, y2 = _split_rois(rois, features, spatial_scale)
     K, cdt, dev = bidx.shape[0], x1.dtype, features.device
-    # (float)(H - 1.001) / (P - 1.) stored as float, as in the kernel
-    bin_h = torch.tensor(float(torch.tensor(H - 1.001, dtype=cdt)) / (ph - 1.0), dtype=cdt, device=dev)
-    bin_w = torch.tensor(float(torch.tensor(W - 1.001, dtype=cdt)) / (pw - 1.0), dtype=cdt, device=dev)
+    # (float)(H - 1.001) / (P - 1.) stored as float, as in the kernel (tensor ops only, so an exported graph keeps
+    # H and W symbolic: opencrop.export)
+    bin_h = (torch.full((), H - 1.001, dtype=cdt, device=dev).double() / (ph - 1.0)).to(cdt)
+    bin_w = (torch.full((), W - 1.001, dtype=cdt, device=dev).double() / (pw - 1.0)).to(cdt)
     hs = (torch.arange(ph, device=dev, dtype=cdt) * bin_h).expand(K, ph)
     ws = (torch.arange(pw, device=dev, dtype=cdt) * bin_w).expand(K, pw)
     out = _gather_bilinear(features, bidx, _axis_weights(hs, H), _axis_weights(ws, W))

@@ -1,0 +1,182 @@
+"""ONNX export of every registered learned model (opencrop.models.export) and the torch-free onnxruntime path
+(opencrop.models.onnx_runtime): numpy preprocessing = torch's, parity of the exported graph with torch on the bundled
+photo (max |Δscore| ≤ 1e-4), crops through ``Cropper``, a run without torch, and the CLI's errors.
+
+The export is the slow part (≈ 30–50 s per model on 2 shared cores): each model is exported once per session; the
+GAIC parity runs in the default test run, HCIC and GAFIC are marked slow for that reason (run with ``-m slow``)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from opencrop.api import Cropper
+from opencrop.cues.types import Cues, Detections
+from opencrop.errors import UntrainedModelError
+from opencrop.io import load_frame
+from opencrop.models import create_model
+from opencrop.models.learned import LearnedCropModel
+from opencrop.models.onnx_runtime import OnnxScorer, preprocess_array
+from opencrop.models.preprocess import Preprocess
+
+pytest.importorskip("onnxscript", reason="the exporter needs onnxscript (pip install 'opencrop[export]')")
+pytest.importorskip("onnxruntime")
+
+REPO = Path(__file__).resolve().parents[2]
+PHOTO = REPO / "examples" / "astronaut.jpg"
+#: every registered learned model; HCIC and GAFIC with the MobileNetV2 backbone (their VGG16 default is slow to build
+#: on CPU; the graph's ops are the same)
+CONFIGS = {"gaic": {}, "hcic": {"backbone": "mobilenet_v2"}, "gafic": {"backbone": "mobilenet_v2"}}
+MODELS = [pytest.param("gaic"), pytest.param("hcic", marks=pytest.mark.slow),
+          pytest.param("gafic", marks=pytest.mark.slow)]
+
+
+def test_every_registered_learned_model_is_covered() -> None:
+    from opencrop.models.registry import _LAZY
+
+    assert set(_LAZY) <= set(CONFIGS), f"add the new learned model(s) {set(_LAZY) - set(CONFIGS)} to CONFIGS"
+
+
+def _model(name: str) -> LearnedCropModel:
+    torch.manual_seed(0)
+    model = create_model(name, **CONFIGS[name]).eval()
+    with torch.no_grad():  # random weights give scores of ~1e-4: scale the last layer so they spread over ~1
+        last = [m for m in model.modules() if isinstance(m, nn.Linear | nn.Conv2d)][-1]
+        image = load_frame(PHOTO, model.analysis_size).pixels
+        prep = model.prepare(image)
+        s = model.score(prep, model.candidates(prep, 1.0))
+        k = 1.0 / max(float(np.std(s)), 1e-12)
+        last.weight.mul_(k)
+        if last.bias is not None:
+            last.bias.mul_(k)
+    return model
+
+
+_EXPORTS: dict[str, tuple[LearnedCropModel, Path]] = {}
+
+
+@pytest.fixture(scope="session")
+def exported(tmp_path_factory):
+    from opencrop.models.export import export_onnx
+
+    def get(name: str) -> tuple[LearnedCropModel, Path]:
+        if name not in _EXPORTS:
+            model = _model(name)
+            path = export_onnx(model, tmp_path_factory.mktemp("onnx") / f"{name}.onnx")
+            _EXPORTS[name] = (model, path)
+        return _EXPORTS[name]
+
+    return get
+
+
+@pytest.mark.parametrize("pre", [Preprocess.gaic(), Preprocess.hcic(), Preprocess.hcic(fixed=True)],
+                         ids=["gaic", "hcic-antialias", "hcic-fixed"])
+@pytest.mark.parametrize("hw", [(512, 341), (300, 200), (256, 256), (120, 333), (40, 64)])
+def test_numpy_preprocess_matches_torch(pre: Preprocess, hw: tuple[int, int]) -> None:
+    image = np.random.default_rng(hw[0]).integers(0, 256, (*hw, 3), dtype=np.uint8)
+    ref, sref = pre(image)
+    got, sgot = preprocess_array(pre, image)
+    assert got.shape == (1, *ref.shape) and got.dtype == np.float32 and sgot == sref
+    assert np.abs(got[0] - ref.numpy()).max() <= 1e-4  # normalised units (≈ 0.02 of one grey level)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_onnx_scores_match_torch(name: str, exported) -> None:
+    from opencrop.models.export import verify_export
+
+    model, path = exported(name)
+    frame = load_frame(PHOTO, model.analysis_size)
+    h, w = frame.pixels.shape[:2]
+    boxes = np.concatenate([model.candidates((w, h), r) for r in (1.0, 16 / 9, 9 / 16, None)])
+    cases = [None]
+    if "human_box" in model.export_inputs:  # the partition-aware path (a person) and the "no human" path
+        people = Detections(np.array([[150.0, 40.0, 330.0, 500.0]], np.float32), np.array([0.9], np.float32))
+        cases = [Cues(w, h, people=people), Cues(w, h)]
+    for cues in cases:
+        ref = model.score(model.prepare(frame, cues), boxes)
+        assert np.std(ref) > 0.1  # a real spread of scores: the parity below means something
+        assert verify_export(model, path, frame.pixels, boxes, cues) <= 1e-4
+    meta = OnnxScorer(path)
+    assert (meta.name, meta.needs, meta.preprocess, meta.weights_source) == (name, model.needs, model.preprocess,
+                                                                             None)
+
+
+def test_cropper_runs_the_onnx_file_like_torch(exported) -> None:
+    model, path = exported("gaic")
+    with pytest.raises(UntrainedModelError):  # exported with random weights: the metadata says so
+        Cropper("gaic", weights=str(path), cues=False)
+    onnx = Cropper("gaic", weights=str(path), cues=False, random_weights=True)
+    assert isinstance(onnx.model, OnnxScorer)
+    ref = Cropper(model, cues=False, random_weights=True)
+    for ratio in ("16:9", "1:1", "4:5"):
+        (a,), (b,) = ref.crop(PHOTO, [ratio]), onnx.crop(PHOTO, [ratio])
+        assert a.box == b.box and abs(a.score - b.score) <= 1e-4
+
+
+def test_crop_without_torch(exported, tmp_path: Path) -> None:
+    """A process where `import torch` fails crops with the .onnx file (the CLI picks onnxruntime)."""
+    _, path = exported("gaic")
+    code = ("import sys; sys.modules['torch'] = None\n"
+            "from opencrop.cli import main\n"
+            f"rc = main(['crop', {str(PHOTO)!r}, '-m', 'gaic', '--weights', {str(path)!r}, '--random-weights', "
+            f"'--no-cues', '-r', '16:9', '--json'])\n"
+            "assert 'torch' not in sys.modules or sys.modules['torch'] is None\n"
+            "sys.exit(rc)")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       env={"PYTHONPATH": str(REPO / "src"), "PATH": "/usr/bin:/bin"})
+    assert p.returncode == 0, p.stderr
+    rec = json.loads(p.stdout.strip().splitlines()[-1])
+    (c,) = rec["crops"]
+    assert c["ratio"] == "16:9" and any("random weights" in n for n in rec["notes"])
+
+
+def test_metadata_of_a_trained_model() -> None:
+    from opencrop.models.export import metadata
+
+    model = create_model("gaic")
+    assert metadata(model)["opencrop.trained"] == "false"
+    model.weights_source = "/models/gaic.pt"
+    meta = metadata(model)
+    assert meta["opencrop.trained"] == "true" and meta["opencrop.weights"] == "/models/gaic.pt"
+    assert json.loads(meta["opencrop.inputs"]) == ["image", "rois"]
+    assert json.loads(metadata(create_model("hcic", backbone="mobilenet_v2"))["opencrop.inputs"]) == [
+        "image", "rois", "human_box"]
+
+
+@pytest.mark.parametrize("argv, msg", [
+    (["export", "gaic", "--out", "m.onnx"], "no trained weights"),  # untrained without --random-weights
+    (["export", "composition", "--random-weights", "--out", "m.onnx"], "only learned models"),
+    (["export", "gaic", "--random-weights", "--out", "m.pt"], "must end in .onnx"),
+    (["export", "gaic", "--random-weights", "--config", "[1]", "--out", "m.onnx"], "JSON object"),
+])
+def test_export_cli_errors(argv: list[str], msg: str, tmp_path: Path, capsys, monkeypatch) -> None:
+    from opencrop.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    assert msg in capsys.readouterr().err
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_runtime_option_errors(tmp_path: Path, capsys) -> None:
+    from opencrop.cli import main
+
+    assert main(["crop", str(PHOTO), "-m", "gaic", "--runtime", "onnxruntime", "--random-weights"]) == 2
+    assert "FILE.onnx" in capsys.readouterr().err
+    assert main(["crop", str(PHOTO), "-m", "gaic", "--runtime", "torch", "--weights", "x.onnx"]) == 2
+    assert "--runtime torch cannot run" in capsys.readouterr().err
+
+
+def test_onnx_file_of_another_model_is_refused(exported) -> None:
+    from opencrop.errors import ModelFileError
+
+    _, path = exported("gaic")
+    with pytest.raises(ModelFileError, match="not 'hcic'"):
+        create_model("hcic", weights=str(path))
