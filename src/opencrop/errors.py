@@ -12,6 +12,7 @@ __all__ = [
     "OpenCropError",
     "UnsupportedImageError",
     "UntrainedModelError",
+    "UpscaleError",
 ]
 
 
@@ -62,3 +63,7 @@ class UntrainedModelError(OpenCropError):
             f"model {model!r} has no trained weights: its crops would be random. Give --weights FILE (an opencrop "
             f"model file or training checkpoint), or --random-weights to run it untrained on purpose"
         )
+
+
+class UpscaleError(_FileError):
+    """The requested output size is larger than the crop box: it would be upscaled, which was not asked for."""
