@@ -24,11 +24,13 @@ The contract (:mod:`opencrop.models.base`), boxes in xyxy pixels of the analysis
   from every query scores low even if a valid query exists elsewhere. Trainer validation and ``Cropper.score``
   use the same mapping (:meth:`SetCrop.forward_scores`).
 * ``propose(prepared, Request(ratio=r))`` → every query box adjusted to the exact ratio by :func:`ratio_adjust`
-  (same area, same centre, then shifted into the image, shrunk only when larger than the image), scored by the
-  mapping above (so ≈ validity × the overlap the adjustment keeps) and ranked. A query *fits* when its validity
-  is ≥ ``valid_threshold`` and its adjusted box keeps IoU ≥ ``fit_iou`` with it (and the rules allow it); when
-  none fits, the boxes are still returned and a note is added to the image's ``cues.notes`` (reported by
-  ``opencrop crop`` in its JSON ``notes``).
+  (same area, same centre, then shifted into the image, shrunk only when larger than the image), scored
+  ``σ(q) · IoU(adjusted q, q)`` (validity × the overlap the adjustment keeps). A query *fits* when its validity is
+  ≥ ``valid_threshold`` and its adjusted box keeps IoU ≥ ``fit_iou`` with it (and the rules allow it); boxes that
+  do not fit score 1 less, so the best box is the best fitting one whenever one exists. When none fits, the boxes
+  are still returned and a note is added to the image's ``cues.notes`` (``opencrop crop`` prints it in its JSON
+  ``notes``). The pipeline (:class:`opencrop.api.Cropper`) then applies the rules and its local refinement
+  (±half a step around the box, scored through the best-matching query) and snaps to whole pixels.
 
 Differences from the released code (hhb072/RethinkingImageCropping-Paddle, a Conditional-DETR fork in PyTorch):
 no padding masks (a batch shares one image size; the recipes use batch 1, the original 1 per GPU); the
@@ -340,9 +342,11 @@ class SetCrop(LearnedCropModel):
         )
 
     def reset_heads(self) -> None:
-        """Validity bias −log((1 − 0.01) / 0.01) (prior 0.01), zero last box layer, N(0, 1) queries (DETR)."""
+        """Validity bias −log((1 − 0.01) / 0.01) (prior 0.01), N(0, 1) queries, last box layer bias 0 and weights
+        N(0, 10⁻³) (DETR sets them to exactly 0, which leaves the earlier box layers without a gradient until the
+        first step; the initial boxes are the same to 10⁻³)."""
         nn.init.constant_(self.class_embed.bias, -math.log((1 - 0.01) / 0.01))
-        nn.init.zeros_(self.bbox_embed.layers[-1].weight)
+        nn.init.normal_(self.bbox_embed.layers[-1].weight, std=1e-3)
         nn.init.zeros_(self.bbox_embed.layers[-1].bias)
 
     # ------------------------------------------------------------------ network
@@ -465,9 +469,11 @@ class SetCrop(LearnedCropModel):
         return clip_boxes(b, prepared.width, prepared.height), val[0].detach().double().cpu().numpy()
 
     def propose(self, prepared: PreparedImage, request: Request) -> tuple[np.ndarray, np.ndarray]:
-        """Boxes for one request (module docstring): given boxes scored through their best-matching query; the
-        query boxes by validity (``ratio=None``); or the query boxes adjusted to ``ratio`` (:func:`ratio_adjust`).
-        Ruled-out boxes (``request.allow``) score ``-inf``."""
+        """Boxes for one request (module docstring), best first: given boxes (in their order) scored through their
+        best-matching query; the query boxes by validity (``ratio=None``); or every query box adjusted to ``ratio``
+        (:func:`ratio_adjust`) scored ``σ · IoU(adjusted, query)``, minus 1 for the boxes that do not *fit*, so the
+        best fitting box comes first. ``request.allow`` is called on the boxes in the order they are returned; the
+        boxes it rules out score ``-inf``."""
         if request.boxes is not None:
             return super().propose(prepared, request)
         qb, val = self.query_boxes(prepared)
@@ -478,9 +484,12 @@ class SetCrop(LearnedCropModel):
                 scores[~np.asarray(request.allow(boxes), bool)] = -np.inf
             return boxes, scores
         adj = ratio_adjust(qb, float(request.ratio), prepared.width, prepared.height)
-        scores = np.asarray(self.score(prepared, adj), np.float64)
-        kept = np.diagonal(box_iou(adj, qb)) if len(qb) else np.zeros(0)
+        kept = np.diagonal(box_iou(adj, qb)).copy() if len(qb) else np.zeros(0)
         fits = (val >= self.valid_threshold) & (kept >= self.fit_iou)
+        # validity × the overlap the adjustment keeps; boxes that do not fit are offset by −1 (below every fit)
+        scores = val * kept - (~fits).astype(np.float64)
+        order = np.argsort(-scores, kind="stable")
+        adj, scores, fits, val, kept = adj[order], scores[order], fits[order], val[order], kept[order]
         if request.allow is not None:
             ok = np.asarray(request.allow(adj), bool)
             scores[~ok] = -np.inf
@@ -492,26 +501,9 @@ class SetCrop(LearnedCropModel):
                     f"IoU kept {kept[j]:.2f}; the crop is the best adjusted box anyway")
             if note not in prepared.notes:
                 prepared.notes.append(note)
-        order = np.argsort(-scores, kind="stable")
-        return adj[order], scores[order]
+        return adj, scores
 
     # ------------------------------------------------------------------ weights
-    def checkpoint(self, source: str = "opencrop") -> dict[str, Any]:
-        """Model file without the EMA teacher (a training-only state; ``last.pt`` of a run keeps it)."""
-        ck = super().checkpoint(source)
-        ck["model"] = {k: v for k, v in ck["model"].items() if not k.startswith("teacher.")}
-        return ck
-
-    def load_state(self, state: dict[str, Tensor], source: str | os.PathLike[str] | None = None,
-                   strict: bool = True) -> None:
-        """As :meth:`LearnedCropModel.load_state`; a file without teacher tensors leaves the teacher inactive, and
-        teacher tensors are ignored by a model without one."""
-        own = self.state_dict()
-        state = {k: v for k, v in state.items() if not k.startswith("teacher.") or k in own}
-        if self.teacher is not None and not any(k.startswith("teacher.") for k in state):
-            state = {**state, **{k: torch.zeros_like(v) for k, v in own.items() if k.startswith("teacher.")}}
-        super().load_state(state, source, strict)
-
     def load_conditional_detr(self, path: str | os.PathLike[str]) -> None:
         """Initialise from a COCO Conditional-DETR checkpoint (``{"model": state}``, e.g.
         ``ConditionalDETR_r50dc5_epoch50.pth``); the validity head and the queries stay freshly initialised."""

@@ -20,7 +20,8 @@ one size (no padding masks).
   memory content and its positional encoding (the first layer adds the positions to the content parts as DETR);
   values are the memory content. Attention projections are plain linears outside the attention (no in-projection).
 * :class:`ConditionalDecoder` — reference points ``sigmoid(ref_point_head(query_pos))`` (one per query, fixed over
-  the layers), the final LayerNorm applied to every layer's output (auxiliary outputs).
+  the layers), the final LayerNorm applied to every layer's output (auxiliary outputs). The content starts at 0,
+  so the first layer's self-attention content projections act through their bias only; their weights are frozen.
 """
 
 from __future__ import annotations
@@ -217,6 +218,11 @@ class ConditionalDecoder(nn.Module):
         self.norm = nn.LayerNorm(d_model)
         self.query_scale = MLP(d_model, d_model, d_model, 2)
         self.ref_point_head = MLP(d_model, d_model, 2, 2)
+        # the first layer's content is 0, so its self-attention content projections only ever add their bias:
+        # their weights get no gradient and are frozen (kept for checkpoint compatibility)
+        first = self.layers[0]
+        for proj in (first.sa_qcontent_proj, first.sa_kcontent_proj, first.sa_v_proj):
+            proj.weight.requires_grad_(False)
 
     def forward(self, memory: Tensor, pos: Tensor, query_pos: Tensor) -> tuple[Tensor, Tensor]:
         reference = self.ref_point_head(query_pos).sigmoid()
