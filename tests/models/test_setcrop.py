@@ -253,3 +253,45 @@ def test_training_resumes_exactly_with_the_ema_teacher(tmp_path, monkeypatch):
         assert torch.equal(a["model"][k], b["model"][k]), k
     assert resumed.history[-1]["train_loss"] == straight.history[-1]["train_loss"]
     assert straight.history[0]["train_loss"] != straight.history[-1]["train_loss"]
+
+
+# ---------------------------------------------------------------------------------------------- evaluation
+def test_evaluation_uses_the_proposals_for_set_metrics_and_the_top_query_on_gt_data(tmp_path):
+    from opencrop.data.registry import load_dataset
+    from opencrop.data.synth import synthesize
+    from opencrop.eval.metrics import set_prediction_metrics
+    from opencrop.eval.runner import evaluate, read_frame
+
+    m = _small(input_size=96, max_input_size=192).eval()
+    recs = load_dataset(f"gaicd:{synthesize('gaicd', tmp_path / 'g', n=8, seed=0, size=(160, 120))}", split="test")
+    assert len(recs) == 2
+    # stand-in query boxes (analysis pixels) per image: image 0 has its best crop as its most valid query, image 1
+    # has it as its least valid one (rank 8 of 8), so hit@5 is 50 %
+    frames = [read_frame(r, m.analysis_size) for r in recs]
+    fake = []
+    for i, (r, f) in enumerate(zip(recs, frames, strict=True)):
+        crops = f.to_analysis(f.from_stored(r.crops))
+        best = crops[int(np.argmax(r.scores))]
+        others = crops[np.argsort(box_iou(crops, best[None])[:, 0], kind="stable")[:7]]  # far from the best crop
+        assert box_iou(others, best[None]).max() < 0.85
+        boxes = np.concatenate([best[None], others]) if i == 0 else np.concatenate([others, best[None]])
+        fake.append((boxes, np.linspace(0.9, 0.2, 8)))
+    calls = iter(fake)
+    m.query_boxes = lambda prepared: next(calls)
+    res = evaluate(m, recs)
+    assert res.protocol == "scored" and {"srcc", "hit5@0.85", "ap90@0.90"} <= set(res.metrics)
+    want = set_prediction_metrics([f.to_original(b) for f, (b, _) in zip(frames, fake, strict=True)],
+                                  [v for _, v in fake], [f.from_stored(r.crops) for f, r in zip(frames, recs,
+                                                                                               strict=True)],
+                                  [r.scores for r in recs])
+    assert res.metrics["hit5@0.85"] == pytest.approx(50.0) and res.metrics["hit10@0.85"] == pytest.approx(100.0)
+    for k in ("hit5@0.90", "ap5@0.85", "ap10@0.85", "ap90@0.90"):
+        assert res.metrics[k] == pytest.approx(want[k]), k
+    assert res.metrics["ap10@0.85"] > 0
+    del m.query_boxes
+    flms = load_dataset(f"flms:{synthesize('flms', tmp_path / 'f', n=2, seed=1, size=(160, 120))}")
+    gt = evaluate(m, flms)
+    assert gt.protocol == "gt-free" and {"iou", "bde"} <= set(gt.metrics)
+    frame = read_frame(flms[0], m.analysis_size)
+    qb, val = m.query_boxes(m.prepare(frame))
+    np.testing.assert_allclose(gt.per_image[0]["pred"], frame.to_original(qb[int(np.argmax(val))])[0])

@@ -228,6 +228,8 @@ class SetCrop(LearnedCropModel):
 
     name = "setcrop"
     needs: frozenset[str] = frozenset()
+    #: a set predictor: evaluation uses its own proposals (:func:`opencrop.eval.runner.evaluate`)
+    proposes_boxes = True
 
     def __init__(
         self,
