@@ -54,8 +54,9 @@ NEEDS_HEATMAPS = ("hcic", "gafic")
 #: per-model recipe sections replacing the defaults of :func:`run_model` (SetCrop: configs/setcrop_gaicd.yaml's rules)
 RECIPE_KWARGS: dict[str, dict[str, dict[str, Any]]] = {
     "setcrop": {
-        "data": {"val_split": "none", "crops_per_image": None, "flip": 0.0},
+        "data": {"crops_per_image": None, "flip": 0.0},
         "optim": {"name": "adamw", "weight_decay": 1e-4, "grad_clip": 0.1},
+        "train": {"select_metric": "hit5@0.85"},
     },
 }
 #: models that propose their own boxes (scored with the set-prediction metrics on their proposals)
@@ -117,20 +118,13 @@ def score_with_protocol(model: Any, records: list) -> dict[str, float]:
 
 
 def set_metrics_with_protocol(model: Any, records: list) -> dict[str, float]:
-    """Rethinking's metrics (hit@k and AP at IoU 0.85 / 0.90, good crops MOS ≥ 4): a set predictor's proposals
-    (``propose(Request())``, ranked by validity) or a candidate scorer's annotated crops ranked by its scores."""
-    from opencrop.eval.metrics import set_prediction_metrics
-    from opencrop.models.base import Request
-    from opencrop.train.datasets import read_image
+    """Rethinking's metrics (hit@k and AP at IoU 0.85 / 0.90, good crops MOS ≥ 4) through the one evaluation path
+    (:func:`opencrop.eval.runner.evaluate`): a set predictor's own proposals ranked by validity, a candidate
+    scorer's annotated crops ranked by its scores."""
+    from opencrop.eval.runner import evaluate
 
-    boxes, scores = [], []
-    for r in records:
-        prep = model.prepare(read_image(r.image_path))
-        b, s = model.propose(prep, Request(top_k=90) if model.name in SET_PREDICTORS else Request(boxes=r.crops))
-        boxes.append(np.asarray(b, np.float64))
-        scores.append(np.asarray(s, np.float64))
-    out = set_prediction_metrics(boxes, scores, [r.crops for r in records], [r.scores for r in records])
-    return {k: float(v) for k, v in out.items()}
+    metrics = evaluate(model, records, set_metrics=True).metrics
+    return {k: float(v) for k, v in metrics.items() if "@" in k}
 
 
 def run_model(name: str, data: Path, out: Path, budget: float, epochs: int, seed: int,
@@ -158,9 +152,9 @@ def run_model(name: str, data: Path, out: Path, budget: float, epochs: int, seed
         import shutil
 
         shutil.rmtree(run_dir)
-    t0 = time.monotonic()
+    t0, c0 = time.monotonic(), time.process_time()
     res = train(recipe, run_dir, device="cpu", progress=True)
-    train_s = time.monotonic() - t0
+    train_s, train_cpu_s = time.monotonic() - t0, time.process_time() - c0
     # the architecture kwargs again (not every builder reads them back from the file), no ImageNet reload
     kw = {k: (False if k == "pretrained_backbone" else v) for k, v in MODEL_KWARGS.get(name, {}).items()}
     model = create_model(name, weights=res.best_path, **kw)
@@ -168,8 +162,10 @@ def run_model(name: str, data: Path, out: Path, budget: float, epochs: int, seed
     t1 = time.monotonic()
     metrics = score_with_protocol(model, test)
     eval_ms = round(1000 * (time.monotonic() - t1) / max(1, len(test)), 1)
-    return {"model": name, "train_s": round(train_s, 1), "epochs": res.epochs_run, "best_epoch": res.best_epoch,
-            "val_srcc": res.best_value, "test": metrics, "n_test": len(test), "eval_ms_per_image": eval_ms,
+    return {"model": name, "train_s": round(train_s, 1), "train_cpu_s": round(train_cpu_s, 1),
+            "epochs": res.epochs_run, "best_epoch": res.best_epoch,
+            "val_srcc": res.best_value if res.metric == "srcc" else None, "val_select": [res.metric, res.best_value],
+            "test": metrics, "n_test": len(test), "eval_ms_per_image": eval_ms,
             "set": set_metrics_with_protocol(model, test), "lr": recipe.optim.lr, "optim": recipe.optim.name}
 
 
@@ -259,7 +255,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--md", type=Path, default=None, help="append the results table to this Markdown file")
     ap.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
     ap.add_argument("--lr", type=float, default=3e-4)
+    ap.add_argument("--kwargs", type=json.loads, default={}, metavar="JSON",
+                    help='model keyword overrides for every model trained, e.g. \'{"backbone_lr": 0}\'')
     args = ap.parse_args(argv)
+    for kw in MODEL_KWARGS.values():
+        kw.update(args.kwargs)
     import torch
 
     torch.set_num_threads(args.threads)
