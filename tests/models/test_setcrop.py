@@ -295,3 +295,28 @@ def test_evaluation_uses_the_proposals_for_set_metrics_and_the_top_query_on_gt_d
     frame = read_frame(flms[0], m.analysis_size)
     qb, val = m.query_boxes(m.prepare(frame))
     np.testing.assert_allclose(gt.per_image[0]["pred"], frame.to_original(qb[int(np.argmax(val))])[0])
+
+
+# ---------------------------------------------------------------------------------------------- recipes
+@pytest.mark.parametrize("name,queries,soft,ema,good,nms,milestones,epochs", [
+    ("setcrop_gaicd", 90, 0.5, None, 4.0, 0.0, [40, 50], 70),
+    ("setcrop_cpc", 24, 0.0, 45, 2.0, 0.8, [40], 50),
+])
+def test_recipes_follow_the_specification(name, queries, soft, ema, good, nms, milestones, epochs):
+    from pathlib import Path
+
+    from opencrop.train.recipe import load_recipe
+
+    r = load_recipe(Path(__file__).resolve().parents[2] / "configs" / f"{name}.yaml")
+    kw = r.model.kwargs
+    assert r.model.name == "setcrop" and kw["backbone"] == "resnet50" and kw["num_queries"] == queries
+    assert (kw["soft_bound"], kw.get("ema_start_epoch"), kw["good_thresh"], kw["good_nms"]) == (soft, ema, good, nms)
+    assert (kw["hidden_dim"], kw["enc_layers"], kw["dec_layers"], kw["input_size"], kw["max_input_size"]) == (
+        256, 6, 6, 600, 1333)
+    assert (r.optim.name, r.optim.lr, r.optim.weight_decay, r.optim.grad_clip, kw["backbone_lr"]) == (
+        "adamw", 1e-4, 1e-4, 0.1, 1e-5)
+    assert (r.schedule.milestones, r.train.epochs, r.train.batch_size, r.data.flip) == (milestones, epochs, 1, 0.0)
+    assert r.data.crops_per_image is None  # every annotated crop: the good crops and the smoothing need them all
+    small = {**kw, **{k: v for k, v in SMALL.items() if k != "num_queries"}, "pretrained_backbone": False}
+    m = create_model("setcrop", **small)
+    assert m.config["num_queries"] == queries and (m.teacher is not None) == (ema is not None)
