@@ -19,9 +19,9 @@ from PIL import Image
 
 from opencrop.candidates import parse_ratio
 from opencrop.cues.types import Cues
-from opencrop.errors import UntrainedModelError, UpscaleError
+from opencrop.errors import CueUnavailableError, UntrainedModelError, UpscaleError
 from opencrop.io import DEFAULT_ANALYSIS_SIZE, Frame, ImageInput, crop_image, load_frame
-from opencrop.limits import Limits
+from opencrop.limits import Limits, env_flag
 from opencrop.models.base import CUE_NAMES, CandidateScorer, Request
 from opencrop.models.registry import create_model
 from opencrop.rules import Rules, distinct_top, exact_box, neighbourhood
@@ -87,10 +87,16 @@ class CropResult:
         return list(self.analysis.cues.notes)
 
     def to_dict(self) -> dict[str, Any]:
-        """``{"image", "width", "height", "crops": [{"ratio", "box", "score"}], "notes"?}`` (original pixels)."""
+        """``{"schema", "image", "width", "height", "crops": [{"ratio", "box", "score"}], "degraded"?, "notes"?}``
+        (original pixels; ``degraded``: the cues that could not run, present only when the cropper was asked to
+        degrade). Every key: :data:`opencrop.schema.SCHEMA`."""
+        from opencrop.schema import SCHEMA_ID
+
         f = self.analysis.frame
-        rec: dict[str, Any] = {"image": f.source, "width": f.width, "height": f.height,
+        rec: dict[str, Any] = {"schema": SCHEMA_ID, "image": f.source, "width": f.width, "height": f.height,
                                "crops": [c.to_dict() for c in self.crops]}
+        if self.analysis.cues.degraded:
+            rec["degraded"] = sorted(self.analysis.cues.degraded)
         if self.notes:
             rec["notes"] = self.notes
         return rec
@@ -173,6 +179,10 @@ class Cropper:
             512 for every model today).
         random_weights: allow a learned model without trained weights (its crops are random); otherwise such a
             model raises :class:`~opencrop.errors.UntrainedModelError`.
+        degrade: crop even when a wanted cue cannot run (its runtime or model file is missing or corrupt): every
+            result then names it in ``degraded`` and ``notes``. Without it (default; ``None`` = the
+            ``OPENCROP_DEGRADE`` environment variable) such a cue raises
+            :class:`~opencrop.errors.CueUnavailableError` here, before any image.
         max_pixels, max_output_pixels, allow_upscale: resource limits (:mod:`opencrop.limits`; ``None`` = the
             environment variable or the safe default). Without ``allow_upscale`` an output ``size`` larger than its
             crop box is an :class:`~opencrop.errors.UpscaleError` for that image.
@@ -186,7 +196,7 @@ class Cropper:
     def __init__(self, model: str | Any = "composition", weights: str | None = None,
                  cues: bool | str | Iterable[str] = "auto", analysis_size: int | None = None,
                  random_weights: bool = False, max_pixels: int | None = None, max_output_pixels: int | None = None,
-                 allow_upscale: bool | None = None, **model_cfg: Any) -> None:
+                 allow_upscale: bool | None = None, degrade: bool | None = None, **model_cfg: Any) -> None:
         self.limits = Limits(max_pixels, max_output_pixels, allow_upscale)
         if isinstance(model, str):
             self.model = create_model(model, weights=weights, **model_cfg)
@@ -207,6 +217,16 @@ class Cropper:
             self.cue_names = needs | {"faces"}
         else:
             self.cue_names = set(cues)  # type: ignore[arg-type]
+        self.degrade = bool(degrade if degrade is not None else env_flag("OPENCROP_DEGRADE"))
+        #: wanted cues that cannot run here, with why (non-empty only with ``degrade``)
+        self.degraded: dict[str, str] = {}
+        if self.cue_names:
+            from opencrop.cues import check
+
+            missing = check(self.cue_names)
+            if missing and not self.degrade:
+                raise CueUnavailableError(missing)
+            self.degraded = missing
 
     # -- analysis ----------------------------------------------------------------------------------------
     def analyze(self, image: ImageInput | Frame, subject: Sequence[Sequence[float]] | None = None,
@@ -248,7 +268,7 @@ class Cropper:
             return Cues(w, h)
         from opencrop.cues import analyze as analyze_cues
 
-        return analyze_cues(pixels, want=self.cue_names)
+        return analyze_cues(pixels, want=self.cue_names, degrade=self.degrade)
 
     # -- cropping ----------------------------------------------------------------------------------------
     def run(self, image: ImageInput | Frame | Analysis, ratios: Sequence[str | float] = ("1:1",),

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-__all__ = ["DEFAULT_MAX_OUTPUT_PIXELS", "DEFAULT_MAX_PIXELS", "Limits"]
+__all__ = ["DEFAULT_MAX_OUTPUT_PIXELS", "DEFAULT_MAX_PIXELS", "Limits", "env_flag"]
 
 DEFAULT_MAX_PIXELS = 100_000_000
 DEFAULT_MAX_OUTPUT_PIXELS = 40_000_000
@@ -32,7 +32,8 @@ def _env_int(name: str, default: int) -> int:
     return v
 
 
-def _env_bool(name: str) -> bool:
+def env_flag(name: str) -> bool:
+    """Whether the environment variable ``name`` is set to 1 / true / yes / on."""
     return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
 
@@ -60,5 +61,5 @@ class Limits:
                              f"(PIL.Image.MAX_IMAGE_PIXELS = {pil:,}); raise that first if you really need it")
         object.__setattr__(self, "max_pixels", mp)
         object.__setattr__(self, "max_output_pixels", mo)
-        up = self.allow_upscale if self.allow_upscale is not None else _env_bool("OPENCROP_ALLOW_UPSCALE")
+        up = self.allow_upscale if self.allow_upscale is not None else env_flag("OPENCROP_ALLOW_UPSCALE")
         object.__setattr__(self, "allow_upscale", bool(up))

@@ -234,3 +234,12 @@ def test_a_ratio_whole_pixels_cannot_make_is_answered_with_a_warning(client: htt
     assert r.status_code == 200, r.text
     crop = r.json()["crops"][0]
     assert crop["box"][3] - crop["box"][1] == 1 and "cannot be met in whole pixels" in crop["warning"]
+
+
+def test_answers_validate_against_the_result_schema(client: httpx.Client, small_jpeg: bytes) -> None:
+    jsonschema = pytest.importorskip("jsonschema", reason="jsonschema (dev extra) validates the records")
+    from opencrop.schema import SCHEMA
+
+    r = client.post("/crop", params={"ratio": ["16:9", "1:1"]}, content=small_jpeg)
+    assert r.status_code == 200
+    jsonschema.Draft202012Validator(SCHEMA).validate(r.json())

@@ -104,7 +104,7 @@ def test_a_model_the_workers_cannot_load_is_a_clear_error(capsys: pytest.Capture
     assert main(["serve", "--port", "0", "-m", "gaic", "--weights", "/nonexistent/w.pt", "--workers", "1",
                  "--no-cues"]) == 1
     err = capsys.readouterr().err
-    assert "a worker could not load the model: ModelFileError: /nonexistent/w.pt: no such weight file" in err
+    assert "a worker could not load its models: ModelFileError: /nonexistent/w.pt: no such weight file" in err
 
 
 def test_a_learned_model_without_weights_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:

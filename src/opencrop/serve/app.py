@@ -91,7 +91,7 @@ def create_app(settings: ServeSettings, pool: WorkerPool | None = None) -> Starl
 
     async def healthz(request: Request) -> Response:
         return JSONResponse({"ok": True, "version": __version__, "models": list(settings.models),
-                             "max_body": settings.max_body, "pool": pool.stats()})
+                             "degraded": pool.degraded, "max_body": settings.max_body, "pool": pool.stats()})
 
     async def readyz(request: Request) -> Response:
         ready = pool.ready

@@ -52,6 +52,9 @@ def register(sub: argparse._SubParsersAction, group: Callable[..., argparse._Sub
                    help="crop model; repeat to serve several (requests pick one with model=; default composition)")
     p.add_argument("--weights", action="append", default=[], metavar="[MODEL=]PATH",
                    help="weight file of a learned model (MODEL= when several models are served)")
+    p.add_argument("--degrade", action="store_true",
+                   help="serve even when a detector cannot run (missing/corrupt model file); every answer and "
+                   "/healthz say so. Without it that stops the start")
     p.add_argument("--random-weights", action="store_true",
                    help="allow a learned model without trained weights (its crops are random; every answer says so)")
     p.add_argument("--no-cues", action="store_true", help="no face/person/object/saliency cues")
@@ -119,7 +122,7 @@ def _settings(args: argparse.Namespace) -> Any:
     kw: dict[str, Any] = {} if args.workers is None else {"workers": args.workers}
     return ServeSettings(
         host=args.host, port=args.port, models=models, weights=weights, cues=cues,
-        random_weights=args.random_weights, queue=args.queue,
+        random_weights=args.random_weights, degrade=args.degrade, queue=args.queue,
         max_body=args.max_body_mb, timeout=args.timeout, body_timeout=args.body_timeout,
         max_connections=args.max_connections, cors_origins=tuple(args.cors_origin),
         access_log=not args.no_access_log, **kw)
@@ -160,7 +163,7 @@ def _serve(args: argparse.Namespace) -> int:
         pool.start()
     except WorkerStartError as e:
         sock.close()
-        print(f"opencrop serve: error: a worker could not load the model: {e}", file=sys.stderr)
+        print(f"opencrop serve: error: a worker could not load its models: {e}", file=sys.stderr)
         return 2 if e.kind == "UntrainedModelError" else 1  # (no weights given: a usage error, as for crop)
     host, port = sock.getsockname()[:2]
     host = f"[{host}]" if ":" in host else host

@@ -60,6 +60,8 @@ def openapi(settings: ServeSettings, version: str) -> dict[str, Any]:
         "X-Crop-Score": {"description": "model score of the crop", "schema": {"type": "number"}},
         "X-Image-Size": {"description": "WxH of the upright original", "schema": {"type": "string"}},
         "X-Crop-Notes": {"description": "JSON list of notes", "schema": {"type": "string"}},
+        "X-Crop-Degraded": {"description": "comma-separated cues that could not run (only when served with --degrade)",
+                            "schema": {"type": "string"}},
     }
     health = {"200": {"description": "status", "content": {"application/json": {"schema": {"type": "object"}}}}}
     return {
@@ -109,8 +111,12 @@ def openapi(settings: ServeSettings, version: str) -> dict[str, Any]:
                         "description": "x1, y1, x2, y2 in pixels of the upright original"},
                 "score": {"type": "number"}}},
             "Result": {"type": "object", "required": ["width", "height", "model", "crops", "notes"], "properties": {
+                "schema": {"type": "string", "description": "record schema id (`opencrop schema`), e.g. "
+                           "opencrop.result/1"},
                 "width": {"type": "integer"}, "height": {"type": "integer"}, "model": {"type": "string"},
                 "crops": {"type": "array", "items": {"$ref": "#/components/schemas/Crop"}},
+                "degraded": {"type": "array", "items": {"type": "string"},
+                             "description": "cues that could not run (only when served with --degrade)"},
                 "notes": {"type": "array", "items": {"type": "string"}}}},
         }},
     }

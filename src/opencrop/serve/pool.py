@@ -93,6 +93,7 @@ class _Worker:
                                    f"{self.proc.poll()})") from None
         if kind != "ready":
             raise WorkerStartError(info[1], info[0])
+        self.info = info
 
     def call(self, job: CropJob, timeout: float) -> JobResult:
         """Run ``job`` (blocking); :class:`JobTimeout` / :class:`WorkerCrashed` leave this worker unusable."""
@@ -151,6 +152,8 @@ class WorkerPool:
         self._closed = False
         self._ready_at_start: list[_Worker] = []
         self._last_error: str | None = None
+        #: cues the workers could not run, with why (only with ``settings.degrade``); reported by ``/healthz``
+        self.degraded: dict[str, str] = {}
         self.counts = {"done": 0, "timeouts": 0, "crashes": 0, "rejected": 0, "restarts": 0}
         self._mean_s = 0.1  # moving average of job seconds, for Retry-After
 
@@ -175,6 +178,7 @@ class WorkerPool:
         with self._lock:
             self._all.update(workers)
         self._ready_at_start = workers
+        self.degraded = dict(workers[0].info.get("degraded", {}))
         log.info("%d worker processes ready (pids %s)", len(workers), ", ".join(str(w.pid) for w in workers))
 
     @property

@@ -22,6 +22,9 @@ class ServeSettings:
         models: crop models every worker loads; the first is the default for requests without ``model=``.
         weights: weight file per model name (learned models only).
         cues: ``"auto"``, ``False`` (none) or a tuple of cue names, as :class:`opencrop.Cropper` takes them.
+        degrade: serve even when a cue a model uses cannot run (missing/corrupt model file); every answer then says
+            so (``degraded`` in JSON, ``X-Crop-Degraded`` on images) and ``/healthz`` lists it. Without it
+            such a cue stops the start.
         random_weights: let a learned model without trained weights run (its crops are random; every answer's
             ``notes`` says so); otherwise such a model stops the start.
         workers: worker processes (each holds one loaded :class:`opencrop.Cropper` per model).
@@ -46,6 +49,7 @@ class ServeSettings:
     weights: dict[str, str] = field(default_factory=dict)
     cues: bool | str | tuple[str, ...] = "auto"
     random_weights: bool = False
+    degrade: bool = False
     workers: int = field(default_factory=_default_workers)
     queue: int | None = None
     threads_per_worker: int | None = None

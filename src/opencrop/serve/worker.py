@@ -45,7 +45,8 @@ def load_croppers(settings: ServeSettings) -> dict[str, Any]:
     from opencrop import Cropper
 
     croppers = {m: Cropper(model=m, weights=settings.weights.get(m), cues=settings.cues,
-                           random_weights=settings.random_weights) for m in settings.models}
+                           random_weights=settings.random_weights, degrade=settings.degrade)
+                for m in settings.models}
     warm = np.full((96, 128, 3), 128, np.uint8)
     warm[24:72, 40:88] = (200, 60, 60)
     for c in croppers.values():
@@ -93,6 +94,8 @@ def run_job(croppers: dict[str, Any], job: CropJob) -> JobResult:
         data = encode_image(pic, job.format, job.quality)
         headers = {"X-Crop-Box": ",".join(str(v) for v in c.box), "X-Crop-Score": f"{c.score:.6f}",
                    "X-Image-Size": f"{frame.width}x{frame.height}", "X-Crop-Notes": json.dumps(notes)}
+        if res.analysis.cues.degraded:
+            headers["X-Crop-Degraded"] = ",".join(sorted(res.analysis.cues.degraded))
         media = MIME_TYPES[FORMAT_NAMES[job.format]]
         return JobResult(200, None, data, media, headers, time.perf_counter() - t0)
     except ImageTooLargeError as e:
@@ -139,7 +142,8 @@ def worker_main(fd: int) -> None:
         finally:
             conn.close()
         return
-    conn.send(("ready", {"pid": os.getpid(), "models": list(croppers)}))
+    degraded = {cue: why for c in croppers.values() for cue, why in c.degraded.items()}
+    conn.send(("ready", {"pid": os.getpid(), "models": list(croppers), "degraded": degraded}))
     while True:
         try:
             job = conn.recv()
