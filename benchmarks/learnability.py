@@ -164,7 +164,8 @@ def run_model(name: str, data: Path, out: Path, budget: float, epochs: int, seed
     eval_ms = round(1000 * (time.monotonic() - t1) / max(1, len(test)), 1)
     return {"model": name, "train_s": round(train_s, 1), "train_cpu_s": round(train_cpu_s, 1),
             "epochs": res.epochs_run, "best_epoch": res.best_epoch,
-            "val_srcc": res.best_value if res.metric == "srcc" else None, "val_select": [res.metric, res.best_value],
+            "val_srcc": res.best_value if res.select_metric == "srcc" else None,
+            "val_select": [res.select_metric, res.best_value],
             "test": metrics, "n_test": len(test), "eval_ms_per_image": eval_ms,
             "set": set_metrics_with_protocol(model, test), "lr": recipe.optim.lr, "optim": recipe.optim.name}
 
