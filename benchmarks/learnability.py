@@ -6,7 +6,14 @@ preprocessing (MobileNetV2 with ImageNet weights), for at most ``--budget`` seco
 synthetic test images and reports :func:`opencrop.eval.metrics.gaicd_metrics` (target: SRCC ≥ 0.7). The
 rule-based ``composition`` model, when registered, is scored on the same test images for comparison.
 
+SetCrop (a set predictor) is trained with its own recipe (AdamW, all crops per image, no flip, last epoch kept) in a
+CPU-sized configuration (:data:`MODEL_KWARGS`); its held-out images are scored with its own metrics
+(:func:`opencrop.eval.metrics.set_prediction_metrics` on the query boxes ranked by validity; target: best-crop
+hit@5 at IoU 0.85 ≥ 60 %) and, through the best-matching-query mapping, with the GAICD metrics. Candidate scorers
+get the same set metrics by ranking the annotated crops, for comparison.
+
     PYTHONPATH=src python benchmarks/learnability.py --models gaic --budget 600 --md docs/benchmarks-learned.md
+    PYTHONPATH=src python benchmarks/learnability.py --models setcrop --budget 600 --threads 1
 
 S2CNet variants (the object graph needs S2CNet box files; the synthetic writer produces them, ``bbox/<id>.txt``,
 subjects + distractors + a degenerate placeholder, yxyx as published): ``s2cnet`` (GAICD v1 configuration,
@@ -49,6 +56,12 @@ MODEL_KWARGS: dict[str, dict[str, Any]] = {
     "s2cnet-noobj": {"backbone": "mobilenet_v2", "pretrained_backbone": True, "bbox_num": 0},
     "s2cnet-v2": {"backbone": "mobilenet_v2", "pretrained_backbone": True, "bbox_num": 5, "align_size": 15,
                   "head": "all"},
+    # CPU-sized SetCrop (the recipes build the published R50-DC5 / 256-d / 6+6-layer model): MobileNetV2 f5
+    # (stride 32), short side 224 (max 448), no multi-scale resize, 128-d, 4 heads, 2 encoder + 3 decoder layers,
+    # FFN 512, the 90 GAICD queries; the backbone (from features.4 on) trains at 1e-4 instead of 1e-5
+    "setcrop": {"backbone": "mobilenet_v2", "pretrained_backbone": True, "hidden_dim": 128, "nheads": 4,
+                "enc_layers": 2, "dec_layers": 3, "dim_feedforward": 512, "num_queries": 90, "input_size": 224,
+                "max_input_size": 448, "train_sizes": None, "backbone_lr": 1e-4},
 }
 #: benchmark variant → registered model
 ARCH: dict[str, str] = {"s2cnet-rank": "s2cnet", "s2cnet-noobj": "s2cnet", "s2cnet-v2": "s2cnet"}
@@ -58,6 +71,16 @@ DATA_KWARGS: dict[str, dict[str, Any]] = {
     "gafic": {"photometric": "colorjitter"},
 }
 NEEDS_HEATMAPS = ("hcic", "gafic")
+#: per-model recipe sections replacing the defaults of :func:`run_model` (SetCrop: configs/setcrop_gaicd.yaml's rules)
+RECIPE_KWARGS: dict[str, dict[str, dict[str, Any]]] = {
+    "setcrop": {
+        "data": {"crops_per_image": None, "flip": 0.0},
+        "optim": {"name": "adamw", "weight_decay": 1e-4, "grad_clip": 0.1},
+        "train": {"select_metric": "hit5@0.85"},
+    },
+}
+#: models that propose their own boxes (scored with the set-prediction metrics on their proposals)
+SET_PREDICTORS = ("setcrop",)
 
 
 def _run_cli(*argv: str) -> None:
@@ -128,6 +151,16 @@ def score_with_protocol(model: Any, records: list, objects: bool = True) -> dict
     return {k: float(v) for k, v in gaicd_metrics(preds, gts).items() if np.isscalar(v)}
 
 
+def set_metrics_with_protocol(model: Any, records: list) -> dict[str, float]:
+    """Rethinking's metrics (hit@k and AP at IoU 0.85 / 0.90, good crops MOS ≥ 4) through the one evaluation path
+    (:func:`opencrop.eval.runner.evaluate`): a set predictor's own proposals ranked by validity, a candidate
+    scorer's annotated crops ranked by its scores."""
+    from opencrop.eval.runner import evaluate
+
+    metrics = evaluate(model, records, set_metrics=True).metrics
+    return {k: float(v) for k, v in metrics.items() if "@" in k}
+
+
 def run_model(name: str, data: Path, out: Path, budget: float, epochs: int, seed: int,
               lr: float = 3e-4, cpu_budget: bool = False) -> dict[str, Any]:
     """Train ``name`` for ``budget`` seconds (checked between epochs; ``cpu_budget``: seconds of this process's CPU
@@ -141,15 +174,18 @@ def run_model(name: str, data: Path, out: Path, budget: float, epochs: int, seed
     from opencrop.train.trainer import train
 
     arch = ARCH.get(name, name)
+    over = RECIPE_KWARGS.get(name, {})
     recipe = Recipe.from_dict({
         "model": {"name": arch, "kwargs": MODEL_KWARGS.get(name, {})},
         "data": {"format": "gaicd", "root": str(data), "val_split": "holdout", "holdout_fraction": 0.1,
                  "test_split": None, "crops_per_image": 64, "flip": 0.5, "photometric": "ssd",
                  **DATA_KWARGS.get(name, {}),
-                 **({"heatmap_dir": str(heatmap_dir(data))} if name in NEEDS_HEATMAPS else {})},
-        "optim": {"name": "adam", "lr": lr},
-        "schedule": {"name": "constant"},
-        "train": {"epochs": epochs, "seed": seed, "amp": False, "time_limit_s": budget, "num_workers": 0},
+                 **({"heatmap_dir": str(heatmap_dir(data))} if name in NEEDS_HEATMAPS else {}),
+                 **over.get("data", {})},
+        "optim": {"name": "adam", "lr": lr, **over.get("optim", {})},
+        "schedule": {"name": "constant", **over.get("schedule", {})},
+        "train": {"epochs": epochs, "seed": seed, "amp": False, "time_limit_s": budget, "num_workers": 0,
+                  **over.get("train", {})},
     }, source=f"learnability:{name}")
     run_dir = out / name
     if run_dir.exists():
@@ -171,8 +207,10 @@ def run_model(name: str, data: Path, out: Path, budget: float, epochs: int, seed
     t1 = time.monotonic()
     metrics = score_with_protocol(model, test)
     row = {"model": name, "train_s": round(train_s, 1), "train_cpu_s": round(train_cpu_s, 1), "epochs": res.epochs_run,
-           "best_epoch": res.best_epoch, "val_srcc": res.best_value, "test": metrics, "n_test": len(test),
-           "eval_ms_per_image": round(1000 * (time.monotonic() - t1) / max(1, len(test)), 1)}
+           "best_epoch": res.best_epoch, "val_srcc": res.best_value if res.select_metric == "srcc" else None,
+           "val_select": [res.select_metric, res.best_value], "test": metrics, "n_test": len(test),
+           "eval_ms_per_image": round(1000 * (time.monotonic() - t1) / max(1, len(test)), 1),
+           "set": set_metrics_with_protocol(model, test), "lr": recipe.optim.lr, "optim": recipe.optim.name}
     if "object_boxes" in model.needs and getattr(model, "bbox_num", 0):
         row["test_without_objects"] = score_with_protocol(model, test, objects=False)
     return row
@@ -187,7 +225,8 @@ def run_composition(data: Path) -> dict[str, Any] | None:
     model = create_model("composition")
     test = load_gaicd(data, split="test")
     return {"model": "composition", "train_s": 0.0, "train_cpu_s": 0.0, "epochs": 0, "best_epoch": None,
-            "val_srcc": None, "test": score_with_protocol(model, test), "n_test": len(test), "eval_ms_per_image": None}
+            "val_srcc": None, "test": score_with_protocol(model, test), "n_test": len(test), "eval_ms_per_image": None,
+            "set": set_metrics_with_protocol(model, test)}
 
 
 def machine() -> str:
@@ -238,6 +277,24 @@ def to_markdown(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
             lines.append(row(f"{r['model']} (test boxes withheld)", r, r["test_without_objects"]))
     lines += ["", "Acc5 / Acc10 in %. Target: test SRCC ≥ 0.7 for every learned model. Synthetic numbers are not "
               "benchmark results: they show the models can learn visible composition cues.", ""]
+    lines += [
+        "Set-prediction metrics on the same test images (Rethinking, systems.md §6.4; %): a set predictor's "
+        "proposals ranked by validity, a candidate scorer's annotated crops ranked by its scores. Target for "
+        "SetCrop: hit@5 at IoU 0.85 ≥ 60 %.",
+        "",
+        "| model | optimiser, lr | hit@5 (0.85) | hit@10 (0.85) | hit@5 (0.90) | AP@10 (0.85) | AP@90 (0.85) |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        m = r.get("set") or {}
+        opt = f"{r['optim']} {r['lr']:g}" if "optim" in r else "–"
+        lines.append(f"| {r['model']} | {opt} | {m.get('hit5@0.85', float('nan')):.1f} | "
+                     f"{m.get('hit10@0.85', float('nan')):.1f} | {m.get('hit5@0.90', float('nan')):.1f} | "
+                     f"{m.get('ap10@0.85', float('nan')):.1f} | {m.get('ap90@0.85', float('nan')):.1f} |")
+    if any(r["model"] in SET_PREDICTORS for r in rows):
+        kw = ", ".join(f"{k}={v}" for k, v in MODEL_KWARGS["setcrop"].items())
+        lines += ["", f"SetCrop configuration (CPU-sized; not the published one): {kw}."]
+    lines.append("")
     return "\n".join(lines)
 
 
@@ -246,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--models", nargs="*", default=None, help="default: every registered learned model")
     ap.add_argument("--data", type=Path, default=Path("runs/learnability/data400"), help="synthetic GAICD dir")
     ap.add_argument("--out", type=Path, default=Path("runs/learnability"))
-    ap.add_argument("--n", type=int, default=400, help="synthetic images (75 % train, 25 % test)")
+    ap.add_argument("--n", type=int, default=400, help="synthetic images (75 %% train, 25 %% test)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--budget", type=float, default=600.0, help="training seconds per model")
     ap.add_argument("--epochs", type=int, default=100, help="upper bound; the time budget usually stops first")
@@ -257,7 +314,11 @@ def main(argv: list[str] | None = None) -> int:
                     help="--budget counts this process's CPU seconds, not wall seconds (for a shared machine)")
     ap.add_argument("--subject-contrast", type=float, default=1.0,
                     help="< 1: faint subjects (write the data with opencrop.data.synth.write_gaicd)")
+    ap.add_argument("--kwargs", type=json.loads, default={}, metavar="JSON",
+                    help='model keyword overrides for every model trained, e.g. \'{"backbone_lr": 0}\'')
     args = ap.parse_args(argv)
+    for kw in MODEL_KWARGS.values():
+        kw.update(args.kwargs)
     import torch
 
     torch.set_num_threads(args.threads)

@@ -10,7 +10,7 @@ HCIC's evaluation. Other conventions met in datasets:
 * normalised xyxy ``[0, 1]``: LVRN anchors; x divided by the width, y by the height.
 
 Every function takes an array of shape ``[..., 4]`` (NumPy or torch) and returns the same kind. This module is
-the one place where these conversions and the IoU / displacement formulas live.
+the one place where these conversions and the IoU / GIoU / displacement formulas live.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ __all__ = [
     "clip_boxes",
     "cxcywh_to_xyxy",
     "denormalize_xyxy",
+    "generalized_box_iou",
     "nms",
     "normalize_xyxy",
     "xywh_to_xyxy",
@@ -142,25 +143,51 @@ def box_area(b: Array) -> Array:
     return np.maximum(w, 0) * np.maximum(h, 0)
 
 
+def _pair_area(a, b, hull: bool):
+    """Pairwise ``[N, M]`` area of the intersection (``hull=False``) or of the smallest enclosing box (``hull=True``)
+    of xyxy boxes ``a [N, 4]`` and ``b [M, 4]`` (same kind)."""
+    lib = _torch() if _is_torch(a) else np
+    lo, hi = (lib.minimum, lib.maximum) if hull else (lib.maximum, lib.minimum)
+    wh = hi(a[:, None, 2:], b[None, :, 2:]) - lo(a[:, None, :2], b[None, :, :2])
+    wh = wh.clamp(min=0) if _is_torch(wh) else np.maximum(wh, 0)
+    return wh[..., 0] * wh[..., 1]
+
+
+def _inter_union(a, b):
+    """Pairwise intersection and union areas ``[N, M]`` of xyxy boxes ``a [N, 4]``, ``b [M, 4]`` (same kind)."""
+    inter = _pair_area(a, b, hull=False)
+    return inter, box_area(a)[:, None] + box_area(b)[None, :] - inter
+
+
+def _safe_div(num, den):
+    """``num / den`` where ``den > 0``, else 0 (NumPy or torch)."""
+    if _is_torch(num):
+        torch = _torch()
+        return torch.where(den > 0, num / den.clamp(min=1e-12), torch.zeros_like(den))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(den > 0, num / np.where(den > 0, den, 1), 0.0)
+
+
 def box_iou(a: Array, b: Array) -> Array:
     """Pairwise IoU of xyxy boxes ``a [N, 4]`` and ``b [M, 4]`` → ``[N, M]``; 0 where the union is empty."""
     a = _as_float(a)
     b = _as_float(b)
-    if _is_torch(a):
-        torch = _torch()
-        lt = torch.maximum(a[:, None, :2], b[None, :, :2])
-        rb = torch.minimum(a[:, None, 2:], b[None, :, 2:])
-        wh = (rb - lt).clamp(min=0)
-        inter = wh[..., 0] * wh[..., 1]
-        union = box_area(a)[:, None] + box_area(b)[None, :] - inter
-        return torch.where(union > 0, inter / union.clamp(min=1e-12), torch.zeros_like(union))
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    wh = np.maximum(rb - lt, 0)
-    inter = wh[..., 0] * wh[..., 1]
-    union = box_area(a)[:, None] + box_area(b)[None, :] - inter
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+    inter, union = _inter_union(a, b)
+    return _safe_div(inter, union)
+
+
+def generalized_box_iou(a: Array, b: Array) -> Array:
+    """Pairwise generalised IoU (Rezatofighi et al., CVPR 2019) of xyxy boxes ``a [N, 4]``, ``b [M, 4]`` → ``[N, M]``
+    in ``[-1, 1]``: ``IoU − (C − U) / C`` with ``C`` the area of the smallest box enclosing both and ``U`` the
+    union. Units cancel (pixels or normalised). Degenerate pairs (``C = 0``) give 0. Differentiable (torch): the
+    set-prediction losses and matching costs (:mod:`opencrop.nn.set_losses`) use it.
+    """
+    a = _as_float(a)
+    b = _as_float(b)
+    inter, union = _inter_union(a, b)
+    iou = _safe_div(inter, union)
+    hull = _pair_area(a, b, hull=True)
+    return iou - _safe_div(hull - union, hull)
 
 
 def boundary_displacement(a: Array, b: Array, width: float, height: float) -> Array:

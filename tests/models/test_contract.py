@@ -20,7 +20,10 @@ from opencrop.models.base import CUE_NAMES, FIELD_NAMES, CandidateScorer, Reques
 PHOTO = Path(__file__).resolve().parents[2] / "examples" / "astronaut.jpg"
 MODELS = list_models()
 #: small, quick configurations of the learned models (the defaults are tested by each model's own tests)
-SMALL = {"hcic": {"backbone": "mobilenet_v2"}, "gafic": {"backbone": "mobilenet_v2"}}
+SMALL = {"hcic": {"backbone": "mobilenet_v2"}, "gafic": {"backbone": "mobilenet_v2"},
+         "setcrop": {"backbone": "mobilenet_v2", "hidden_dim": 64, "nheads": 4, "enc_layers": 1, "dec_layers": 2,
+                     "dim_feedforward": 128, "num_queries": 16, "input_size": 256, "max_input_size": 512,
+                     "train_sizes": [224, 256]}}
 
 
 def _build(name: str):

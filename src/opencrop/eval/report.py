@@ -73,6 +73,10 @@ def format_table(
         lines.append("  ".join([label.ljust(w0), *cells]))
     if paper and paper.get("missing"):
         lines.append(f"note: {paper['missing']}")
+    if "hit5@0.85" in metrics:  # Rethinking's set-prediction metrics (percent)
+        keys = [k for k in ("hit5@0.85", "hit10@0.85", "hit5@0.90", "hit10@0.90", "ap10@0.85", "ap90@0.85")
+                if k in metrics]
+        lines.append("set prediction: " + "  ".join(f"{k} {metrics[k]:.1f}" for k in keys))
     n_img = metrics.get("n_images")
     if metrics.get("n_undefined_corr"):
         lines.append(f"note: ours: {metrics['n_undefined_corr']} of {n_img} images have an undefined SRCC / PCC "

@@ -134,6 +134,9 @@ def evaluate(
 
     With ``set_metrics`` (scored protocol only) the annotated crops ranked by the model's scores are also treated
     as a set prediction and Rethinking's metrics are added (``hit{k}@{t}``, ``ap{m}@{t}``, good crops = MOS ≥ 4).
+    A set predictor (``model.proposes_boxes``: SetCrop) always gets them, computed on its own proposals
+    (``Request(ratio=None)``, ranked by validity), while its scored-protocol metrics come from scoring each
+    annotated crop through its best-matching query; in the GT protocol its top proposal is the prediction.
     ``metric_options`` go to :func:`~opencrop.eval.metrics.gaicd_metrics`.
 
     Raises :class:`DataFormatError` for a record without an image file, or records that carry neither scored
@@ -161,9 +164,13 @@ def evaluate(
         kind = candidates
         if candidates == "auto":
             kind = "lvrn" if anchors is not None else "grid"
-    free = not isinstance(net, CandidateScorer)
+    # set predictors (SetCrop) subclass LearnedCropModel but propose their own boxes (``proposes_boxes``)
+    proposer = bool(getattr(net, "proposes_boxes", False))
+    free = proposer or not isinstance(net, CandidateScorer)
+    set_metrics = set_metrics or proposer  # a set predictor's own metrics, on its own proposals
     preds, gts, per = [], [], []
     ws, hs = [], []
+    set_boxes, set_scores, set_gts = [], [], []
     for i, r in enumerate(records):
         frame = read_frame(r, cropper.analysis_size)
         an = cropper.analyze(frame, **_given(net, r, frame))
@@ -175,6 +182,11 @@ def evaluate(
             gts.append(r.scores)
             best = int(np.argmax(s))
             per.append({"name": r.name, "pred": crops[best].tolist(), "pred_gt_score": float(r.scores[best])})
+            if proposer:
+                b, s = net.propose(an.prepared, Request(ratio=None, top_k=len(crops)))
+                set_boxes.append(frame.to_original(np.asarray(b, np.float64).reshape(-1, 4)))
+                set_scores.append(np.asarray(s, np.float64).reshape(-1))
+                set_gts.append(crops)
         else:
             w, h = frame.width, frame.height
             if free:
@@ -196,8 +208,11 @@ def evaluate(
         if set_metrics:
             from opencrop.eval.metrics import set_prediction_metrics
 
-            crops = [r.crops for r in records]
-            sm = set_prediction_metrics(crops, preds, crops, gts)
+            if proposer:  # the proposals against the annotated crops, both in original pixels
+                sm = set_prediction_metrics(set_boxes, set_scores, set_gts, gts)
+            else:  # the annotated crops ranked by the model's scores
+                crops = [r.crops for r in records]
+                sm = set_prediction_metrics(crops, preds, crops, gts)
             metrics.update({k: v for k, v in sm.items() if k != "n_images"})
         return EvalResult("scored", metrics, None, per)
     return EvalResult("gt" if not free else "gt-free", iou_bde(preds, gts, ws, hs), kind if not free else None, per)

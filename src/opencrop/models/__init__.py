@@ -16,5 +16,6 @@ from opencrop.models.registry import (
 
 for _name in ("gaic", "hcic", "gafic", "s2cnet"):
     register_lazy(_name, f"opencrop.models.{_name}")
+register_lazy("setcrop", "opencrop.models.setcrop")
 
 __all__ = ["create_model", "is_model", "list_models", "list_pretrained", "register_lazy", "register_model"]

@@ -7,6 +7,10 @@ Two resize rules exist in the GAIC family:
   approximately and x and y get slightly different scale factors.
 * ``"fixed"`` (HCIC/GAFIC on CPC, FCDB, FLMS): the image is resized to ``size × size``, aspect ignored.
 
+``max_size`` (DETR-style models such as SetCrop: shorter side 600, longer side at most 1333) caps the longer side
+of the ``"short_side"`` rule: when the shorter side at ``size`` would make the longer side exceed ``max_size``,
+the scale is ``max_size / long side`` instead. ``None`` (default) = no cap.
+
 Pixels are divided by ``pixel_scale`` (GAIC and S2CNet use **256**, torchvision-style code 255) and then
 normalised with the ImageNet mean / std, RGB order. Resampling is bilinear with half-pixel centres and no
 anti-aliasing, which is what ``cv2.resize(..., INTER_LINEAR)`` in the GAIC code does; ``antialias=True``
@@ -43,6 +47,7 @@ class Preprocess:
         pixel_scale: pixels are divided by this before normalisation (256 for GAIC / S2CNet, 255 otherwise).
         mean, std: per-channel RGB normalisation applied after scaling.
         antialias: anti-aliased downsampling (PIL-like) instead of cv2-like plain bilinear.
+        max_size: cap on the longer side of the ``"short_side"`` rule (``None`` = no cap; SetCrop: 1333).
     """
 
     resize: str = "short_side"
@@ -52,12 +57,15 @@ class Preprocess:
     mean: tuple[float, float, float] = field(default=IMAGENET_MEAN)
     std: tuple[float, float, float] = field(default=IMAGENET_STD)
     antialias: bool = False
+    max_size: int | None = None
 
     def __post_init__(self) -> None:
         if self.resize not in _RESIZE_RULES:
             raise ValueError(f"Preprocess.resize must be one of {_RESIZE_RULES}, got {self.resize!r}")
         if self.size <= 0 or self.multiple <= 0 or self.pixel_scale <= 0:
             raise ValueError(f"Preprocess sizes must be positive, got {self}")
+        if self.max_size is not None and self.max_size < self.size:
+            raise ValueError(f"Preprocess.max_size ({self.max_size}) must be >= size ({self.size})")
         # YAML / JSON give lists; keep the dataclass hashable and comparable
         object.__setattr__(self, "mean", tuple(float(v) for v in self.mean))
         object.__setattr__(self, "std", tuple(float(v) for v in self.std))
@@ -71,12 +79,16 @@ class Preprocess:
             (384, 256)
             >>> Preprocess(resize="fixed").output_size(1024, 683)
             (256, 256)
+            >>> Preprocess(size=600, multiple=1, max_size=1333).output_size(3000, 1000)
+            (1333, 444)
         """
         if width <= 0 or height <= 0:
             raise ValueError(f"image size must be positive, got {width}x{height}")
         if self.resize == "fixed":
             return self.size, self.size
         s = self.size / min(width, height)
+        if self.max_size is not None and max(width, height) * s > self.max_size:
+            s = self.max_size / max(width, height)
         m = self.multiple
         w_in = max(m, int(np.round(width * s / m)) * m)
         h_in = max(m, int(np.round(height * s / m)) * m)

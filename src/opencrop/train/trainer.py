@@ -14,6 +14,10 @@
 * Every epoch an atomic checkpoint ``last.pt`` (temporary file + ``os.replace``) with model, optimiser,
   scheduler, AMP scaler, epoch, step, RNG states (python, numpy, torch, cuda) and the best metric, so that
   ``resume=True`` continues bit-exactly; the best model goes to ``best.pt`` (a plain opencrop model file).
+* Optional model hooks: ``optimizer_groups(lr)`` (parameter groups, e.g. a backbone learning rate),
+  ``on_train_epoch_start(epoch)`` (0-based, before each epoch) and ``on_optimizer_step()`` (after each step);
+  SetCrop uses them for its backbone lr and EMA teacher, whose state lives in the model's buffers (so in
+  ``last.pt``).
 * Logs: ``log.csv``, TensorBoard under ``tb/`` when ``tensorboard`` is importable, a progress line on stderr.
 * AMP on CUDA; multi-GPU through ``torchrun`` (DDP, detected from ``LOCAL_RANK``; only rank 0 writes).
 
@@ -405,7 +409,10 @@ def train(
     if not isinstance(model, LearnedCropModel):
         raise RecipeError(f"{recipe.source}: model.name {recipe.model.name!r} is not a learned model")
     model.to(dev).train()
-    opt = build_optimizer([p for p in model.parameters() if p.requires_grad], recipe.optim)
+    # a model may ask for parameter groups (SetCrop: backbone at its own lr)
+    groups = (model.optimizer_groups(recipe.optim.lr) if hasattr(model, "optimizer_groups")
+              else [p for p in model.parameters() if p.requires_grad])
+    opt = build_optimizer(groups, recipe.optim)
     sched = build_scheduler(opt, recipe.schedule, t.epochs)
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     loss_module: nn.Module = _LossModule(model)
@@ -471,6 +478,8 @@ def train(
                 stream.write(stopped + "\n")
             break
         train_ds.set_epoch(epoch)
+        if hasattr(model, "on_train_epoch_start"):  # model hook (SetCrop starts its EMA teacher at an epoch)
+            model.on_train_epoch_start(epoch)
         batches = _epoch_batches(len(train_ds), t.batch_size, t.seed, epoch, rank, world, t.max_steps_per_epoch)
         loader = torch.utils.data.DataLoader(train_ds, batch_sampler=batches, collate_fn=collate,
                                              num_workers=t.num_workers, pin_memory=dev.type == "cuda")
@@ -492,6 +501,8 @@ def train(
                     nn.utils.clip_grad_norm_(model.parameters(), recipe.optim.grad_clip)
                 scaler.step(opt)
                 scaler.update()
+                if hasattr(model, "on_optimizer_step"):  # model hook (SetCrop's EMA teacher update)
+                    model.on_optimizer_step()
                 opt.zero_grad(set_to_none=True)
                 step += 1
             tot += float(loss.detach())

@@ -1,0 +1,322 @@
+"""SetCrop (opencrop.models.setcrop): exact-ratio adjustment, proposals and the no-fit note, best-matching-query
+scoring, the EMA teacher and its trainer hooks, checkpoints, exact resume of a training run."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from opencrop.boxes import box_iou
+from opencrop.candidates import gaic_grid
+from opencrop.data.record import CropRecord
+from opencrop.errors import ModelFileError
+from opencrop.models import create_model
+from opencrop.models.base import Request
+from opencrop.models.setcrop import EmaTeacher, SetCrop, convert_conditional_detr_state_dict, ratio_adjust
+
+SMALL = {"backbone": "mobilenet_v2", "hidden_dim": 32, "nheads": 4, "enc_layers": 1, "dec_layers": 2,
+         "dim_feedforward": 64, "num_queries": 8, "input_size": 64, "max_input_size": 128, "train_sizes": [64, 96]}
+
+
+def _small(**kw) -> SetCrop:
+    torch.manual_seed(0)
+    return create_model("setcrop", **{**SMALL, **kw})
+
+
+def _image(w=96, h=64, seed=0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 255, (h, w, 3), dtype=np.uint8)
+
+
+# ---------------------------------------------------------------------------------------------- ratio adjustment
+def test_ratio_adjust_keeps_area_and_centre_and_stays_inside():
+    rng = np.random.default_rng(0)
+    xy = rng.uniform(0, 300, (50, 2))
+    boxes = np.concatenate([xy, xy + rng.uniform(10, 200, (50, 2))], 1).clip(0, [400, 300, 400, 300])
+    for r in (1.0, 16 / 9, 9 / 16, 4.0):
+        out = ratio_adjust(boxes, r, 400, 300)
+        w, h = out[:, 2] - out[:, 0], out[:, 3] - out[:, 1]
+        np.testing.assert_allclose(w / h, r, rtol=1e-9)
+        assert (out[:, :2] >= -1e-9).all() and (out[:, 2] <= 400 + 1e-9).all() and (out[:, 3] <= 300 + 1e-9).all()
+        fits = (np.sqrt(w * h * r) <= 400) & (np.sqrt(w * h / r) <= 300)
+        area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+        np.testing.assert_allclose((w * h)[fits], area[fits], rtol=1e-9)  # same area whenever it fits
+    # a centred square stays where it is; a full-width box at 4:1 is shrunk to the image width
+    sq = ratio_adjust(np.array([[150.0, 100.0, 250.0, 200.0]]), 1.0, 400, 300)
+    np.testing.assert_allclose(sq, [[150, 100, 250, 200]], atol=1e-9)
+    wide = ratio_adjust(np.array([[0.0, 0.0, 400.0, 300.0]]), 4.0, 400, 300)
+    np.testing.assert_allclose(wide, [[0, 100, 400, 200]], atol=1e-9)
+    with pytest.raises(ValueError, match="ratio"):
+        ratio_adjust(sq, 0.0, 400, 300)
+
+
+# ---------------------------------------------------------------------------------------------- proposals
+def test_propose_ranks_queries_by_validity_and_scores_given_boxes_through_the_best_query():
+    m = _small().eval()
+    p = m.prepare(_image())
+    qb, val = m.query_boxes(p)
+    assert qb.shape == (8, 4) and val.shape == (8,) and ((val > 0) & (val < 1)).all()
+    boxes, scores = m.propose(p, Request(top_k=5))
+    order = np.argsort(-val, kind="stable")
+    np.testing.assert_allclose(boxes, qb[order])
+    np.testing.assert_allclose(scores, val[order])
+    # a query's own box scores its validity (IoU 1 with itself, unless another query coincides)
+    _, s = m.propose(p, Request(boxes=qb))
+    best = box_iou(qb, qb).argmax(1)
+    np.testing.assert_allclose(s, val[best] * box_iou(qb, qb)[np.arange(8), best], rtol=1e-5)
+    far = np.array([[0.0, 0.0, 2.0, 2.0]])
+    _, s_far = m.propose(p, Request(boxes=far))
+    iou = box_iou(far, qb)[0]
+    assert s_far[0] == pytest.approx(val[int(iou.argmax())] * iou.max(), rel=1e-5, abs=1e-7)
+
+
+def test_ratio_request_gives_exact_ratio_and_a_note_when_no_query_fits():
+    from opencrop.cues.types import Cues
+
+    m = _small().eval()  # untrained: validity ≈ 0.01 < 0.5, so no query fits
+    cues = Cues(96, 64)
+    p = m.prepare(_image(), cues)
+    boxes, scores = m.propose(p, Request(ratio=1.5, top_k=3))
+    np.testing.assert_allclose((boxes[:, 2] - boxes[:, 0]) / (boxes[:, 3] - boxes[:, 1]), 1.5, rtol=1e-9)
+    assert (np.diff(scores) <= 0).all() and (scores < 0).all()  # none fits: every score is offset by −1
+    assert len(cues.notes) == 1 and "no valid query fits ratio 1.5" in cues.notes[0]
+    m.propose(p, Request(ratio=1.5))
+    assert len(cues.notes) == 1  # said once per image and ratio
+    # confident queries fit: the best box is a fitting one, its score validity × kept IoU, and no note
+    with torch.no_grad():
+        m.class_embed.bias.fill_(8.0)
+    cues = Cues(96, 64)
+    p = m.prepare(_image(), cues)
+    qb, val = m.query_boxes(p)
+    boxes, scores = m.propose(p, Request(ratio=1.0))
+    adj = ratio_adjust(qb, 1.0, 96, 64)
+    kept = np.diagonal(box_iou(adj, qb))
+    assert not cues.notes and scores[0] == pytest.approx(float(np.max(val * kept - (kept < 0.5))))
+    # the rules' mask is applied to the boxes in the order they are returned
+    _, ruled = m.propose(p, Request(ratio=1.0, allow=lambda b: np.arange(len(b)) >= 1))
+    assert np.isneginf(ruled[0]) and np.isfinite(ruled[1:]).all()
+
+
+# ---------------------------------------------------------------------------------------------- training
+def test_forward_shapes_and_loss_use_every_layer():
+    m = _small().train()
+    x = torch.randn(2, 3, 64, 96)
+    out = m.forward_features(x)
+    assert out["logits"].shape == (2, 2, 8) and out["boxes"].shape == (2, 2, 8, 4) and out["size"] == (96, 64)
+    assert ((out["boxes"] > 0) & (out["boxes"] < 1)).all()
+    crops = torch.as_tensor(gaic_grid(96, 64)[:12], dtype=torch.float32)
+    batch = {"image": x, "rois": torch.cat([torch.cat([torch.zeros(6, 1), torch.ones(6, 1)]), crops], 1),
+             "mos": torch.linspace(1, 5, 12), "counts": torch.tensor([6, 6])}
+    loss = m.compute_loss(batch)
+    assert set(loss) == {"loss", "ce", "l1", "giou"} and loss["loss"].isfinite()
+    crops_n, mos, good = m.targets_from_batch(batch)
+    torch.testing.assert_close(torch.cat(mos), batch["mos"])
+    # image 0: no MOS ≥ 4, so its best crop only; image 1: the three crops with MOS ≥ 4
+    assert [int(g.sum()) for g in good] == [1, 3] and bool(good[0][5]) and good[1][3:].all()
+    assert (crops_n[0] <= 1).all() and (crops_n[0] >= 0).all()
+
+
+def test_ema_teacher_starts_updates_and_swaps():
+    m = _small(ema_start_epoch=1, ema_decay=0.5)
+    assert isinstance(m.teacher, EmaTeacher) and not m.teacher.is_active
+    name = m.teacher.names[0]
+    p = m.get_parameter(name)
+    m.on_train_epoch_start(0)
+    assert not m.teacher.is_active
+    m.on_optimizer_step()  # inactive: no update
+    assert torch.count_nonzero(getattr(m.teacher, name.replace(".", "__"))) == 0
+    m.on_train_epoch_start(1)
+    ema = getattr(m.teacher, name.replace(".", "__"))
+    assert m.teacher.is_active and torch.equal(ema, p.detach())
+    start = p.detach().clone()
+    with torch.no_grad():
+        p.add_(1.0)
+    m.on_optimizer_step()
+    torch.testing.assert_close(ema, 0.5 * start + 0.5 * (start + 1.0))
+    m.train()
+    with m.teacher.swapped(m):
+        assert torch.equal(m.get_parameter(name), ema) and not m.training
+    assert torch.equal(m.get_parameter(name), start + 1.0) and m.training
+    # the teacher's state is in the state dict (so in last.pt) and frozen parameters are not copied
+    sd = m.state_dict()
+    assert "teacher.active" in sd and bool(sd["teacher.active"])
+    assert all(m.get_parameter(n).requires_grad for n in m.teacher.names)
+    # with an active teacher the validity loss mixes the hard and the teacher targets (set_losses tests the formula)
+    x = torch.randn(1, 3, 64, 96)
+    crops = torch.as_tensor(gaic_grid(96, 64)[:6], dtype=torch.float32)
+    batch = {"image": x, "rois": torch.cat([torch.zeros(6, 1), crops], 1), "mos": torch.linspace(1, 5, 6),
+             "counts": torch.tensor([6])}
+    m.eval()
+    with_teacher = float(m.compute_loss(batch)["ce"])
+    m.teacher.active.fill_(False)
+    without = float(m.compute_loss(batch)["ce"])
+    assert with_teacher != pytest.approx(without)
+
+
+def test_optimizer_groups_put_the_backbone_at_its_own_lr():
+    m = _small(backbone_lr=1e-5)
+    groups = m.optimizer_groups(1e-4)
+    assert len(groups) == 2 and groups[1]["lr"] == 1e-5
+    n_trainable = sum(1 for p in m.parameters() if p.requires_grad)
+    assert sum(len(g["params"]) for g in groups) == n_trainable
+    frozen = _small(backbone_lr=0)
+    assert not any(p.requires_grad for p in frozen.backbone.parameters())
+    assert len(frozen.optimizer_groups(1e-4)) == 1
+
+
+def test_weights_round_trip_and_conditional_detr_mapping(tmp_path):
+    m = _small(ema_start_epoch=0).eval()
+    m.on_train_epoch_start(0)
+    path = m.save_weights(tmp_path / "s.pt")
+    again = create_model("setcrop", weights=str(path))
+    assert again.weights_source == str(path) and again.teacher is not None and again.teacher.is_active
+    img = _image()
+    np.testing.assert_allclose(m.propose(m.prepare(img), Request())[1], again.propose(again.prepare(img), Request())[1],
+                               rtol=1e-6)
+    # a Conditional-DETR-style state dict maps by renaming the backbone; the class head and queries are dropped
+    target = _small().state_dict()
+    detr = {("backbone.0.body." + k[len("backbone."):] if k.startswith("backbone.") else k): v
+            for k, v in target.items() if not k.startswith(("class_embed.", "query_embed."))}
+    detr["class_embed.weight"] = torch.zeros(91, 32)
+    detr["query_embed.weight"] = torch.zeros(300, 32)
+    out = convert_conditional_detr_state_dict({"module." + k: v for k, v in detr.items()}, target)
+    assert set(out) == {k for k in target if not k.startswith(("class_embed.", "query_embed."))}
+    bad = dict(detr)
+    bad["input_proj.weight"] = torch.zeros(16, 320, 1, 1)
+    with pytest.raises(ModelFileError, match=r"input_proj\.weight"):
+        convert_conditional_detr_state_dict(bad, target)
+    with pytest.raises(ModelFileError, match="no such weight file"):
+        create_model("setcrop", weights=str(tmp_path / "missing.pt"))
+
+
+def test_bad_arguments_are_named():
+    with pytest.raises(ValueError, match="backbone"):
+        SetCrop(backbone="vgg16")
+    with pytest.raises(ValueError, match="tap"):
+        SetCrop(backbone="mobilenet_v2", tap="f3")
+    with pytest.raises(ValueError, match="num_queries"):
+        SetCrop(backbone="mobilenet_v2", num_queries=0)
+
+
+# ---------------------------------------------------------------------------------------------- exact resume
+def _records(tmp_path, n=4):
+    rng = np.random.default_rng(0)
+    recs = []
+    for i in range(n):
+        p = tmp_path / f"im{i}.png"
+        Image.fromarray(rng.integers(0, 255, (48, 72, 3), dtype=np.uint8)).save(p)
+        crops = gaic_grid(72, 48)[:20]
+        recs.append(CropRecord(name=f"im{i}.jpg", image_path=p, width=72, height=48, crops=crops,
+                               scores=1 + 4 * crops[:, 0] / 72))
+    return recs
+
+
+def test_training_resumes_exactly_with_the_ema_teacher(tmp_path, monkeypatch):
+    from opencrop.train import trainer as trainer_mod
+    from opencrop.train.recipe import Recipe
+    from opencrop.train.trainer import train
+
+    recs = _records(tmp_path)
+
+    def recipe() -> Recipe:
+        return Recipe.from_dict({
+            "model": {"name": "setcrop", "kwargs": {**SMALL, "ema_start_epoch": 1, "backbone_lr": 1e-4}},
+            "data": {"format": "gaicd", "val_split": "none", "test_split": None, "crops_per_image": None,
+                     "flip": 0.0, "photometric": "ssd"},
+            "optim": {"name": "adamw", "lr": 1e-3, "weight_decay": 1e-4, "grad_clip": 0.1},
+            "schedule": {"name": "multistep", "milestones": [2], "gamma": 0.1},
+            "train": {"epochs": 3, "seed": 3, "amp": False, "batch_size": 2, "num_workers": 0},
+        })
+
+    straight = train(recipe(), tmp_path / "a", records={"train": recs}, progress=False)
+    real = trainer_mod.save_atomic
+    calls = {"n": 0}
+
+    def kill_after_second(obj, path):
+        real(obj, path)
+        calls["n"] += 1
+        if calls["n"] == 2:  # the teacher started in epoch 2 (0-based 1): it is active in this last.pt
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(trainer_mod, "save_atomic", kill_after_second)
+    with pytest.raises(KeyboardInterrupt):
+        train(recipe(), tmp_path / "b", records={"train": recs}, progress=False)
+    monkeypatch.setattr(trainer_mod, "save_atomic", real)
+    mid = torch.load(tmp_path / "b" / "last.pt", weights_only=True)
+    assert mid["epoch"] == 2 and bool(mid["model"]["teacher.active"])
+    resumed = train(recipe(), tmp_path / "b", records={"train": recs}, resume=True, progress=False)
+    a = torch.load(tmp_path / "a" / "last.pt", weights_only=True)
+    b = torch.load(tmp_path / "b" / "last.pt", weights_only=True)
+    assert set(a["model"]) == set(b["model"]) and any(k.startswith("teacher.") for k in a["model"])
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    assert resumed.history[-1]["train_loss"] == straight.history[-1]["train_loss"]
+    assert straight.history[0]["train_loss"] != straight.history[-1]["train_loss"]
+
+
+# ---------------------------------------------------------------------------------------------- evaluation
+def test_evaluation_uses_the_proposals_for_set_metrics_and_the_top_query_on_gt_data(tmp_path):
+    from opencrop.data.registry import load_dataset
+    from opencrop.data.synth import synthesize
+    from opencrop.eval.metrics import set_prediction_metrics
+    from opencrop.eval.runner import evaluate, read_frame
+
+    m = _small(input_size=96, max_input_size=192).eval()
+    recs = load_dataset(f"gaicd:{synthesize('gaicd', tmp_path / 'g', n=8, seed=0, size=(160, 120))}", split="test")
+    assert len(recs) == 2
+    # stand-in query boxes (analysis pixels) per image: image 0 has its best crop as its most valid query, image 1
+    # has it as its least valid one (rank 8 of 8), so hit@5 is 50 %
+    frames = [read_frame(r, m.analysis_size) for r in recs]
+    fake = []
+    for i, (r, f) in enumerate(zip(recs, frames, strict=True)):
+        crops = f.to_analysis(f.from_stored(r.crops))
+        best = crops[int(np.argmax(r.scores))]
+        others = crops[np.argsort(box_iou(crops, best[None])[:, 0], kind="stable")[:7]]  # far from the best crop
+        assert box_iou(others, best[None]).max() < 0.85
+        boxes = np.concatenate([best[None], others]) if i == 0 else np.concatenate([others, best[None]])
+        fake.append((boxes, np.linspace(0.9, 0.2, 8)))
+    calls = iter(fake)
+    m.query_boxes = lambda prepared: next(calls)
+    res = evaluate(m, recs)
+    assert res.protocol == "scored" and {"srcc", "hit5@0.85", "ap90@0.90"} <= set(res.metrics)
+    want = set_prediction_metrics([f.to_original(b) for f, (b, _) in zip(frames, fake, strict=True)],
+                                  [v for _, v in fake], [f.from_stored(r.crops) for f, r in zip(frames, recs,
+                                                                                               strict=True)],
+                                  [r.scores for r in recs])
+    assert res.metrics["hit5@0.85"] == pytest.approx(50.0) and res.metrics["hit10@0.85"] == pytest.approx(100.0)
+    for k in ("hit5@0.90", "ap5@0.85", "ap10@0.85", "ap90@0.90"):
+        assert res.metrics[k] == pytest.approx(want[k]), k
+    assert res.metrics["ap10@0.85"] > 0
+    del m.query_boxes
+    flms = load_dataset(f"flms:{synthesize('flms', tmp_path / 'f', n=2, seed=1, size=(160, 120))}")
+    gt = evaluate(m, flms)
+    assert gt.protocol == "gt-free" and {"iou", "bde"} <= set(gt.metrics)
+    frame = read_frame(flms[0], m.analysis_size)
+    qb, val = m.query_boxes(m.prepare(frame))
+    np.testing.assert_allclose(gt.per_image[0]["pred"], frame.to_original(qb[int(np.argmax(val))])[0])
+
+
+# ---------------------------------------------------------------------------------------------- recipes
+@pytest.mark.parametrize("name,queries,soft,ema,good,nms,milestones,epochs", [
+    ("setcrop_gaicd", 90, 0.5, None, 4.0, 0.0, [40, 50], 70),
+    ("setcrop_cpc", 24, 0.0, 45, 2.0, 0.8, [40], 50),
+])
+def test_recipes_follow_the_specification(name, queries, soft, ema, good, nms, milestones, epochs):
+    from pathlib import Path
+
+    from opencrop.train.recipe import load_recipe
+
+    r = load_recipe(Path(__file__).resolve().parents[2] / "configs" / f"{name}.yaml")
+    kw = r.model.kwargs
+    assert r.model.name == "setcrop" and kw["backbone"] == "resnet50" and kw["num_queries"] == queries
+    assert (kw["soft_bound"], kw.get("ema_start_epoch"), kw["good_thresh"], kw["good_nms"]) == (soft, ema, good, nms)
+    assert (kw["hidden_dim"], kw["enc_layers"], kw["dec_layers"], kw["input_size"], kw["max_input_size"]) == (
+        256, 6, 6, 600, 1333)
+    assert (r.optim.name, r.optim.lr, r.optim.weight_decay, r.optim.grad_clip, kw["backbone_lr"]) == (
+        "adamw", 1e-4, 1e-4, 0.1, 1e-5)
+    assert (r.schedule.milestones, r.train.epochs, r.train.batch_size, r.data.flip) == (milestones, epochs, 1, 0.0)
+    assert r.data.crops_per_image is None  # every annotated crop: the good crops and the smoothing need them all
+    small = {**kw, **{k: v for k, v in SMALL.items() if k != "num_queries"}, "pretrained_backbone": False}
+    m = create_model("setcrop", **small)
+    assert m.config["num_queries"] == queries and (m.teacher is not None) == (ema is not None)
