@@ -7,7 +7,7 @@ the baselines need no torch.
 from opencrop.models import baselines, composition  # noqa: F401  (registers "composition", baselines)
 from opencrop.models.registry import create_model, is_model, list_models, register_lazy, register_model
 
-for _name in ("gaic", "hcic", "gafic"):
+for _name in ("gaic", "hcic", "gafic", "gencrop"):
     register_lazy(_name, f"opencrop.models.{_name}")
 
 __all__ = ["create_model", "is_model", "list_models", "register_lazy", "register_model"]
