@@ -24,6 +24,7 @@ _COMMAND_MODULES = (
     "opencrop.train.cli",
     "opencrop.train.heatmaps_cli",
     "opencrop.serve.cli",
+    "opencrop.outpaint.cli",
 )
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2

@@ -34,7 +34,9 @@ from opencrop.data._common import as_boxes, attach_sizes, read_json, resolve_ima
 from opencrop.data.record import CropRecord
 from opencrop.errors import DataFormatError
 
-__all__ = ["decode_mask_png", "load_gencrop", "load_outpaint", "parse_outpaint_name", "select_subject"]
+__all__ = [
+    "decode_mask_png", "load_gencrop", "load_outpaint", "load_quality_folder", "parse_outpaint_name", "select_subject",
+]
 
 _OUTPAINT = re.compile(r"^img(?P<id>.+)_(?P<x>-?\d+)_(?P<y>-?\d+)_(?P<w>\d+)_(?P<h>\d+)\.(jpe?g|png)$")
 
@@ -77,7 +79,8 @@ def load_gencrop(
         root: a class folder (``testeval_sha256.json.gz``, ``{split}_sha256.json``, ``images/``) or one such file.
         split: for ``source="split"``: ``"train" | "val" | "test"``; ignored by ``"testeval"``.
         source: ``"auto"`` (testeval when present, else an outpaint set when ``detect.json.gz`` is there, else the
-            split file), ``"testeval"``, ``"split"`` or ``"outpaint"`` (:func:`load_outpaint`).
+            split file), ``"testeval"``, ``"split"``, ``"outpaint"`` (:func:`load_outpaint`) or ``"quality"``
+            (:func:`load_quality_folder`).
     """
     root = Path(root)
     if source == "auto" and root.is_dir() and not (root / "testeval_sha256.json.gz").is_file() \
@@ -85,6 +88,8 @@ def load_gencrop(
         source = "outpaint"
     if source == "outpaint":
         return load_outpaint(root, split)
+    if source == "quality":
+        return load_quality_folder(root, split)
     base = root if root.is_dir() else root.parent
     img_dirs = [Path(images) if images is not None else base / "images"]
     if source == "auto":
@@ -277,3 +282,25 @@ def load_outpaint(
         count["kept"] = count.get("kept", 0) + 1
     attach_sizes(records)
     return records
+
+
+def load_quality_folder(root: str | Path, split: str = "all", val_fraction: float = 0.1) -> list[CropRecord]:
+    """Labelled outpaints for the bad-outpaint classifier: ``root/good/*.jpg`` (label 0) and ``root/bad/*.jpg``
+    (label 1) → records with ``extra["label"]``. ``split``: ``"all"``, or ``"train"`` / ``"val"`` (a stable
+    ``val_fraction`` of the files by the sha256 of their names)."""
+    import hashlib
+
+    root = Path(root)
+    recs = []
+    for label, sub in ((0, "good"), (1, "bad")):
+        d = root / sub
+        if not d.is_dir():
+            raise DataFormatError(d, "missing: a quality set needs good/ and bad/ sub-folders of images")
+        for p in sorted(d.iterdir()):
+            if p.suffix.lower() not in (".jpg", ".jpeg", ".png"):
+                continue
+            h = int(hashlib.sha256(p.name.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+            s = "val" if h < val_fraction else "train"
+            if split in ("all", s):
+                recs.append(CropRecord(name=f"{sub}/{p.name}", image_path=p, split=s, extra={"label": label}))
+    return recs

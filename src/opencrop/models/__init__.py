@@ -9,5 +9,6 @@ from opencrop.models.registry import create_model, is_model, list_models, regist
 
 for _name in ("gaic", "hcic", "gafic", "gencrop"):
     register_lazy(_name, f"opencrop.models.{_name}")
+register_lazy("outpaint_quality", "opencrop.outpaint.quality")  # GenCrop's bad-outpaint classifier
 
 __all__ = ["create_model", "is_model", "list_models", "register_lazy", "register_model"]

@@ -132,7 +132,7 @@ class Letterbox:
         """``[H, W, 3]`` uint8 RGB → ``(Tensor[3, size, size], (s, s))`` (boxes also shift by the padding)."""
         if image.ndim != 3 or image.shape[2] != 3:
             raise ValueError(f"expected an [H, W, 3] RGB image, got shape {tuple(image.shape)}")
-        x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float()
+        x = torch.from_numpy(np.array(image, dtype=np.float32)).permute(2, 0, 1)
         s = self.geometry(int(image.shape[1]), int(image.shape[0]))[0]
         return self.pad(self.normalize(self.resize(x))), (s, s)
 
@@ -268,6 +268,9 @@ class GenCrop(LearnedCropModel):
     name = "gencrop"
     #: cues the pipeline runs for the subject (people first, else the most salient object) and record fields
     needs: frozenset[str] = frozenset({"people", "objects", "saliency", "subject_box", "human_box"})
+    #: a regressor: its box must not be "refined" by re-scoring neighbours with the scorer (the pipeline does so
+    #: for every CandidateScorer today; see docs/gencrop.md)
+    refine: bool = False
 
     def __init__(
         self,
