@@ -507,10 +507,10 @@ def write_gencrop_outpaint(out: Path, n: int = 20, seed: int = 0, variants: int 
             if not cs:
                 dets[name] = []
                 continue
-            poly = max(cs, key=cv2.contourArea).reshape(-1, 2).astype(np.float64) + [x, y]
+            poly = max(cs, key=cv2.contourArea).reshape(-1, 2).astype(np.float64) + np.array([x, y])
             mid = str(len(polys))
             polys[mid] = poly
-            bx = _mask_box(m) + [x, y, x, y]
+            bx = _mask_box(m) + np.array([x, y, x, y])
             dets[name] = [{"xywh": np.round(xyxy_to_xywh(bx), 2).tolist(), "score": 1.0, "class": 0,
                            "mask_id": int(mid)}]
     out.mkdir(parents=True, exist_ok=True)
