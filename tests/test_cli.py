@@ -81,6 +81,29 @@ def test_batch_continues_and_resumes(photos: Path, tmp_path: Path) -> None:
     assert [r["status"] for r in again] == ["error"]  # only the broken file was retried
 
 
+def test_batch_resume_with_other_ratios_redoes_the_work(photos: Path, tmp_path: Path) -> None:
+    out = tmp_path / "batch"
+    assert main(["batch", str(photos), "--out", str(out), "-r", "1:1"]) == 1
+    n = len((out / "results.jsonl").read_text().splitlines())
+    assert main(["batch", str(photos), "--out", str(out), "-r", "16:9", "--resume"]) == 1
+    again = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()][n:]
+    assert sorted(r["status"] for r in again) == ["error", "ok", "ok"]  # not skipped: a different job
+    assert (out / "a_16x9.jpg").is_file()
+
+
+def test_batch_drops_a_half_written_line_before_appending(photos: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "batch"
+    assert main(["batch", str(photos), "--out", str(out), "-r", "1:1"]) == 1
+    log = out / "results.jsonl"
+    whole = log.read_text()
+    log.write_text(whole + '{"image": "cut by a kil')  # a crash in the middle of a write
+    assert main(["batch", str(photos), "--out", str(out), "-r", "1:1", "--resume"]) == 1
+    assert "half-written" in capsys.readouterr().err
+    lines = log.read_text().splitlines()
+    assert all(json.loads(x) for x in lines)  # every line parses: nothing glued to the cut one
+    assert len(lines) == len(whole.splitlines()) + 1  # + the retried broken file
+
+
 def test_bundled_example_crops() -> None:
     """The README's demo photo crops from the command line."""
     assert main(["crop", str(REPO / "examples" / "astronaut.jpg"), "-r", "9:16"]) == 0

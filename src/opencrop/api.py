@@ -25,7 +25,8 @@ from opencrop.models.base import CUE_NAMES, CandidateScorer, Request
 from opencrop.models.registry import create_model
 from opencrop.rules import Rules, distinct_top, exact_box, neighbourhood
 
-__all__ = ["Analysis", "Crop", "CropPlan", "Cropper", "crop", "parse_numbers", "parse_size", "plan", "score"]
+__all__ = ["Analysis", "Crop", "CropPlan", "CropResult", "Cropper", "crop", "parse_numbers", "parse_size", "plan",
+           "score"]
 
 
 @dataclass
@@ -39,6 +40,8 @@ class Crop:
         image: the cropped (and, with ``size``, resized) picture, when asked for.
         runners_up: next-best distinct boxes ``[(box, score), ...]`` (for debugging and UIs).
         level: the rule level the box satisfies (:mod:`opencrop.rules`; 0 = every head and subject kept).
+        warning: set when the box's aspect differs from ``ratio`` by more than 1 % (an extreme ratio that whole
+            pixels of this image cannot make).
     """
 
     ratio: str
@@ -47,9 +50,13 @@ class Crop:
     image: Image.Image | None = None
     runners_up: list[tuple[tuple[int, int, int, int], float]] = field(default_factory=list)
     level: int = 0
+    warning: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"ratio": self.ratio, "box": list(self.box), "score": round(float(self.score), 6)}
+        d: dict[str, Any] = {"ratio": self.ratio, "box": list(self.box), "score": round(float(self.score), 6)}
+        if self.warning:
+            d["warning"] = self.warning
+        return d
 
 
 @dataclass
@@ -64,6 +71,28 @@ class Analysis:
     def image(self) -> Frame:
         """The frame (former name)."""
         return self.frame
+
+
+@dataclass
+class CropResult:
+    """The crops of one image with the analysis they came from."""
+
+    analysis: Analysis
+    crops: list[Crop]
+
+    @property
+    def notes(self) -> list[str]:
+        """Everything the pipeline had to report (a missing detector, random weights ...)."""
+        return list(self.analysis.cues.notes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"image", "width", "height", "crops": [{"ratio", "box", "score"}], "notes"?}`` (original pixels)."""
+        f = self.analysis.frame
+        rec: dict[str, Any] = {"image": f.source, "width": f.width, "height": f.height,
+                               "crops": [c.to_dict() for c in self.crops]}
+        if self.notes:
+            rec["notes"] = self.notes
+        return rec
 
 
 @dataclass(frozen=True)
@@ -128,7 +157,8 @@ class Cropper:
     """Finds the best crop of an image for any aspect ratio (the pipeline of the module docstring).
 
     Args:
-        model: registered model name (``opencrop models list`` / :func:`opencrop.models.list_models`).
+        model: registered model name (``opencrop models list`` / :func:`opencrop.models.list_models`), or a
+            built model (:mod:`opencrop.models.base` contract).
         weights: weight file for learned models.
         cues: ``"auto"`` runs the cues the model uses when their backends are available; ``False`` none;
             or an iterable of cue names (``"faces"``, ``"people"``, ``"objects"``, ``"saliency"``).
@@ -143,10 +173,15 @@ class Cropper:
         >>> [c.box for c in cropper.crop("photo.jpg", ratios=["16:9", "1:1"])]
     """
 
-    def __init__(self, model: str = "composition", weights: str | None = None, cues: bool | str | Iterable[str]
+    def __init__(self, model: str | Any = "composition", weights: str | None = None, cues: bool | str | Iterable[str]
                  = "auto", analysis_size: int | None = None, random_weights: bool = False, **model_cfg: Any) -> None:
-        self.model = create_model(model, weights=weights, **model_cfg)
-        self.model_name = model
+        if isinstance(model, str):
+            self.model = create_model(model, weights=weights, **model_cfg)
+            self.model_name = model
+        else:  # an already built model (evaluation, the trainer's validation)
+            if weights is not None or model_cfg:
+                raise TypeError("weights / model options go with a model name, not a built model")
+            self.model, self.model_name = model, str(getattr(model, "name", type(model).__name__))
         if getattr(self.model, "weights_source", "") is None and not random_weights:
             raise UntrainedModelError(model)
         self.random_weights = bool(random_weights and getattr(self.model, "weights_source", "") is None)
@@ -202,6 +237,17 @@ class Cropper:
         return analyze_cues(pixels, want=self.cue_names)
 
     # -- cropping ----------------------------------------------------------------------------------------
+    def run(self, image: ImageInput | Frame | Analysis, ratios: Sequence[str | float] = ("1:1",),
+            size: str | tuple[int, int] | None = None, subject: Sequence[Sequence[float]] | None = None,
+            focus: tuple[float, float] | None = None, runners_up: int = 0) -> CropResult:
+        """:meth:`crop` plus what every surface reports: the frame, cues, notes (``CropResult.to_dict()`` is the
+        JSON record of the CLI, batch jobs and the service)."""
+        p = plan(ratios, size)
+        out_hint = (p.labels, p.size) if p.size is not None else None
+        an = image if isinstance(image, Analysis) else self.analyze(image, subject, focus, out_hint)
+        crops = [self._best(an, lab, r, p.size, runners_up) for lab, r in zip(p.labels, p.ratios, strict=True)]
+        return CropResult(an, crops)
+
     def crop(self, image: ImageInput | Frame | Analysis, ratios: Sequence[str | float] = ("1:1",),
              size: str | tuple[int, int] | None = None, subject: Sequence[Sequence[float]] | None = None,
              focus: tuple[float, float] | None = None, runners_up: int = 0) -> list[Crop]:
@@ -210,10 +256,7 @@ class Cropper:
         With ``size`` (``"WxH"``), each crop's ``image`` is the crop resized to exactly that size; the ratio
         must then match the size's aspect (a single ratio may be omitted: it is taken from ``size``).
         """
-        p = plan(ratios, size)
-        out_hint = (p.labels, p.size) if p.size is not None else None
-        an = image if isinstance(image, Analysis) else self.analyze(image, subject, focus, out_hint)
-        return [self._best(an, lab, r, p.size, runners_up) for lab, r in zip(p.labels, p.ratios, strict=True)]
+        return self.run(image, ratios, size, subject, focus, runners_up).crops
 
     def _best(self, an: Analysis, ratio: str, r: float, out_size: tuple[int, int] | None, k: int) -> Crop:
         frame = an.frame
@@ -252,7 +295,12 @@ class Cropper:
             for j in distinct_top(boxes, scores, k + 1, iou=0.6)[1:]:
                 ups.append((exact_box(frame.to_original(boxes[j])[0], r, frame.width, frame.height), float(scores[j])))
         pic = crop_image(frame, box, out_size) if out_size is not None else None
-        return Crop(ratio, box, best_score, pic, ups, level)
+        got = (box[2] - box[0]) / (box[3] - box[1])
+        warning = None
+        if abs(got / r - 1) > 0.01:  # whole pixels of this image cannot make that aspect: say so, never silently
+            warning = (f"ratio {ratio} cannot be met in whole pixels of a {frame.width}x{frame.height} image; "
+                       f"closest is {box[2] - box[0]}x{box[3] - box[1]} (aspect {got:.4g})")
+        return Crop(ratio, box, best_score, pic, ups, level, warning)
 
     # -- scoring arbitrary boxes -------------------------------------------------------------------------
     def score(self, image: ImageInput | Frame | Analysis, boxes: np.ndarray | Sequence[Sequence[float]]

@@ -17,12 +17,12 @@ __all__ = ["main"]
 #: packages whose ``cli`` module adds commands (missing modules are skipped: a package not built yet)
 _COMMAND_MODULES = (
     "opencrop.commands",
-    "opencrop.cues.cli",
     "opencrop.data.cli",
     "opencrop.eval.cli",
     "opencrop.nn.cli",
     "opencrop.train.cli",
-    "opencrop.train.heatmaps_cli",
+    "opencrop.data.heatmaps_cli",
+    "opencrop.models.cli",
     "opencrop.serve.cli",
     "opencrop.outpaint.cli",
 )

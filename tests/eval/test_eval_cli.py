@@ -191,19 +191,21 @@ def test_set_metrics_for_scoring_models(tiny: dict[str, Path]) -> None:
 
     recs = load_dataset(f"gaicd:{tiny['gaicd']}", split="all")
 
-    from opencrop.eval.runner import decode_rgb
+    from opencrop.boxes import box_iou
+    from opencrop.models.base import CandidateScorer
 
-    by_image = {decode_rgb(r.image_path)[0].tobytes(): r for r in recs}
+    by_path = {str(r.image_path): r for r in recs}
 
-    class Oracle:  # scores each annotated crop by its own MOS, looked up from the image it is shown
+    class Oracle(CandidateScorer):  # scores each box by the MOS of the annotated crop it matches best
         name, needs = "oracle", frozenset()
 
-        def prepare(self, image: np.ndarray, cues: object = None) -> dict:
-            r = by_image[image.tobytes()]
-            return {tuple(b): s for b, s in zip(map(tuple, r.crops), r.scores, strict=True)}
+        def prepare(self, frame, cues: object = None) -> tuple:
+            return by_path[frame.source], frame
 
-        def score(self, prepared: dict, boxes: np.ndarray) -> np.ndarray:
-            return np.array([prepared[tuple(b)] for b in boxes])
+        def score(self, prepared: tuple, boxes: np.ndarray) -> np.ndarray:
+            r, frame = prepared
+            iou = box_iou(frame.to_original(boxes), frame.from_stored(r.crops))
+            return np.asarray(r.scores)[iou.argmax(axis=1)]
 
     m = evaluate(Oracle(), recs, set_metrics=True).metrics
     assert m["srcc"] == pytest.approx(1.0) and m["hit5@0.85"] == 100.0 and m["ap90@0.90"] == pytest.approx(100.0)

@@ -122,9 +122,9 @@ def test_crop_model_protocol_on_astronaut(model):
 def test_short_training_run_lowers_loss(tmp_path):
     """Synthetic GAICD → pseudo heat maps → the shared trainer, 3 short epochs; the loss goes down."""
     from opencrop.data.gaicd import load_gaicd
+    from opencrop.data.heatmaps import write_heatmaps
     from opencrop.data.synth import write_gaicd
     from opencrop.models import create_model
-    from opencrop.train.heatmaps import write_heatmaps
     from opencrop.train.recipe import Recipe
     from opencrop.train.trainer import train
 

@@ -274,7 +274,7 @@ def test_cli_weights_import(tmp_path, capsys):
     assert rc == 0, capsys.readouterr().err
     ck = torch.load(out, weights_only=True)
     assert ck["config"]["name"] == "gaic" and ck["source"].startswith("lld533/")
-    assert set(ck) == {"model", "config", "opencrop_version", "source"}
+    assert set(ck) == {"model", "config", "opencrop_version", "source", "model_sha256"}
     torch.save({"x": torch.zeros(1)}, tmp_path / "junk.pth")
     assert cli.main(["weights", "import", "gaic", str(tmp_path / "junk.pth"), "--out", str(out)]) == 1
     assert "not a released GAIC checkpoint" in capsys.readouterr().err

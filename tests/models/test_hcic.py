@@ -143,7 +143,7 @@ def test_hcic_registered_with_config(small_hcic):
     from opencrop.models.hcic import HCIC
 
     assert "hcic" in list_models()
-    assert isinstance(small_hcic, HCIC) and small_hcic.needs == frozenset({"people"})
+    assert isinstance(small_hcic, HCIC) and small_hcic.needs == frozenset({"people", "human_box"})
     assert small_hcic.config["backbone"] == "mobilenet_v2" and small_hcic.config["partition"] == 9
     assert small_hcic.preprocess.resize == "short_side" and small_hcic.preprocess.pixel_scale == 255.0
     fixed = create_model("hcic", backbone="mobilenet_v2", input_mode="fixed256", use_cp=False, relation="conv")
@@ -263,8 +263,8 @@ def test_content_features_chunked_inference_matches():
 def _tiny_run(model_name: str, root, out, **kwargs) -> list[dict]:
     """Synthetic GAICD (with HCIC human boxes) → pseudo heat maps → the shared trainer, 3 short epochs."""
     from opencrop.data.gaicd import load_gaicd
+    from opencrop.data.heatmaps import write_heatmaps
     from opencrop.data.synth import write_gaicd
-    from opencrop.train.heatmaps import write_heatmaps
     from opencrop.train.recipe import Recipe
     from opencrop.train.trainer import train
 

@@ -215,3 +215,22 @@ def test_cli_train_on_gaicd_txt_and_usage_errors(tmp_path, monkeypatch, capsys):
     # a typo in an override is a usage error (exit 2) naming the key
     assert cli.main(["train", str(recipe), "train.epoks=3", "--out", str(tmp_path / "x")]) == 2
     assert "train.epoks: unknown key; did you mean 'epochs'" in capsys.readouterr().err
+
+
+def test_resume_from_a_damaged_last_pt_is_a_model_file_error(tmp_path):
+    """last.pt carries the digest of its weights (save_atomic); one flipped byte stops --resume with the file named."""
+    from opencrop.errors import ModelFileError
+
+    recs = _records(tmp_path)
+    train(_recipe(), tmp_path / "run", records={"train": recs}, progress=False)
+    last = tmp_path / "run" / "last.pt"
+    ck = torch.load(last, weights_only=True)
+    assert len(ck["model_sha256"]) == 64
+    data = bytearray(last.read_bytes())
+    w = ck["model"]["head.0.weight"].contiguous().numpy().tobytes()
+    at = bytes(data).find(w[:32])
+    assert at > 0
+    data[at + 4] ^= 0x55
+    last.write_bytes(bytes(data))
+    with pytest.raises(ModelFileError, match=r"last\.pt: damaged"):
+        train(_recipe(epochs=3), tmp_path / "run", records={"train": recs}, resume=True, progress=False)

@@ -37,6 +37,9 @@ def register(sub: argparse._SubParsersAction, group: Callable[[str, str], argpar
         action="store_true",
         help="GAICD: also Rethinking's best-crop hit rate and AP over good crops (MOS >= 4), in the JSON",
     )
+    p.add_argument("--random-weights", action="store_true",
+                   help="allow a learned model without trained weights (its numbers are meaningless)")
+    p.add_argument("--no-cues", action="store_true", help="do not run the detectors the model uses")
     p.add_argument("--limit", type=int, help="evaluate only the first N images (smoke tests)")
     p.add_argument("--json", dest="json_out", metavar="OUT", help="write metrics and per-image predictions here")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
@@ -77,6 +80,16 @@ def _run(args: argparse.Namespace) -> int:
     except OpenCropError as e:  # a missing or corrupt weight file
         print(f"opencrop eval: {e}", file=sys.stderr)
         return 1
+    from opencrop.api import Cropper
+    from opencrop.errors import UntrainedModelError
+    from opencrop.models.base import CUE_NAMES
+
+    want = sorted(set(getattr(model, "needs", ())) & CUE_NAMES) if not args.no_cues else []
+    try:
+        cropper = Cropper(model, cues=want or False, random_weights=args.random_weights)
+    except UntrainedModelError as e:
+        print(f"opencrop eval: {e}", file=sys.stderr)
+        return 2
     anchors = None
     if args.candidates in ("auto", "lvrn"):
         try:
@@ -86,7 +99,7 @@ def _run(args: argparse.Namespace) -> int:
             return 1
     try:
         res = evaluate(
-            model, records, args.candidates, anchors, None if args.quiet else stderr_progress, args.set_metrics
+            cropper, records, args.candidates, anchors, None if args.quiet else stderr_progress, args.set_metrics
         )
     except OpenCropError as e:
         print(f"opencrop eval: {e}", file=sys.stderr)
@@ -99,6 +112,8 @@ def _run(args: argparse.Namespace) -> int:
         + (f", candidates={res.candidates}" if res.candidates else "")
     )
     print(format_table(res.protocol, args.model, res.metrics, paper, title))
+    if cropper.random_weights:
+        print(f"note: {args.model} ran with random weights (--random-weights): these are not results", file=sys.stderr)
     if args.json_out:
         out = {
             "model": args.model,
@@ -110,6 +125,7 @@ def _run(args: argparse.Namespace) -> int:
             "protocol": res.protocol,
             "candidates": res.candidates,
             "metrics": res.metrics,
+            "random_weights": cropper.random_weights,
             "paper": paper,
             "per_image": res.per_image,
         }

@@ -1,4 +1,5 @@
-"""Evaluate any registered :class:`~opencrop.models.base.CropModel` on a dataset of :class:`CropRecord`.
+"""Evaluate any registered :class:`~opencrop.models.base.CropModel` on a dataset of :class:`CropRecord` — the
+one evaluation path: ``opencrop eval`` and the trainer's validation both call :func:`evaluate`.
 
 Two protocols, chosen by what the records carry:
 
@@ -8,8 +9,8 @@ Two protocols, chosen by what the records carry:
   anchors mapped to pixels with integer truncation (as HCIC), the GAIC grid or fixed-ratio windows — and its
   best candidate is compared with the GT crops; metrics = :func:`~opencrop.eval.metrics.iou_bde`.
 
-``prepare`` runs once per image, ``score`` once on all its candidates. Boxes are xyxy pixels of the image as
-decoded (EXIF-upright); when the decoder shrinks the image for analysis, boxes are scaled to it for scoring.
+``prepare`` runs once per image, ``propose`` once on all its candidates, through the crop pipeline
+(:class:`opencrop.api.Cropper`: frame, cues, given record fields). Boxes are xyxy pixels of the upright image.
 """
 
 from __future__ import annotations
@@ -24,8 +25,9 @@ import numpy as np
 
 from opencrop.data.record import CropRecord
 from opencrop.errors import DataFormatError
+from opencrop.models.base import FIELD_NAMES
 
-__all__ = ["EvalResult", "candidate_boxes", "decode_rgb", "evaluate", "resolve_lvrn_anchors"]
+__all__ = ["EvalResult", "candidate_boxes", "evaluate", "read_frame", "resolve_lvrn_anchors"]
 
 CANDIDATE_SETS = ("auto", "lvrn", "grid", "ratios")
 #: aspect ratios of the ``"ratios"`` candidate set (the fixed-ratio windows of GAIC / S2CNet demos)
@@ -42,20 +44,21 @@ class EvalResult:
     per_image: list[dict[str, Any]] = field(default_factory=list)
 
 
-def decode_rgb(path: str | Path) -> tuple[np.ndarray, float, float]:
-    """Decode an image with :func:`opencrop.io.load_image` (EXIF orientation applied, shrink on load) →
-    ``(pixels [h, w, 3] uint8 RGB, sx, sy)`` where ``sx, sy`` map original-image pixels to ``pixels``."""
+def read_frame(record: CropRecord, analysis_size: int) -> Any:
+    """The record's image as a :class:`~opencrop.io.Frame` (EXIF orientation applied, shrink on load);
+    :class:`DataFormatError` naming the file when it is missing or unreadable."""
     from opencrop.errors import OpenCropError
-    from opencrop.io import load_image
+    from opencrop.io import load_frame
 
-    p = Path(path)
+    if record.image_path is None:
+        raise DataFormatError(record.name, "no image path (images/ folder missing?)")
+    p = Path(record.image_path)
     if not p.is_file():
         raise DataFormatError(p, "image file missing")
     try:
-        li = load_image(p)
+        return load_frame(p, analysis_size)
     except OpenCropError as e:
-        raise DataFormatError(p, f"cannot decode image: {e.problem}") from e
-    return li.pixels, li.pixels.shape[1] / li.width, li.pixels.shape[0] / li.height
+        raise DataFormatError(p, f"cannot decode image: {getattr(e, 'problem', e)}") from e
 
 
 def resolve_lvrn_anchors(path: str | Path | None = None) -> np.ndarray:
@@ -88,15 +91,23 @@ def candidate_boxes(kind: str, width: int, height: int, anchors: np.ndarray | No
     raise ValueError(f"unknown candidate set {kind!r}; use lvrn, grid or ratios")
 
 
-def _score(model: Any, image: np.ndarray, boxes: np.ndarray, sx: float, sy: float) -> np.ndarray:
-    prepared = model.prepare(image)
-    b = boxes * np.array([sx, sy, sx, sy]) if (sx, sy) != (1.0, 1.0) else boxes
-    s = np.asarray(model.score(prepared, b), dtype=np.float64).reshape(-1)
-    if s.shape[0] != boxes.shape[0]:
-        raise RuntimeError(
-            f"model {getattr(model, 'name', model)!r} returned {s.shape[0]} scores for {boxes.shape[0]} boxes"
-        )
-    return s
+def _given(model: Any, record: CropRecord, frame: Any) -> dict[str, Any]:
+    """The record fields ``model.needs`` names, boxes mapped from stored to original (upright) pixels."""
+    out: dict[str, Any] = {}
+    for key in sorted(set(getattr(model, "needs", ())) & FIELD_NAMES):
+        v = getattr(record, key, None)
+        if v is None:
+            continue
+        if key in ("human_box", "subject_box"):
+            b = np.asarray(v, np.float64).reshape(4)
+            out[key] = frame.from_stored(b)[0] if np.all(b >= 0) else b
+        elif key == "object_boxes":
+            out[key] = frame.from_stored(v)
+        elif key == "subject_mask" and not isinstance(v, np.ndarray):
+            continue  # a mask file path: models that need it load it themselves
+        else:
+            out[key] = v
+    return out
 
 
 def evaluate(
@@ -106,16 +117,29 @@ def evaluate(
     anchors: np.ndarray | None = None,
     progress: Callable[[int, int], None] | None = None,
     set_metrics: bool = False,
+    cues: bool = True,
+    **metric_options: Any,
 ) -> EvalResult:
-    """Run ``model`` over ``records`` and compute the protocol's metrics (see the module docstring).
+    """Run ``model`` over ``records`` through the crop pipeline and compute the protocol's metrics (module doc).
+
+    ``model``: a built model or a :class:`~opencrop.api.Cropper` (whose model, cues and analysis size are used).
+    Each image is read as a :class:`~opencrop.io.Frame` at the model's ``analysis_size`` (the pixels training
+    saw), the cues the model ``needs`` are run (``cues=False``: none), and every record field it ``needs``
+    (human box, object boxes, subject box ...) is passed to ``prepare``. Scored protocol: the annotated crops go
+    to ``model.propose`` as ``Request(boxes=...)``. GT protocol: a candidate scorer scores the candidate set; any
+    other model proposes freely (``Request(ratio=None)``) and its best box is compared with the GT crops.
+    Reported boxes are xyxy pixels of the upright image; GT boxes are mapped to it from stored pixels.
 
     With ``set_metrics`` (scored protocol only) the annotated crops ranked by the model's scores are also treated
     as a set prediction and Rethinking's metrics are added (``hit{k}@{t}``, ``ap{m}@{t}``, good crops = MOS ≥ 4).
+    ``metric_options`` go to :func:`~opencrop.eval.metrics.gaicd_metrics`.
 
     Raises :class:`DataFormatError` for a record without an image file, or records that carry neither scored
     crops nor GT crops.
     """
+    from opencrop.api import Cropper
     from opencrop.eval.metrics import gaicd_metrics, iou_bde
+    from opencrop.models.base import CUE_NAMES, CandidateScorer, Request
 
     if not records:
         raise ValueError("no records to evaluate")
@@ -124,37 +148,49 @@ def evaluate(
         raise DataFormatError(records[0].name, "records carry neither scored crops nor GT crops")
     if candidates not in CANDIDATE_SETS:
         raise ValueError(f"unknown candidate set {candidates!r}; use one of {', '.join(CANDIDATE_SETS)}")
+    if isinstance(model, Cropper):
+        cropper = model
+    else:
+        want = set(getattr(model, "needs", ())) & CUE_NAMES if cues else set()
+        cropper = Cropper(model, cues=sorted(want) if want else False, random_weights=True)
+    net = cropper.model
     kind = None
     if not scored:
         kind = candidates
         if candidates == "auto":
             kind = "lvrn" if anchors is not None else "grid"
+    free = not isinstance(net, CandidateScorer)
     preds, gts, per = [], [], []
     ws, hs = [], []
     for i, r in enumerate(records):
-        if r.image_path is None:
-            raise DataFormatError(r.name, "no image path (images/ folder missing?)")
-        image, sx, sy = decode_rgb(r.image_path)
-        h, w = round(image.shape[0] / sy), round(image.shape[1] / sx)
+        frame = read_frame(r, cropper.analysis_size)
+        an = cropper.analyze(frame, **_given(net, r, frame))
         if scored:
-            s = _score(model, image, r.crops, sx, sy)
+            crops = frame.from_stored(r.crops)
+            _, s = net.propose(an.prepared, Request(boxes=frame.to_analysis(crops)))
+            s = _checked(s, len(crops), net)
             preds.append(s)
             gts.append(r.scores)
             best = int(np.argmax(s))
-            per.append({"name": r.name, "pred": r.crops[best].tolist(), "pred_gt_score": float(r.scores[best])})
+            per.append({"name": r.name, "pred": crops[best].tolist(), "pred_gt_score": float(r.scores[best])})
         else:
-            cands = candidate_boxes(kind, w, h, anchors)
-            s = _score(model, image, cands, sx, sy)
-            best = cands[int(np.argmax(s))]
+            w, h = frame.width, frame.height
+            if free:
+                b, s = net.propose(an.prepared, Request(ratio=None))
+                best = frame.to_original(np.asarray(b)[int(np.argmax(s))])[0]
+            else:
+                cands = candidate_boxes(kind, w, h, anchors)
+                _, s = net.propose(an.prepared, Request(boxes=frame.to_analysis(cands)))
+                best = cands[int(np.argmax(_checked(s, len(cands), net)))]
             preds.append(best)
-            gts.append(r.gt_crops)
+            gts.append(frame.from_stored(r.gt_crops))
             ws.append(w)
             hs.append(h)
             per.append({"name": r.name, "pred": best.tolist(), "width": w, "height": h})
         if progress is not None:
             progress(i + 1, len(records))
     if scored:
-        metrics = gaicd_metrics(preds, gts)
+        metrics = gaicd_metrics(preds, gts, **metric_options)
         if set_metrics:
             from opencrop.eval.metrics import set_prediction_metrics
 
@@ -162,7 +198,16 @@ def evaluate(
             sm = set_prediction_metrics(crops, preds, crops, gts)
             metrics.update({k: v for k, v in sm.items() if k != "n_images"})
         return EvalResult("scored", metrics, None, per)
-    return EvalResult("gt", iou_bde(preds, gts, ws, hs), kind, per)
+    return EvalResult("gt" if not free else "gt-free", iou_bde(preds, gts, ws, hs), kind if not free else None, per)
+
+
+def _checked(scores: Any, n: int, model: Any) -> np.ndarray:
+    s = np.asarray(scores, dtype=np.float64).reshape(-1)
+    if s.shape[0] != n:
+        raise RuntimeError(f"model {getattr(model, 'name', model)!r} returned {s.shape[0]} scores for {n} boxes")
+    if not np.isfinite(s).all():
+        raise RuntimeError(f"model {getattr(model, 'name', model)!r} returned a non-finite score")
+    return s
 
 
 def stderr_progress(done: int, total: int) -> None:

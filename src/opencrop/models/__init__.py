@@ -5,10 +5,17 @@ the baselines need no torch.
 """
 
 from opencrop.models import baselines, composition  # noqa: F401  (registers "composition", baselines)
-from opencrop.models.registry import create_model, is_model, list_models, register_lazy, register_model
+from opencrop.models.registry import (
+    create_model,
+    is_model,
+    list_models,
+    list_pretrained,
+    register_lazy,
+    register_model,
+)
 
 for _name in ("gaic", "hcic", "gafic", "gencrop"):
     register_lazy(_name, f"opencrop.models.{_name}")
 register_lazy("outpaint_quality", "opencrop.outpaint.quality")  # GenCrop's bad-outpaint classifier
 
-__all__ = ["create_model", "is_model", "list_models", "register_lazy", "register_model"]
+__all__ = ["create_model", "is_model", "list_models", "list_pretrained", "register_lazy", "register_model"]

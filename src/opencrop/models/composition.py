@@ -174,8 +174,9 @@ class CompositionModel(CandidateScorer):
         n = len(boxes)
         mh, mw = p.saliency.shape
         sx, sy = mw / p.width, mh / p.height
-        x1 = np.clip(np.floor(boxes[:, 0] * sx + 0.5), 0, mw).astype(int)
-        y1 = np.clip(np.floor(boxes[:, 1] * sy + 0.5), 0, mh).astype(int)
+        # a box thinner than one map cell still covers one cell (extreme aspects: 1000:1 ratios, 57:1 images)
+        x1 = np.clip(np.floor(boxes[:, 0] * sx + 0.5), 0, mw - 1).astype(int)
+        y1 = np.clip(np.floor(boxes[:, 1] * sy + 0.5), 0, mh - 1).astype(int)
         x2 = np.clip(np.floor(boxes[:, 2] * sx + 0.5), 0, mw).astype(int)
         y2 = np.clip(np.floor(boxes[:, 3] * sy + 0.5), 0, mh).astype(int)
         x2, y2 = np.maximum(x2, x1 + 1), np.maximum(y2, y1 + 1)

@@ -17,24 +17,27 @@ validation split; Xavier-uniform init of the new layers as in the original ``wei
 
 Released weights (lld533/Grid-Anchor-based-Image-Cropping-Pytorch ``pretrained_model/``) are bare state dicts of
 ``crop_model_multi_scale_shared``; :func:`convert_released_state_dict` maps them to this module
-(``opencrop weights import gaic FILE.pth``).
+(``opencrop weights import gaic.mobilenet_v2_gaicd_v1 FILE.pth`` writes the pretrained tag's file into the cache;
+the tags are described in :mod:`opencrop.models.pretrained`).
 """
 
 from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from opencrop.errors import ModelFileError
-from opencrop.models.learned import LearnedCropModel, build_with_weights, opencrop_version
+from opencrop.modelfiles import ModelFile
+from opencrop.models.checkpoint import build_with_weights, opencrop_version, save_atomic
+from opencrop.models.learned import LearnedCropModel
 from opencrop.models.preprocess import Preprocess
+from opencrop.models.pretrained import TAGS
 from opencrop.models.registry import register_model
-from opencrop.train.losses import GAIC_MOS_MEAN, GAIC_MOS_STD, mos_smooth_l1
+from opencrop.nn.losses import GAIC_MOS_MEAN, GAIC_MOS_STD, mos_smooth_l1
 
 __all__ = ["GAIC", "WeightInfo", "convert_released_state_dict", "default_cfgs", "gaic"]
 
@@ -152,40 +155,12 @@ def _feature_info(backbone: nn.Module) -> tuple[list[int], list[int]]:
 
 
 # ---------------------------------------------------------------------------------------------- weights
-@dataclass(frozen=True)
-class WeightInfo:
-    """A known GAIC weight file (not shipped: upstream large files, see systems.md §2.7)."""
+#: the former descriptor of a GAIC weight file; one descriptor type now: :class:`~opencrop.modelfiles.ModelFile`
+WeightInfo = ModelFile
 
-    filename: str
-    backbone: str
-    source: str
-    licence: str
-    dataset: str
-    published: dict[str, float]
-    note: str = ""
-
-
-#: released GAIC weights, keyed ``arch.tag``; file names carry their GAICD v1 test metrics
-default_cfgs: dict[str, WeightInfo] = {
-    "gaic.mobilenet_v2_gaicd_v1": WeightInfo(
-        filename="mobilenet_0.625_0.583_0.553_0.525_0.785_0.762_0.748_0.723_0.783_0.806.pth",
-        backbone="mobilenet_v2",
-        source="lld533/Grid-Anchor-based-Image-Cropping-Pytorch pretrained_model/",
-        licence="see the upstream repository",
-        dataset="GAICD v1",
-        published={"acc1_5": 0.625, "acc4_5": 0.525, "acc1_10": 0.785, "acc4_10": 0.723, "srcc": 0.783, "pcc": 0.806},
-        note="import with `opencrop weights import gaic FILE.pth --backbone mobilenet_v2 --out gaic_mbv2.pt`",
-    ),
-    "gaic.shufflenet_v2_gaicd_v1": WeightInfo(
-        filename="shufflenet_0.615_..._0.774_0.801.pth",
-        backbone="shufflenet_v2",
-        source="lld533/Grid-Anchor-based-Image-Cropping-Pytorch pretrained_model/",
-        licence="see the upstream repository",
-        dataset="GAICD v1",
-        published={"acc1_5": 0.615, "srcc": 0.774, "pcc": 0.801},
-        note="import with `opencrop weights import gaic FILE.pth --backbone shufflenet_v2 --out gaic_snv2.pt`",
-    ),
-}
+#: released GAIC weights keyed by pretrained tag ``gaic.tag`` (registered, torch-free, in
+#: :mod:`opencrop.models.pretrained`; ``create_model(tag)`` loads them, ``opencrop weights import TAG FILE`` converts)
+default_cfgs: dict[str, ModelFile] = {mf.name: mf for mf in TAGS if mf.model == "gaic"}
 
 _BN_KINDS = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
 # lld533 head: FC_layers = Sequential(Sequential(conv, BN, ReLU), Sequential(conv, BN, ReLU), Dropout, conv)
@@ -295,8 +270,6 @@ def import_released(
     ckpt = {"model": sd, "config": config, "opencrop_version": opencrop_version(),
             "source": f"lld533/Grid-Anchor-based-Image-Cropping-Pytorch {os.path.basename(str(path))}"}
     if out is not None:
-        from opencrop.train.trainer import save_atomic
-
         os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
         save_atomic(ckpt, out)
     return ckpt
@@ -305,8 +278,9 @@ def import_released(
 # ---------------------------------------------------------------------------------------------- registry
 @register_model("gaic")
 def gaic(weights: str | os.PathLike[str] | None = None, **cfg: Any) -> GAIC:
-    """GAIC scorer. ``weights``: an opencrop model file (its saved config is the default architecture;
-    explicit ``cfg`` keys override it). Returned in eval mode when weights are given.
+    """GAIC scorer. ``weights``: an opencrop model file or a pretrained tag (``"gaic.mobilenet_v2_gaicd_v1"``); its
+    saved config is the default architecture, explicit ``cfg`` keys override it. Returned in eval mode when weights
+    are given (:func:`~opencrop.models.checkpoint.build_with_weights`).
 
     Example:
         >>> model = create_model("gaic", backbone="mobilenet_v2")  # doctest: +SKIP

@@ -100,7 +100,7 @@ def hcic_loss(
     Raises:
         ValueError: the model predicts a heat map, ``heatmap_weight > 0`` and the batch has no ``"heatmap"``.
     """
-    from opencrop.train.losses import heatmap_l1, mos_smooth_l1, rank_loss
+    from opencrop.nn.losses import heatmap_l1, mos_smooth_l1, rank_loss
 
     mos = batch["mos"].to(pred.device)
     score = mos_smooth_l1(pred, mos, mean=0.0, std=1.0)
@@ -136,8 +136,9 @@ class HCIC(LearnedCropModel):
       concat with the CP feature → linear 512 → 1 score (256 → 1 without CP).
 
     Inputs: ``forward_scores(features, rois, human_box=None)`` with ``human_box`` ``[B, 4]`` xyxy input pixels
-    (``-1`` rows = no human). At inference :meth:`prepare` takes the human box from ``cues.people`` (the
-    highest-scoring person; no person → the "no human" path), hence ``needs = {"people"}``.
+    (``-1`` rows = no human). :meth:`prepare` takes the human box given in ``cues.human_box`` (the dataset's box in
+    evaluation, as HCIC's ``test.py`` does) or else from ``cues.people`` (the highest-scoring person; no person →
+    the "no human" path), hence ``needs = {"people", "human_box"}``.
 
     Deviations from the released code:
 
@@ -168,7 +169,7 @@ class HCIC(LearnedCropModel):
     """
 
     name = "hcic"
-    needs = frozenset({"people"})
+    needs = frozenset({"people", "human_box"})
 
     def __init__(
         self,

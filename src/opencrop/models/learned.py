@@ -44,20 +44,19 @@ import torch
 from torch import Tensor, nn
 
 from opencrop.cues.types import Cues
-from opencrop.errors import ModelFileError
 from opencrop.models.base import CandidateScorer, pixels_of
+from opencrop.models.checkpoint import (  # re-exported: the checkpoint I/O lives there
+    build_with_weights,
+    checkpoint_of,
+    load_checkpoint_file,
+    load_state,
+    load_weights,
+    opencrop_version,
+    save_weights,
+)
 from opencrop.models.preprocess import Preprocess
 
-__all__ = ["LearnedCropModel", "PreparedImage", "load_checkpoint_file", "opencrop_version"]
-
-
-def opencrop_version() -> str:
-    try:
-        from importlib.metadata import version
-
-        return version("opencrop")
-    except Exception:  # not installed (running from a source tree)
-        return "0.1.0+src"
+__all__ = ["LearnedCropModel", "PreparedImage", "build_with_weights", "load_checkpoint_file", "opencrop_version"]
 
 
 @dataclass
@@ -79,41 +78,6 @@ class PreparedImage:
     sx: float
     sy: float
     extra: dict[str, Tensor] = field(default_factory=dict)
-
-
-def build_with_weights(cls: type, weights: str | os.PathLike[str] | None, **cfg: Any) -> Any:
-    """``cls(**cfg)``; with ``weights`` (an opencrop model file) the file's saved config is the default
-    architecture, explicit ``cfg`` keys override it, no ImageNet weights are fetched, the weights are loaded and
-    the model is returned in eval mode. Every learned model's registry builder uses this."""
-    if weights is None:
-        return cls(**cfg)
-    saved = dict(load_checkpoint_file(weights).get("config") or {})
-    saved.pop("name", None)
-    model = cls(**{**saved, **cfg, "pretrained_backbone": False})
-    model.load_weights(weights)
-    model.weights_source = str(weights)
-    return model.eval()
-
-
-def load_checkpoint_file(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read an opencrop model or run checkpoint (``torch.load``, ``weights_only=True``) → its dict.
-
-    Raises:
-        ModelFileError: missing, unreadable, or not a dict with a ``"model"`` state dict.
-    """
-    p = Path(path)
-    if not p.is_file():
-        raise ModelFileError(p, "no such weight file")
-    try:
-        ckpt = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise ModelFileError(p, f"cannot read as a torch checkpoint ({type(e).__name__}: {e})") from e
-    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("model"), dict):
-        hint = ""
-        if isinstance(ckpt, dict) and ckpt and all(isinstance(v, Tensor) for v in ckpt.values()):
-            hint = " (this looks like a bare state dict; convert it with `opencrop weights import`)"
-        raise ModelFileError(p, f"not an opencrop checkpoint: expected a dict with a 'model' state dict{hint}")
-    return ckpt
 
 
 class LearnedCropModel(nn.Module, CandidateScorer):
@@ -226,63 +190,23 @@ class LearnedCropModel(nn.Module, CandidateScorer):
             self.train(was_training)
         return out.reshape(-1).float().cpu().numpy()
 
-    # ------------------------------------------------------------------ weights
+    # ------------------------------------------------------------------ weights (opencrop.models.checkpoint)
     def checkpoint(self, source: str = "opencrop") -> dict[str, Any]:
         """Model file content: ``{"model", "config", "opencrop_version", "source"}``."""
-        return {
-            "model": {k: v.detach().cpu() for k, v in self.state_dict().items()},
-            "config": {"name": self.name, **self.config},
-            "opencrop_version": opencrop_version(),
-            "source": source,
-        }
+        return checkpoint_of(self, source)
 
     def save_weights(self, path: str | os.PathLike[str], source: str = "opencrop") -> Path:
-        """Write :meth:`checkpoint` atomically (temporary file + ``os.replace``)."""
-        p = Path(path)
-        p.parent.mkdir(parents=True, exist_ok=True)
-        tmp = p.with_name(p.name + ".tmp")
-        torch.save(self.checkpoint(source), tmp)
-        os.replace(tmp, p)
-        return p
+        """Write :meth:`checkpoint` atomically, with its ``model_sha256``
+        (:func:`~opencrop.models.checkpoint.save_atomic`)."""
+        return save_weights(self, path, source)
 
     def load_weights(self, path: str | os.PathLike[str], strict: bool = True) -> dict[str, Any]:
-        """Load an opencrop model file or training-run checkpoint into this model; returns the checkpoint dict.
-
-        Raises:
-            ModelFileError: unreadable file, a checkpoint of another model, missing / unexpected keys or
-                shape mismatches (the message lists them).
-        """
-        ckpt = load_checkpoint_file(path)
-        cfg = ckpt.get("config") or {}
-        other = cfg.get("name") if isinstance(cfg, dict) else None
-        if other is not None and other != self.name:
-            raise ModelFileError(path, f"checkpoint is for model {other!r}, not {self.name!r}")
-        self.load_state(ckpt["model"], source=path, strict=strict)
-        return ckpt
+        """Load an opencrop model file or training-run checkpoint into this model (``weights_source`` := path);
+        returns the checkpoint dict. See :func:`opencrop.models.checkpoint.load_weights`."""
+        return load_weights(self, path, strict)
 
     def load_state(
         self, state: dict[str, Tensor], source: str | os.PathLike[str] | None = None, strict: bool = True
     ) -> None:
-        """``load_state_dict`` with a :class:`ModelFileError` that names every mismatch."""
-        own = self.state_dict()
-        missing = [k for k in own if k not in state]
-        unexpected = [k for k in state if k not in own]
-        shapes = [
-            f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
-            for k in own
-            if k in state and tuple(state[k].shape) != tuple(own[k].shape)
-        ]
-        problems = []
-        if shapes:
-            problems.append(f"{len(shapes)} shape mismatch(es): " + "; ".join(shapes[:5]))
-        if strict and missing:
-            problems.append(f"{len(missing)} missing key(s): " + ", ".join(missing[:5]))
-        if strict and unexpected:
-            problems.append(f"{len(unexpected)} unexpected key(s): " + ", ".join(unexpected[:5]))
-        if problems:
-            raise ModelFileError(
-                source,
-                f"weights do not fit {self.name} with config {self.config}: " + " | ".join(problems)
-                + " (was the model built with the same backbone / reddim / batchnorm?)",
-            )
-        self.load_state_dict({k: v for k, v in state.items() if k in own}, strict=strict)
+        """``load_state_dict`` with a :class:`~opencrop.errors.ModelFileError` that names every mismatch."""
+        load_state(self, state, source, strict)

@@ -97,6 +97,12 @@ class Preprocess:
         Returns:
             ``(tensor, (sx, sy))``: ``Tensor[3, H_in, W_in]`` float32 and the box scale factors.
         """
+        x, s = self.resize_image(image)
+        return self.normalize(x), s
+
+    def resize_image(self, image: np.ndarray) -> tuple[Any, tuple[float, float]]:
+        """The resize step alone (training inserts its augmentations between it and :meth:`normalize`):
+        ``[H, W, 3]`` uint8 → ``(Tensor[3, H_in, W_in]`` float32 in 0–255, ``(sx, sy))``."""
         import torch
         import torch.nn.functional as F
 
@@ -109,7 +115,7 @@ class Preprocess:
             x = F.interpolate(
                 x[None], size=(h_in, w_in), mode="bilinear", align_corners=False, antialias=self.antialias
             )[0]
-        return self.normalize(x), (w_in / w, h_in / h)
+        return x, (w_in / w, h_in / h)
 
     def normalize(self, x: Any) -> Any:
         """``Tensor[3, H, W]`` float in 0–255 → scaled by ``1/pixel_scale`` and ImageNet-normalised."""

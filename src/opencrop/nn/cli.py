@@ -21,13 +21,12 @@ def register(sub: argparse._SubParsersAction, group: Callable[..., argparse._Sub
 
 
 def _where(weights_name: str) -> str:
-    from opencrop.errors import ModelFileError
-    from opencrop.nn.weights import resolve_weights
+    """Path of the first copy found (as ``opencrop models list`` shows it: no verification, never a download)."""
+    from opencrop import modelfiles
+    from opencrop.nn import weights  # noqa: F401  (registers the backbone files)
 
-    try:
-        return str(resolve_weights(weights_name))
-    except ModelFileError:
-        return "missing"
+    loc = modelfiles.locate(weights_name)
+    return str(loc[1]) if loc else "missing"
 
 
 def _list(args: argparse.Namespace) -> int:

@@ -1,4 +1,4 @@
-"""``opencrop train RECIPE.yaml`` and ``opencrop weights import``. No torch import at module level."""
+"""``opencrop train RECIPE.yaml``; no torch import at module level (``opencrop weights import``: models/cli.py)."""
 
 from __future__ import annotations
 
@@ -26,16 +26,6 @@ def register(sub: argparse._SubParsersAction, group) -> None:  # group: cli.buil
     p.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
     p.set_defaults(handler=_train)
 
-    w = group("weights", "model weight files: import released checkpoints")
-    wi = w.add_parser("import", help="convert a released checkpoint to an opencrop model file",
-                      description="Convert released weights (e.g. lld533 GAIC .pth) into opencrop's format.")
-    wi.add_argument("model", choices=["gaic"], help="which system the file belongs to")
-    wi.add_argument("file", type=Path, help="the released checkpoint (.pth)")
-    wi.add_argument("--backbone", default="mobilenet_v2", choices=["mobilenet_v2", "shufflenet_v2"],
-                    help="backbone of the released file (mobilenet_… or shufflenet_… file names)")
-    wi.add_argument("--out", type=Path, required=True, help="output opencrop model file (.pt)")
-    wi.set_defaults(handler=_import)
-
 
 def _train(args: argparse.Namespace) -> int:
     from opencrop.errors import OpenCropError
@@ -62,18 +52,4 @@ def _train(args: argparse.Namespace) -> int:
           f"model file {res.best_path}")
     if res.test_metrics:
         print("test: " + " ".join(f"{k} {v:.4f}" for k, v in sorted(res.test_metrics.items())))
-    return 0
-
-
-def _import(args: argparse.Namespace) -> int:
-    from opencrop.errors import OpenCropError
-    from opencrop.models.gaic import import_released
-
-    try:
-        ckpt = import_released(args.file, backbone=args.backbone, out=args.out)
-    except OpenCropError as e:
-        print(f"opencrop weights import: {e}", file=sys.stderr)
-        return 1
-    n = sum(int(v.numel()) for v in ckpt["model"].values())
-    print(f"{args.out}: {len(ckpt['model'])} tensors, {n:,} values, config {ckpt['config']}")
     return 0

@@ -1,8 +1,10 @@
 """Training / validation dataset over :class:`~opencrop.data.record.CropRecord` lists, and its collate function.
 
-One item is one image: decoded, resized per the model's :class:`~opencrop.models.preprocess.Preprocess`,
-augmented (photometric distortion, horizontal flip **with** the x1/x2 swap that the GAIC code forgets, systems.md
-§2.8), with up to ``crops_per_image`` annotated crops sampled without replacement (GAIC: 64).
+One item is one image: decoded through :func:`opencrop.io.load_frame` at the model's ``analysis_size`` — the same
+frame, and so the same pixels, that evaluation and cropping give the model — resized per the model's
+:class:`~opencrop.models.preprocess.Preprocess`, augmented (photometric distortion, horizontal flip **with** the
+x1/x2 swap that the GAIC code forgets, systems.md §2.8), with up to ``crops_per_image`` annotated crops sampled
+without replacement (GAIC: 64).
 
 Sample dict (one image, ``K`` crops; see :mod:`opencrop.models.learned` for the collated form):
 
@@ -12,6 +14,9 @@ Sample dict (one image, ``K`` crops; see :mod:`opencrop.models.learned` for the 
 * ``human_box`` ``Tensor[4]`` xyxy input pixels, or all ``-1``;
 * ``heatmap`` ``Tensor[1, 64, 64]`` in [0, 1], only when ``heatmap_dir`` is set (HCIC pseudo heat map
   ``<heatmap_dir>/<stem>.png``);
+* ``object_boxes`` ``Tensor[D, 4]`` xyxy input pixels, only when the model ``needs`` ``"object_boxes"``
+  (collated to ``Tensor[B, D_max, 4]`` padded with ``-1`` plus ``object_mask`` ``Tensor[B, D_max]`` bool);
+* ``subject_box`` ``Tensor[4]`` xyxy input pixels or all ``-1``, only when the model ``needs`` ``"subject_box"``;
 * ``name`` ``str``; ``scale`` ``Tensor[2]`` ``(sx, sy)``.
 
 Randomness is a pure function of ``(seed, epoch, index)``, so results do not depend on worker count or on a
@@ -33,14 +38,25 @@ from opencrop.data.record import CropRecord
 from opencrop.errors import DataFormatError, DecodeError
 from opencrop.models.preprocess import Preprocess
 
-__all__ = ["HEATMAP_SIZE", "CropDataset", "batch_to", "collate", "photometric_distort", "read_image"]
+__all__ = ["HEATMAP_SIZE", "CropDataset", "batch_to", "collate", "photometric_distort", "read_frame", "read_image"]
 
 HEATMAP_SIZE = 64
 _PHOTOMETRIC = ("none", "ssd", "colorjitter")
 
 
+def read_frame(path: str | Path, analysis_size: int) -> Any:
+    """:func:`opencrop.io.load_frame` of a dataset image → :class:`~opencrop.io.Frame` (errors name the file)."""
+    from opencrop.errors import OpenCropError
+    from opencrop.io import load_frame
+
+    try:
+        return load_frame(path, analysis_size)
+    except OpenCropError as e:
+        raise DecodeError(path, f"cannot decode ({e})") from e
+
+
 def read_image(path: str | Path) -> np.ndarray:
-    """Decode ``path`` → ``[H, W, 3]`` uint8 RGB, as stored (no EXIF rotation: annotations use stored pixels)."""
+    """Decode ``path`` → ``[H, W, 3]`` uint8 RGB, as stored (for label images such as heat maps)."""
     from PIL import Image
 
     try:
@@ -149,6 +165,8 @@ class CropDataset(torch.utils.data.Dataset):
         heatmap_dir: directory of HCIC pseudo heat maps ``<stem>.png`` (or ``<name>.png``); ``None`` = no heat map.
         seed: base seed of the per-item random generator.
         min_score: crops scoring below it are ignored (GAICD marks unannotated crops −2).
+        analysis_size: long side of the decoded frame (the model's ``analysis_size``).
+        needs: the model's ``needs``; record fields named there (``object_boxes``, ``subject_box``) are added.
     """
 
     def __init__(
@@ -161,6 +179,8 @@ class CropDataset(torch.utils.data.Dataset):
         heatmap_dir: str | Path | None = None,
         seed: int = 0,
         min_score: float = -1.0,
+        analysis_size: int = 512,
+        needs: frozenset[str] | set[str] = frozenset(),
     ) -> None:
         if photometric not in _PHOTOMETRIC:
             raise ValueError(f"photometric must be one of {_PHOTOMETRIC}, got {photometric!r}")
@@ -179,6 +199,8 @@ class CropDataset(torch.utils.data.Dataset):
         self.heatmap_dir = Path(heatmap_dir) if heatmap_dir else None
         self.seed = int(seed)
         self.min_score = float(min_score)
+        self.analysis_size = int(analysis_size)
+        self.needs = frozenset(needs)
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -203,10 +225,15 @@ class CropDataset(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         rec = self.records[index]
         rng = np.random.default_rng([self.seed, self.epoch, index])
-        image = read_image(rec.image_path)  # type: ignore[arg-type]
-        h, w = image.shape[:2]
-        w_in, h_in = self.preprocess.output_size(w, h)
-        sx, sy = w_in / w, h_in / h
+        frame = read_frame(rec.image_path, self.analysis_size)  # type: ignore[arg-type]
+        x, (px, py) = self.preprocess.resize_image(frame.pixels)
+        w_in = int(x.shape[2])
+        # stored-pixel annotations → upright original → analysis → input pixels
+        fx, fy = frame.scale
+        sx, sy = px * fx, py * fy
+
+        def to_input(b: Any) -> np.ndarray:
+            return (frame.from_stored(b) * np.array([sx, sy, sx, sy])).astype(np.float32)
 
         crops = np.asarray(rec.crops, dtype=np.float32).reshape(-1, 4)
         scores = np.asarray(rec.scores, dtype=np.float32).reshape(-1)
@@ -216,16 +243,21 @@ class CropDataset(torch.utils.data.Dataset):
         if self.crops_per_image is not None and len(scores) > self.crops_per_image:
             sel = rng.permutation(len(scores))[: self.crops_per_image]
             crops, scores = crops[sel], scores[sel]
-        scale = np.array([sx, sy, sx, sy], dtype=np.float32)
-        rois = crops * scale
+        rois = to_input(crops)
         human = np.full(4, -1.0, dtype=np.float32)
         if rec.human_box is not None and np.all(np.asarray(rec.human_box) >= 0):
-            human = np.asarray(rec.human_box, dtype=np.float32).reshape(4) * scale
+            human = to_input(rec.human_box)[0]
+        objects = None
+        if "object_boxes" in self.needs:
+            ob = np.zeros((0, 4)) if rec.object_boxes is None else np.asarray(rec.object_boxes, np.float64)
+            ob = ob.reshape(-1, 4)
+            objects = to_input(ob[(ob[:, 2] > ob[:, 0]) & (ob[:, 3] > ob[:, 1])])
+        subject = None
+        if "subject_box" in self.needs:
+            subject = np.full(4, -1.0, dtype=np.float32)
+            if rec.subject_box is not None and np.all(np.asarray(rec.subject_box) >= 0):
+                subject = to_input(rec.subject_box)[0]
 
-        x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float()
-        if (h_in, w_in) != (h, w):
-            x = F.interpolate(x[None], size=(h_in, w_in), mode="bilinear", align_corners=False,
-                              antialias=self.preprocess.antialias)[0]
         x = photometric_distort(x, rng, self.photometric)
         heatmap = self._heatmap(rec) if self.heatmap_dir is not None else None
         if self.flip > 0 and rng.random() < self.flip:
@@ -234,6 +266,10 @@ class CropDataset(torch.utils.data.Dataset):
             rois = np.stack([w_in - rois[:, 2], rois[:, 1], w_in - rois[:, 0], rois[:, 3]], axis=1)
             if human[0] >= 0:
                 human = np.array([w_in - human[2], human[1], w_in - human[0], human[3]], dtype=np.float32)
+            if objects is not None and len(objects):
+                objects = np.stack([w_in - objects[:, 2], objects[:, 1], w_in - objects[:, 0], objects[:, 3]], axis=1)
+            if subject is not None and subject[0] >= 0:
+                subject = np.array([w_in - subject[2], subject[1], w_in - subject[0], subject[3]], dtype=np.float32)
             if heatmap is not None:
                 heatmap = heatmap.flip(-1)
         sample: dict[str, Any] = {
@@ -246,6 +282,10 @@ class CropDataset(torch.utils.data.Dataset):
         }
         if heatmap is not None:
             sample["heatmap"] = heatmap.float()
+        if objects is not None:
+            sample["object_boxes"] = torch.from_numpy(np.ascontiguousarray(objects, dtype=np.float32))
+        if subject is not None:
+            sample["subject_box"] = torch.from_numpy(subject)
         return sample
 
 
@@ -276,6 +316,16 @@ def collate(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
     }
     if all("heatmap" in s for s in samples):
         batch["heatmap"] = torch.stack([s["heatmap"] for s in samples])
+    if all("object_boxes" in s for s in samples):
+        d = max(len(s["object_boxes"]) for s in samples)
+        boxes = torch.full((len(samples), d, 4), -1.0)
+        mask = torch.zeros((len(samples), d), dtype=torch.bool)
+        for i, s in enumerate(samples):
+            boxes[i, : len(s["object_boxes"])] = s["object_boxes"]
+            mask[i, : len(s["object_boxes"])] = True
+        batch["object_boxes"], batch["object_mask"] = boxes, mask
+    if all("subject_box" in s for s in samples):
+        batch["subject_box"] = torch.stack([s["subject_box"] for s in samples])
     return batch
 
 

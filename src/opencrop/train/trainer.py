@@ -41,7 +41,8 @@ import torch
 from torch import Tensor, nn
 
 from opencrop.data.record import CropRecord
-from opencrop.models.learned import LearnedCropModel, opencrop_version
+from opencrop.models.checkpoint import load_checkpoint_file, opencrop_version, save_atomic  # save_atomic: re-exported
+from opencrop.models.learned import LearnedCropModel
 from opencrop.train.datasets import CropDataset, batch_to, collate
 from opencrop.train.recipe import MODULE_MODES, OptimConfig, Recipe, RecipeError, ScheduleConfig
 
@@ -110,21 +111,6 @@ def training_mode(module_mode: str, epoch: int) -> bool:
     raise RecipeError(f"train.module_mode: {module_mode!r} is not one of {list(MODULE_MODES)}")
 
 
-def save_atomic(obj: Any, path: str | Path) -> Path:
-    """``torch.save`` to ``path.tmp`` then ``os.replace``: a kill leaves the old file or the new one, never half."""
-    p = Path(path)
-    tmp = p.with_name(p.name + ".tmp")
-    try:
-        torch.save(obj, tmp)
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, p)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return p
-
-
 def _rng_state() -> dict[str, Any]:
     npst = np.random.get_state(legacy=False)  # noqa: NPY002  (global state user code may rely on)
     return {
@@ -167,26 +153,18 @@ def holdout_split(
     return [r for i, r in enumerate(recs) if i not in val_idx], [r for i, r in enumerate(recs) if i in val_idx]
 
 
-@torch.no_grad()
-def evaluate(model: LearnedCropModel, dataset: CropDataset, device: torch.device | str = "cpu",
+def evaluate(model: LearnedCropModel, dataset: CropDataset | Sequence[CropRecord], device: torch.device | str = "cpu",
              amp: bool = False) -> dict[str, float]:
-    """Score every crop of every image (batch of one image, eval mode) → ``gaicd_metrics`` dict."""
-    from opencrop.eval.metrics import gaicd_metrics
+    """The trainer's validation: :func:`opencrop.eval.runner.evaluate` (the one evaluation path, the same frames,
+    cues and record fields as ``opencrop eval``) on the dataset's records → the scalar ``gaicd_metrics``.
 
-    was = model.training
-    model.eval()
-    preds, gts = [], []
-    dev = torch.device(device)
-    try:
-        for i in range(len(dataset)):
-            batch = batch_to(collate([dataset[i]]), dev)
-            with torch.autocast(dev.type, enabled=amp and dev.type == "cuda"):
-                out = model.predict_batch(batch)
-            preds.append(out.float().reshape(-1).cpu().numpy())
-            gts.append(batch["mos"].float().cpu().numpy())
-    finally:
-        model.train(was)
-    return {k: float(v) for k, v in gaicd_metrics(preds, gts).items() if np.isscalar(v)}
+    ``device`` / ``amp`` are kept for the call sites; the model runs where it is, in eval mode, under
+    ``inference_mode`` (:meth:`~opencrop.models.learned.LearnedCropModel.prepare`)."""
+    from opencrop.eval.runner import evaluate as run_eval
+
+    records = dataset.records if isinstance(dataset, CropDataset) else list(dataset)
+    metrics = run_eval(model, records).metrics
+    return {k: float(v) for k, v in metrics.items() if np.isscalar(v)}
 
 
 class _LossModule(nn.Module):
@@ -444,19 +422,20 @@ def train(
             train_recs, val_recs, test_recs if not select_on_test else None, dcfg, t.seed)
         collate_fn, eval_fn = train_ds.collate, type(model).evaluate_dataset
     else:
+        frame_kw = {"analysis_size": model.analysis_size, "needs": model.needs}
         train_ds = CropDataset(train_recs, model.preprocess, dcfg.crops_per_image, dcfg.flip, dcfg.photometric,
-                               dcfg.heatmap_dir, t.seed, dcfg.min_score)
+                               dcfg.heatmap_dir, t.seed, dcfg.min_score, **frame_kw)
         val_ds = CropDataset(val_recs, model.preprocess, None, 0.0, "none", dcfg.heatmap_dir, t.seed,
-                             dcfg.min_score)
+                             dcfg.min_score, **frame_kw)
         test_ds = (CropDataset(test_recs, model.preprocess, None, 0.0, "none", dcfg.heatmap_dir, t.seed,
-                               dcfg.min_score) if test_recs and not select_on_test else None)
+                               dcfg.min_score, **frame_kw) if test_recs and not select_on_test else None)
 
     start_epoch, step = 0, 0
     best_value: float | None = None
     best_epoch: int | None = None
     history: list[dict[str, Any]] = []
     if resume:
-        ck = torch.load(last, map_location="cpu", weights_only=True)
+        ck = load_checkpoint_file(last)  # a damaged last.pt is a ModelFileError naming it
         model.load_state(ck["model"], source=last)
         opt.load_state_dict(ck["optimizer"])
         sched.load_state_dict(ck["scheduler"])

@@ -1,6 +1,6 @@
 """``opencrop data heatmaps``: write HCIC pseudo heat maps for a GAICD or CPC dataset (docs/systems.md §3.3).
 
-No torch import here (``opencrop --help`` stays fast); the work lives in :mod:`opencrop.train.heatmaps`.
+No torch import here (``opencrop --help`` stays fast); the work lives in :mod:`opencrop.data.heatmaps`.
 """
 
 from __future__ import annotations
@@ -34,9 +34,9 @@ def register(sub: argparse._SubParsersAction, group: Callable[[str, str], argpar
 
 
 def run_heatmaps(args: argparse.Namespace) -> int:
+    from opencrop.data.heatmaps import DATASET_DIRS, dataset_mean_score, write_heatmaps
     from opencrop.data.registry import get_loader
     from opencrop.errors import OpenCropError
-    from opencrop.train.heatmaps import DATASET_DIRS, dataset_mean_score, write_heatmaps
 
     root: Path = args.dir
     out = args.out

@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from opencrop.data.record import CropRecord
-from opencrop.train.heatmaps import (
+from opencrop.data.heatmaps import (
     dataset_mean_score,
     heatmap_path,
     pseudo_heatmap,
     pseudo_heatmap_float,
     write_heatmaps,
 )
+from opencrop.data.record import CropRecord
 
 
 def _brute(crops, scores, width, height):
@@ -100,7 +100,7 @@ def test_write_heatmaps_png(tmp_path):
 def _cli(argv):
     import argparse
 
-    from opencrop.train.heatmaps_cli import register
+    from opencrop.data.heatmaps_cli import register
 
     parser = argparse.ArgumentParser(prog="opencrop")
     sub = parser.add_subparsers(dest="command")

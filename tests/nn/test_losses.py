@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from opencrop.train.losses import heatmap_l1, mos_smooth_l1, rank_loss
+from opencrop.nn.losses import heatmap_l1, mos_smooth_l1, rank_loss
 
 
 def test_mos_smooth_l1_normalises_with_gaic_constants():
