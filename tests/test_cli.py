@@ -154,3 +154,50 @@ def test_learned_models_are_listed_without_importing_them() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "['gafic', 'gaic', 'hcic'] True False"
+
+
+def test_limits_from_the_command_line(tmp_path: Path, capsys) -> None:
+    photo = str(REPO / "examples" / "astronaut.jpg")
+    assert main(["crop", photo, "--size", "30000x30000", "--no-cues"]) == 2  # over the output limit: usage
+    assert "output limit" in capsys.readouterr().err
+    assert main(["crop", photo, "--max-pixels", "1000", "--no-cues"]) == 1  # this input is too large
+    assert "exceeds the limit of 1,000" in capsys.readouterr().err
+    assert main(["crop", photo, "--size", "4000x4000", "--no-cues", "--out", str(tmp_path)]) == 1  # upscale
+    assert "upscaled" in capsys.readouterr().err and not list(tmp_path.iterdir())
+    assert main(["crop", photo, "--size", "800x800", "--allow-upscale", "--no-cues", "--out", str(tmp_path)]) == 0
+
+
+def _photo(path: Path, seed: int) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    a = np.random.default_rng(seed).normal(100, 10, (120, 160, 3)).clip(0, 255).astype(np.uint8)
+    Image.fromarray(a).save(path)
+    return path
+
+
+def test_colliding_output_names_get_distinct_names(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    a, b = _photo(tmp_path / "a" / "x.jpg", 1), _photo(tmp_path / "b" / "x.jpg", 2)
+    out = tmp_path / "out"
+    assert main(["crop", str(a), str(b), "-r", "16:9", "-r", "16x9", "--out", str(out), "--json", "--no-cues"]) == 0
+    recs = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    outputs = [c["output"] for r in recs for c in r["crops"]]
+    assert len(set(outputs)) == 4 and all(Path(o).is_file() for o in outputs)
+    assert [Path(o).name for o in outputs] == ["x_16x9.jpg", "x_16x9-2.jpg", "x_16x9-3.jpg", "x_16x9-4.jpg"]
+    assert "renamed_from" not in recs[0]["crops"][0]
+    assert [c.get("renamed_from") for c in recs[1]["crops"]] == ["x_16x9.jpg", "x_16x9.jpg"]
+    with Image.open(outputs[0]) as first, Image.open(outputs[2]) as third:  # b's crop did not replace a's
+        assert np.asarray(first).mean() != np.asarray(third).mean()
+
+
+def test_batch_names_never_collide(tmp_path: Path) -> None:
+    src = tmp_path / "in"
+    _photo(src / "x.jpg", 1)
+    _photo(src / "x.png", 2)  # same stem, and --format jpg makes the extensions equal
+    other = _photo(tmp_path / "elsewhere" / "x.jpg", 3)
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"{src / 'x.jpg'}\n{other}\n")  # a list file puts both in the output root
+    for inp, out in ((src, tmp_path / "o1"), (listing, tmp_path / "o2")):
+        assert main(["batch", str(inp), "--out", str(out), "-r", "1:1", "--format", "jpg", "--no-cues"]) == 0
+        recs = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+        outputs = [r["crops"][0]["output"] for r in recs]
+        assert len(recs) == 2 and len(set(outputs)) == 2 and all(Path(o).is_file() for o in outputs)
+        assert sum("renamed_from" in r["crops"][0] for r in recs) == 1

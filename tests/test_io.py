@@ -60,7 +60,7 @@ def test_truncated_and_bomb_errors_are_typed(shared_data: Path) -> None:
     d = shared_data / "odd-images"
     with pytest.raises(DecodeError, match="truncated"):
         load_image(d / "corrupt__truncated_jpeg.jpg")
-    with pytest.raises(ImageTooLargeError, match="exceeds the limit"):
+    with pytest.raises(ImageTooLargeError, match=r"exceeds (the )?limit"):
         load_image(d / "bomb__decompression_bomb.gif")
 
 

@@ -19,8 +19,9 @@ from PIL import Image
 
 from opencrop.candidates import parse_ratio
 from opencrop.cues.types import Cues
-from opencrop.errors import UntrainedModelError
+from opencrop.errors import CueUnavailableError, UntrainedModelError, UpscaleError
 from opencrop.io import DEFAULT_ANALYSIS_SIZE, Frame, ImageInput, crop_image, load_frame
+from opencrop.limits import Limits, env_flag
 from opencrop.models.base import CUE_NAMES, CandidateScorer, Request
 from opencrop.models.registry import create_model
 from opencrop.rules import Rules, distinct_top, exact_box, neighbourhood
@@ -86,10 +87,16 @@ class CropResult:
         return list(self.analysis.cues.notes)
 
     def to_dict(self) -> dict[str, Any]:
-        """``{"image", "width", "height", "crops": [{"ratio", "box", "score"}], "notes"?}`` (original pixels)."""
+        """``{"schema", "image", "width", "height", "crops": [{"ratio", "box", "score"}], "degraded"?, "notes"?}``
+        (original pixels; ``degraded``: the cues that could not run, present only when the cropper was asked to
+        degrade). Every key: :data:`opencrop.schema.SCHEMA`."""
+        from opencrop.schema import SCHEMA_ID
+
         f = self.analysis.frame
-        rec: dict[str, Any] = {"image": f.source, "width": f.width, "height": f.height,
+        rec: dict[str, Any] = {"schema": SCHEMA_ID, "image": f.source, "width": f.width, "height": f.height,
                                "crops": [c.to_dict() for c in self.crops]}
+        if self.analysis.cues.degraded:
+            rec["degraded"] = sorted(self.analysis.cues.degraded)
         if self.notes:
             rec["notes"] = self.notes
         return rec
@@ -104,13 +111,19 @@ class CropPlan:
     size: tuple[int, int] | None
 
 
-def plan(ratios: Sequence[str | float] | None, size: str | tuple[int, int] | None = None) -> CropPlan:
+def plan(ratios: Sequence[str | float] | None, size: str | tuple[int, int] | None = None,
+         limits: Limits | None = None) -> CropPlan:
     """The one check of what a caller asks for (every surface calls it, through :meth:`Cropper.crop`).
 
     A single ratio may be omitted when ``size`` is given (it is taken from ``size``); with ``size`` every ratio must
-    match its aspect within 1 %. Raises ``ValueError`` naming the bad ratio or size.
+    match its aspect within 1 %; the size must stay within ``limits.max_output_pixels``. Raises ``ValueError``
+    naming the bad ratio or size.
     """
     out_size = parse_size(size)
+    lim = limits or Limits()
+    if out_size is not None and out_size[0] * out_size[1] > lim.max_output_pixels:
+        raise ValueError(f"size {out_size[0]}x{out_size[1]} = {out_size[0] * out_size[1]:,} pixels exceeds the output "
+                         f"limit of {lim.max_output_pixels:,} (--max-output-pixels / OPENCROP_MAX_OUTPUT_PIXELS)")
     labels = [str(r) for r in (ratios or [])]
     if out_size is not None and not labels:
         labels = [f"{out_size[0]}:{out_size[1]}"]
@@ -137,8 +150,8 @@ def parse_size(size: str | tuple[int, int] | None) -> tuple[int, int] | None:
             raise ValueError(f"bad size {size!r}: use WIDTHxHEIGHT such as 1280x720") from e
     else:
         w, h = (int(v) for v in size)
-    if w <= 0 or h <= 0 or w > 30000 or h > 30000:
-        raise ValueError(f"bad size {size!r}: both sides must be between 1 and 30000")
+    if w <= 0 or h <= 0:
+        raise ValueError(f"bad size {size!r}: both sides must be at least 1 pixel")
     return w, h
 
 
@@ -166,6 +179,13 @@ class Cropper:
             512 for every model today).
         random_weights: allow a learned model without trained weights (its crops are random); otherwise such a
             model raises :class:`~opencrop.errors.UntrainedModelError`.
+        degrade: crop even when a wanted cue cannot run (its runtime or model file is missing or corrupt): every
+            result then names it in ``degraded`` and ``notes``. Without it (default; ``None`` = the
+            ``OPENCROP_DEGRADE`` environment variable) such a cue raises
+            :class:`~opencrop.errors.CueUnavailableError` here, before any image.
+        max_pixels, max_output_pixels, allow_upscale: resource limits (:mod:`opencrop.limits`; ``None`` = the
+            environment variable or the safe default). Without ``allow_upscale`` an output ``size`` larger than its
+            crop box is an :class:`~opencrop.errors.UpscaleError` for that image.
         **model_cfg: passed to :func:`opencrop.models.create_model`.
 
     Example:
@@ -173,8 +193,11 @@ class Cropper:
         >>> [c.box for c in cropper.crop("photo.jpg", ratios=["16:9", "1:1"])]
     """
 
-    def __init__(self, model: str | Any = "composition", weights: str | None = None, cues: bool | str | Iterable[str]
-                 = "auto", analysis_size: int | None = None, random_weights: bool = False, **model_cfg: Any) -> None:
+    def __init__(self, model: str | Any = "composition", weights: str | None = None,
+                 cues: bool | str | Iterable[str] = "auto", analysis_size: int | None = None,
+                 random_weights: bool = False, max_pixels: int | None = None, max_output_pixels: int | None = None,
+                 allow_upscale: bool | None = None, degrade: bool | None = None, **model_cfg: Any) -> None:
+        self.limits = Limits(max_pixels, max_output_pixels, allow_upscale)
         if isinstance(model, str):
             self.model = create_model(model, weights=weights, **model_cfg)
             self.model_name = model
@@ -194,6 +217,16 @@ class Cropper:
             self.cue_names = needs | {"faces"}
         else:
             self.cue_names = set(cues)  # type: ignore[arg-type]
+        self.degrade = bool(degrade if degrade is not None else env_flag("OPENCROP_DEGRADE"))
+        #: wanted cues that cannot run here, with why (non-empty only with ``degrade``)
+        self.degraded: dict[str, str] = {}
+        if self.cue_names:
+            from opencrop.cues import check
+
+            missing = check(self.cue_names)
+            if missing and not self.degrade:
+                raise CueUnavailableError(missing)
+            self.degraded = missing
 
     # -- analysis ----------------------------------------------------------------------------------------
     def analyze(self, image: ImageInput | Frame, subject: Sequence[Sequence[float]] | None = None,
@@ -216,7 +249,8 @@ class Cropper:
                 sizes = [(ow * w / min(w, h * r), oh * h / min(h, w / r)) for r in rs]
                 return int(np.ceil(max(a for a, _ in sizes))), int(np.ceil(max(b for _, b in sizes)))
 
-        frame = image if isinstance(image, Frame) else load_frame(image, self.analysis_size, output_need=need)
+        frame = image if isinstance(image, Frame) else load_frame(image, self.analysis_size, self.limits.max_pixels,
+                                                                  output_need=need)
         cues = self._cues(frame.pixels)
         if subject is not None and len(subject):
             cues.subjects = frame.to_analysis(subject).astype(np.float32)
@@ -234,7 +268,7 @@ class Cropper:
             return Cues(w, h)
         from opencrop.cues import analyze as analyze_cues
 
-        return analyze_cues(pixels, want=self.cue_names)
+        return analyze_cues(pixels, want=self.cue_names, degrade=self.degrade)
 
     # -- cropping ----------------------------------------------------------------------------------------
     def run(self, image: ImageInput | Frame | Analysis, ratios: Sequence[str | float] = ("1:1",),
@@ -242,7 +276,7 @@ class Cropper:
             focus: tuple[float, float] | None = None, runners_up: int = 0) -> CropResult:
         """:meth:`crop` plus what every surface reports: the frame, cues, notes (``CropResult.to_dict()`` is the
         JSON record of the CLI, batch jobs and the service)."""
-        p = plan(ratios, size)
+        p = plan(ratios, size, self.limits)
         out_hint = (p.labels, p.size) if p.size is not None else None
         an = image if isinstance(image, Analysis) else self.analyze(image, subject, focus, out_hint)
         crops = [self._best(an, lab, r, p.size, runners_up) for lab, r in zip(p.labels, p.ratios, strict=True)]
@@ -294,6 +328,11 @@ class Cropper:
         if k > 0:
             for j in distinct_top(boxes, scores, k + 1, iou=0.6)[1:]:
                 ups.append((exact_box(frame.to_original(boxes[j])[0], r, frame.width, frame.height), float(scores[j])))
+        if out_size is not None and not self.limits.allow_upscale and (
+                out_size[0] > box[2] - box[0] or out_size[1] > box[3] - box[1]):
+            raise UpscaleError(frame.source, f"the {ratio} crop is {box[2] - box[0]}x{box[3] - box[1]} pixels, "
+                               f"smaller than the requested {out_size[0]}x{out_size[1]}: it would be upscaled "
+                               f"(allow it with --allow-upscale / allow_upscale=True)")
         pic = crop_image(frame, box, out_size) if out_size is not None else None
         got = (box[2] - box[0]) / (box[3] - box[1])
         warning = None

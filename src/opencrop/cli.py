@@ -1,6 +1,7 @@
 """The ``opencrop`` command. Thin: parse, call the library, print, exit.
 
-Exit codes: 0 all good, 1 some inputs failed (each named on stderr), 2 usage error.
+Exit codes: 0 all good, 1 some inputs failed (each named on stderr), 2 usage error (including a command that
+needs an optional extra that is not installed: the message names the ``pip install 'opencrop[...]'``).
 Each package contributes its commands through a ``register(sub, group)`` function in its ``cli`` module;
 command modules must not import torch at import time (``opencrop --help`` stays fast).
 """
@@ -37,7 +38,10 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from opencrop import __version__
+
     parser = _Parser(prog="opencrop", description="Find the best crop of a photo for any aspect ratio.")
+    parser.add_argument("--version", action="version", version=f"opencrop {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     groups: dict[str, argparse._SubParsersAction] = {}
@@ -70,6 +74,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(handler(args))
     except KeyboardInterrupt:
         return 130
+    except ModuleNotFoundError as e:  # an optional extra (torch, serve, ray ...) is not installed
+        from opencrop.errors import EXTRAS, MissingExtraError
+
+        if not (e.name and e.name.split(".")[0] in EXTRAS):
+            raise
+        print(f"opencrop {args.command}: error: {MissingExtraError('this command', e.name)}", file=sys.stderr)
+        return EXIT_USAGE
 
 
 if __name__ == "__main__":  # pragma: no cover

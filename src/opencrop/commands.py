@@ -1,7 +1,10 @@
 """``opencrop crop`` and ``opencrop batch``: the product commands.
 
 Output files are named ``<stem>_<W>x<H ratio>.<ext>`` (``photo_16x9.jpg``) and written atomically; one bad
-input never stops the others, and is named on stderr with its problem.
+input never stops the others, and is named on stderr with its problem. Names never collide within one run: when two
+outputs would get the same name (``a/x.jpg`` and ``b/x.jpg`` into one folder, ``x.jpg`` and ``x.png``,
+``-r 16:9 -r 16x9``) the later one gets ``-2``, ``-3``, ... before its extension and its JSON record says
+``"renamed_from"``. A file left by an earlier run is replaced (atomically), as a rerun should.
 """
 
 from __future__ import annotations
@@ -40,6 +43,15 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", dest="fmt", default=None, choices=["jpg", "png", "webp"],
                    help="output format (default: the input's when it is jpg/png/webp, else jpg)")
     p.add_argument("--quality", type=int, default=90, help="JPEG/WebP quality (default 90)")
+    p.add_argument("--degrade", action="store_true", default=None,
+                   help="crop even when a detector cannot run (missing or corrupt model file); every result says so "
+                   "in 'degraded' (or OPENCROP_DEGRADE=1). Without it that is an error")
+    p.add_argument("--max-pixels", type=int, help="refuse inputs with more pixels (default 100 MP or "
+                   "$OPENCROP_MAX_PIXELS)")
+    p.add_argument("--max-output-pixels", type=int, help="refuse --size outputs with more pixels (default 40 MP or "
+                   "$OPENCROP_MAX_OUTPUT_PIXELS)")
+    p.add_argument("--allow-upscale", action="store_true", default=None,
+                   help="allow a --size larger than the crop (upscaling); otherwise that image fails")
     p.add_argument("--analysis-size", type=int, default=None,
                    help="long side of the analysis image (default: the model's, 512)")
 
@@ -67,13 +79,24 @@ def register(sub: argparse._SubParsersAction, group: Callable[..., argparse._Sub
     b.add_argument("--jobs", "-j", type=int, default=1, help="worker processes (default 1)")
     b.add_argument("--resume", action="store_true", help="skip images already listed as done in results.jsonl")
     b.set_defaults(handler=_batch_cmd)
+    s = sub.add_parser("schema", help="print the JSON schema of the --json / results.jsonl / service records")
+    s.set_defaults(handler=_schema_cmd)
+
+
+def _schema_cmd(args: argparse.Namespace) -> int:
+    from opencrop.schema import SCHEMA
+
+    print(json.dumps(SCHEMA, indent=2))
+    return 0
 
 
 def _plan(args: argparse.Namespace) -> Any:
     """The API's own check of ``--ratio`` / ``--size`` (usage errors before any work); default ratio 1:1."""
     from opencrop.api import plan
+    from opencrop.limits import Limits
 
-    return plan(args.ratio or (None if args.size else ["1:1"]), args.size)
+    return plan(args.ratio or (None if args.size else ["1:1"]), args.size,
+                Limits(args.max_pixels, args.max_output_pixels, args.allow_upscale))
 
 
 def _out_suffix(fmt: str | None, src: Path) -> str:
@@ -95,12 +118,34 @@ def _make_cropper(args: argparse.Namespace) -> Any:
         if unknown:
             raise ValueError(f"unknown cue(s) {sorted(unknown)}; choose from {sorted(ALL_CUES)}")
     return Cropper(args.model, weights=args.weights, cues=cues, analysis_size=args.analysis_size,
-                   random_weights=args.random_weights)
+                   random_weights=args.random_weights, max_pixels=args.max_pixels,
+                   max_output_pixels=args.max_output_pixels, allow_upscale=args.allow_upscale, degrade=args.degrade)
 
 
-def _process(cropper: Any, path: Path, args: argparse.Namespace, out_dir: Path | None, subject: Any = None,
+def _unique(path: Path, taken: set[Path]) -> Path:
+    """``path``, or ``<stem>-2<suffix>``, ``-3``, ... : the first name not in ``taken`` (which it joins)."""
+    out, k = path, 1
+    while out in taken:
+        k += 1
+        out = path.with_name(f"{path.stem}-{k}{path.suffix}")
+    taken.add(out)
+    return out
+
+
+def _targets(path: Path, out_dir: Path, args: argparse.Namespace, taken: set[Path], debug: bool = False
+             ) -> list[Path]:
+    """Output paths of ``path``'s crops (one per ``args.ratio``, then the debug overlay), distinct from ``taken``."""
+    suffix = _out_suffix(args.fmt, path)
+    names = [out_dir / f"{path.stem}_{_ratio_tag(r)}{suffix}" for r in args.ratio]
+    if debug:
+        names.append(out_dir / f"{path.stem}_debug.png")
+    return [_unique(n, taken) for n in names]
+
+
+def _process(cropper: Any, path: Path, args: argparse.Namespace, targets: list[Path] | None, subject: Any = None,
              focus: Any = None, debug: bool = False) -> dict[str, Any]:
-    """Crop one image; returns its JSON record. Raises OpenCropError for a bad input."""
+    """Crop one image, writing to ``targets`` (from :func:`_targets`; ``None``: write nothing); returns its JSON
+    record. Raises OpenCropError for a bad input."""
     from opencrop.io import save_image
 
     res = cropper.run(path, ratios=args.ratio, size=args.size, subject=subject, focus=focus,
@@ -108,21 +153,23 @@ def _process(cropper: Any, path: Path, args: argparse.Namespace, out_dir: Path |
     an, crops = res.analysis, res.crops
     rec = res.to_dict()
     rec["image"] = str(path)
-    for c, d in zip(crops, rec["crops"], strict=True):
+    for i, (c, d) in enumerate(zip(crops, rec["crops"], strict=True)):
         d["output"] = None
-        if out_dir is not None:
+        if targets is not None:
             from opencrop.io import crop_image
 
             pic = c.image if c.image is not None else crop_image(an.image, c.box)
-            target = out_dir / f"{path.stem}_{_ratio_tag(c.ratio)}{_out_suffix(args.fmt, path)}"
+            target = targets[i]
             save_image(pic, target, quality=args.quality)
             d["output"] = str(target)
-    if debug and out_dir is not None:
+            wanted = f"{path.stem}_{_ratio_tag(c.ratio)}{target.suffix}"
+            if target.name != wanted:
+                d["renamed_from"] = wanted
+    if debug and targets is not None:
         from opencrop.debug import overlay
 
-        dbg = out_dir / f"{path.stem}_debug.png"
-        save_image(overlay(an, crops), dbg)
-        rec["debug"] = str(dbg)
+        save_image(overlay(an, crops), targets[-1])
+        rec["debug"] = str(targets[-1])
     return rec
 
 
@@ -137,14 +184,16 @@ def _crop_cmd(args: argparse.Namespace) -> int:
         if args.debug and args.out is None:
             raise ValueError("--debug writes an overlay next to the outputs: give --out DIR")
         cropper = _make_cropper(args)
-    except (ValueError, KeyError, TypeError, OpenCropError) as e:  # bad options, model name, weights
+    except (ValueError, KeyError, TypeError, OpenCropError) as e:  # bad options, model name, weights, cue files
         print(f"opencrop crop: error: {e}", file=sys.stderr)
-        return 2
+        return _setup_exit(e)
     failed = 0
+    taken: set[Path] = set()
     for name in args.images:
         path = Path(name)
+        targets = _targets(path, args.out, args, taken, args.debug) if args.out is not None else None
         try:
-            rec = _process(cropper, path, args, args.out, subject, focus, args.debug)
+            rec = _process(cropper, path, args, targets, subject, focus, args.debug)
         except OpenCropError as e:
             print(f"opencrop: {e}", file=sys.stderr)
             failed += 1
@@ -158,6 +207,14 @@ def _crop_cmd(args: argparse.Namespace) -> int:
             continue
         _print_record(rec, args.json)
     return 1 if failed else 0
+
+
+def _setup_exit(e: Exception) -> int:
+    """Exit status of a failed set-up: 1 for what the machine lacks (a cue's runtime or model file), 2 for usage
+    (including a bad ``--weights`` file, an argument)."""
+    from opencrop.errors import CueUnavailableError
+
+    return 1 if isinstance(e, CueUnavailableError) else 2
 
 
 def _print_record(rec: dict[str, Any], as_json: bool) -> None:
@@ -190,18 +247,20 @@ def _iter_inputs(src: Path) -> Iterator[tuple[Path, Path]]:
 _WORKER: dict[str, Any] = {}
 
 
-def _batch_one(job: tuple[Path, Path, argparse.Namespace]) -> dict[str, Any]:
+def _batch_one(job: tuple[Path, list[Path], argparse.Namespace]) -> dict[str, Any]:
     from opencrop.errors import OpenCropError
 
-    path, rel, args = job
+    path, targets, args = job
     if "cropper" not in _WORKER:
         _WORKER["cropper"] = _make_cropper(args)
     t0 = time.perf_counter()
     try:
-        rec = _process(_WORKER["cropper"], path, args, args.out / rel.parent)
+        rec = _process(_WORKER["cropper"], path, args, targets)
         rec["status"] = "ok"
     except (OpenCropError, OSError) as e:
-        rec = {"image": str(path), "status": "error", "error": str(e)}
+        from opencrop.schema import SCHEMA_ID
+
+        rec = {"schema": SCHEMA_ID, "image": str(path), "status": "error", "error": str(e)}
     rec["ms"] = round((time.perf_counter() - t0) * 1000, 1)
     return rec
 
@@ -212,10 +271,10 @@ def _batch_cmd(args: argparse.Namespace) -> int:
     try:
         args.ratio = list(_plan(args).labels)
         jobs_in = list(_iter_inputs(args.input))
-        _make_cropper(args)  # fail fast on a bad model name or missing weights before forking workers
+        _make_cropper(args)  # fail fast on a bad model name, missing weights or cue files before forking workers
     except (ValueError, KeyError, TypeError, FileNotFoundError, OpenCropError) as e:
         print(f"opencrop batch: error: {e}", file=sys.stderr)
-        return 2
+        return _setup_exit(e)
     args.out.mkdir(parents=True, exist_ok=True)
     log = args.out / "results.jsonl"
     done: set[str] = set()
@@ -231,7 +290,9 @@ def _batch_cmd(args: argparse.Namespace) -> int:
             # done only for the same job: other ratios, size, model or format are work still to do
             if r.get("status") == "ok" and r.get("job") == job_key:
                 done.add(r["image"])
-    todo = [(p, rel, args) for p, rel in jobs_in if str(p) not in done]
+    taken: set[Path] = set()  # over every input, done or not, so names are the same on resume
+    todo = [(p, targets, args) for p, rel in jobs_in
+            if (targets := _targets(p, args.out / rel.parent, args, taken)) and str(p) not in done]
     failed = 0
     t0 = time.perf_counter()
     fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
@@ -272,7 +333,7 @@ def _repair_jsonl(log: Path) -> None:
         print(f"opencrop batch: {log}: dropped a half-written last line ({len(data) - keep} bytes)", file=sys.stderr)
 
 
-def _run_jobs(todo: list[tuple[Path, Path, argparse.Namespace]], jobs: int) -> Iterable[dict[str, Any]]:
+def _run_jobs(todo: list[tuple[Path, list[Path], argparse.Namespace]], jobs: int) -> Iterable[dict[str, Any]]:
     if jobs <= 1 or len(todo) <= 1:
         yield from map(_batch_one, todo)
         return

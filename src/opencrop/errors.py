@@ -5,13 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 __all__ = [
+    "CueUnavailableError",
     "DataFormatError",
     "DecodeError",
     "ImageTooLargeError",
+    "MissingExtraError",
     "ModelFileError",
     "OpenCropError",
     "UnsupportedImageError",
     "UntrainedModelError",
+    "UpscaleError",
 ]
 
 
@@ -62,3 +65,38 @@ class UntrainedModelError(OpenCropError):
             f"model {model!r} has no trained weights: its crops would be random. Give --weights FILE (an opencrop "
             f"model file or training checkpoint), or --random-weights to run it untrained on purpose"
         )
+
+
+class UpscaleError(_FileError):
+    """The requested output size is larger than the crop box: it would be upscaled, which was not asked for."""
+
+
+class CueUnavailableError(OpenCropError):
+    """A cue the cropper needs cannot run here (its runtime is not installed, its model file is missing or fails
+    its sha256): cropping without it could cut faces or people. Fetch the files (``opencrop models fetch``) or ask
+    to degrade explicitly (``--degrade``, ``degrade=True``, ``OPENCROP_DEGRADE=1``); a degraded result says so in
+    its ``degraded`` field and notes."""
+
+    def __init__(self, missing: dict[str, str]) -> None:
+        self.missing = dict(missing)
+        why = "; ".join(f"{cue}: {reason}" for cue, reason in sorted(self.missing.items()))
+        super().__init__(
+            f"cue(s) {', '.join(sorted(self.missing))} cannot run ({why}). Run `opencrop models fetch` (and "
+            f"`opencrop models verify`), or pass --degrade to crop without them (every result then says so)"
+        )
+
+
+#: optional dependency (top-level module) → the extra that installs it
+EXTRAS = {"torch": "torch", "starlette": "serve", "uvicorn": "serve", "python_multipart": "serve", "ray": "ray",
+          "onnx": "export", "pyarrow": "ray"}
+
+
+class MissingExtraError(OpenCropError):
+    """What was asked for needs an optional dependency that is not installed (a usage error, exit 2): the light
+    install crops without torch; learned models, training and evaluation need ``opencrop[torch]``."""
+
+    def __init__(self, what: str, module: str) -> None:
+        self.module = module
+        self.extra = EXTRAS.get(module.split(".")[0], module)
+        super().__init__(f"{what} needs {module.split('.')[0]}, which is not installed: "
+                         f"pip install 'opencrop[{self.extra}]'")

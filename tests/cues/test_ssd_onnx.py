@@ -115,8 +115,11 @@ def test_backend_choice(monkeypatch, need) -> None:
     with pytest.raises(BackendUnavailable, match="OPENCROP_SSD_BACKEND"):
         objects.backend()
     from opencrop.cues import analyze
+    from opencrop.errors import CueUnavailableError
 
-    cues = analyze(photo("astronaut"), want={"people"})  # a bad choice is a note, not a crash
+    with pytest.raises(CueUnavailableError, match="OPENCROP_SSD_BACKEND"):  # fail closed: no silent fallback
+        analyze(photo("astronaut"), want={"people"})
+    cues = analyze(photo("astronaut"), want={"people"}, degrade=True)  # a note when degrading is asked for
     assert len(cues.people) == 0 and any("OPENCROP_SSD_BACKEND" in n for n in cues.notes)
 
 
@@ -209,7 +212,7 @@ def test_a_damaged_cached_conversion_is_converted_again(tmp_path, monkeypatch, c
         with caplog.at_level("WARNING", logger="opencrop.cues"):
             people = objects.detect_people(photo("astronaut"))
         assert len(people) == 1
-        assert any("cannot be loaded" in r.getMessage() for r in caplog.records)
+        assert any("converting again" in r.getMessage() for r in caplog.records)  # caught by its sha256
         assert paths[0].stat().st_size > 1_000_000  # replaced by a good conversion
     finally:
         objects._ORT.reset()

@@ -38,7 +38,7 @@ def released(tmp_path_factory):
 def test_tags_are_described_once_and_build():
     assert list_models(pretrained=True) == list_pretrained() == [MBV2, SNV2]
     assert set(default_cfgs) == {MBV2, SNV2}
-    metric_names = set(gaicd_metrics([np.array([1.0, 2.0, 3.0])], [np.array([1.0, 3.0, 2.0])]))
+    metric_names = set(gaicd_metrics([np.array([1.0, 2.0, 3.0, 4.0])], [np.array([1.0, 3.0, 2.0, 4.0])]))
     for tag, mf in default_cfgs.items():
         assert mf is modelfiles.get_file(tag) and mf.kind == "crop-model" and mf.model == "gaic"
         assert mf.filename == f"{tag}.pt" and mf.sha256 is None and mf.source == "user-supplied"

@@ -2,7 +2,7 @@
 
 Every detector takes the analysis image, ``[H, W, 3]`` uint8 RGB (typically ≤ 512 px long side), and returns
 :class:`Detections` with boxes in **xyxy float pixels of that image**. Backends load lazily, once per process;
-:func:`analyze` runs several cues and turns a missing backend into a note instead of an error.
+:func:`analyze` runs several cues; a missing backend is an error unless the caller degrades (then it is noted).
 
 Backends (see ``docs/cues.md``): BlazeFace short+full range (faces) and selfie segmentation (person mask) on
 ai-edge-litert; SSD-MobileNetV2-COCO on OpenCV dnn (people, objects); numpy spectral residual (saliency).
@@ -11,7 +11,7 @@ Importing this package is cheap: it registers the model files and imports no run
 
 from opencrop.cues import _files  # noqa: F401  (registers the model files)
 from opencrop.cues._runtime import BackendUnavailable
-from opencrop.cues.analyze import ALL_CUES, DEFAULT_CUES, analyze, available
+from opencrop.cues.analyze import ALL_CUES, DEFAULT_CUES, analyze, available, check
 from opencrop.cues.constraints import (
     CutTerms,
     body_cut_penalty,
@@ -39,6 +39,7 @@ __all__ = [
     "analyze",
     "available",
     "body_cut_penalty",
+    "check",
     "detect_faces",
     "detect_objects",
     "detect_people",

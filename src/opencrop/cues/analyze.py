@@ -1,4 +1,4 @@
-"""Run the requested cues on one analysis image and never crash on a missing backend."""
+"""Run the requested cues on one analysis image; a missing backend is an error unless the caller degrades."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ import numpy as np
 
 from opencrop.cues._runtime import BackendUnavailable, note_once
 from opencrop.cues.types import Cues, Detections
+from opencrop.errors import CueUnavailableError
 
-__all__ = ["ALL_CUES", "DEFAULT_CUES", "analyze", "available"]
+__all__ = ["ALL_CUES", "DEFAULT_CUES", "analyze", "available", "check"]
 
 ALL_CUES = frozenset({"faces", "people", "objects", "saliency", "person_mask"})
 DEFAULT_CUES = frozenset({"faces", "people", "objects", "saliency"})
@@ -25,31 +26,38 @@ _FALLBACK = {
 }
 
 
-def _guarded(cues: tuple[str, ...], fn, notes: list[str]):
-    """``fn()``, or ``None`` after noting (once per process in the log, always in ``notes``) that ``cues`` are off."""
+def _guarded(cues: tuple[str, ...], fn, out: Cues, degrade: bool):
+    """``fn()``; when its backend is unavailable, :class:`CueUnavailableError`, or with ``degrade`` ``None`` after
+    noting (once per process in the log, always in ``out.notes`` and ``out.degraded``) that ``cues`` are off."""
     try:
         return fn()
     except BackendUnavailable as e:
+        if not degrade:
+            raise CueUnavailableError({cue: str(e) for cue in cues}) from None
         for cue in cues:
-            note = f"cues: {cue} unavailable ({e}); {_FALLBACK[cue]}"
-            notes.append(note)
+            note = f"degraded: {cue} unavailable ({e}); {_FALLBACK[cue]}"
+            out.notes.append(note)
+            if cue not in out.degraded:
+                out.degraded.append(cue)
             note_once(note)
         return None
 
 
-def analyze(image: np.ndarray, want: Iterable[str] = DEFAULT_CUES) -> Cues:
+def analyze(image: np.ndarray, want: Iterable[str] = DEFAULT_CUES, degrade: bool = False) -> Cues:
     """Run the cues in ``want`` on ``image`` (``[H, W, 3]`` uint8 RGB, typically ≤ 512 px long side).
 
     ``want`` ⊆ ``{"faces", "people", "objects", "saliency", "person_mask"}``. A cue whose runtime or model file
-    is unavailable adds one line to ``Cues.notes`` (and is logged once per process) and is left empty; the
-    cropper then relies on what remains (saliency always works: it needs only numpy/scipy). The person mask is
-    only computed when a face or person was found, and is limited to their (enlarged) boxes: the selfie model
-    also lights up cats and cups.
+    is unavailable (missing, or failing its sha256) raises :class:`~opencrop.errors.CueUnavailableError`; with
+    ``degrade`` it is left empty instead, named in ``Cues.degraded`` and explained in ``Cues.notes`` (logged once
+    per process), and the cropper relies on what remains (saliency always works: it needs only numpy/scipy). The
+    person mask is only computed when a face or person was found, and is limited to their (enlarged) boxes: the
+    selfie model also lights up cats and cups.
 
     Returns:
         :class:`Cues` at the image's resolution; boxes xyxy float pixels of ``image``.
     Raises:
         ValueError: ``image`` is not ``[H, W, 3]`` uint8, or ``want`` names an unknown cue.
+        CueUnavailableError: a wanted cue cannot run and ``degrade`` is False.
     """
     from opencrop.cues.faces import _check_image
 
@@ -67,7 +75,7 @@ def analyze(image: np.ndarray, want: Iterable[str] = DEFAULT_CUES) -> Cues:
     if "faces" in want:
         from opencrop.cues.faces import detect_faces
 
-        cues.faces = _guarded(("faces",), lambda: detect_faces(image), cues.notes) or Detections()
+        cues.faces = _guarded(("faces",), lambda: detect_faces(image), cues, degrade) or Detections()
     if "saliency" in want:
         from opencrop.cues.saliency import saliency
 
@@ -75,7 +83,7 @@ def analyze(image: np.ndarray, want: Iterable[str] = DEFAULT_CUES) -> Cues:
     if ssd is not None:
         names = tuple(c for c in ("people", "objects") if c in want)
         run = pending.result if pending is not None else ssd
-        both = _guarded(names, run, cues.notes)
+        both = _guarded(names, run, cues, degrade)
         if both is not None:
             if "people" in want:
                 cues.people = both[0]
@@ -84,7 +92,7 @@ def analyze(image: np.ndarray, want: Iterable[str] = DEFAULT_CUES) -> Cues:
     if "person_mask" in want and (len(cues.faces) or len(cues.people)):
         from opencrop.cues.segmentation import person_mask
 
-        m = _guarded(("person_mask",), lambda: person_mask(image), cues.notes)
+        m = _guarded(("person_mask",), lambda: person_mask(image), cues, degrade)
         if m is not None:
             cues.person_mask = _restrict(m, cues)
     return cues
@@ -131,20 +139,33 @@ def _restrict(mask: np.ndarray, cues: Cues) -> np.ndarray | None:
     return out if out.max() > 0.5 else None
 
 
-def available() -> dict[str, str | None]:
-    """For each cue, ``None`` if it can run here, else why not (loads the backends; cheap after the first call)."""
+def check(want: Iterable[str] = ALL_CUES) -> dict[str, str]:
+    """The cues of ``want`` that cannot run here, each with why (loads their backends; cheap after the first call).
+
+    An empty dict means every wanted cue works. Raises ``ValueError`` for an unknown cue name.
+    """
     from opencrop.cues.faces import _FULL_NET, _SHORT_NET
     from opencrop.cues.objects import ensure_available
     from opencrop.cues.segmentation import _NET as SELFIE
 
-    out: dict[str, str | None] = {"saliency": None}
-    for cue, lazies in (("faces", (_SHORT_NET.get, _FULL_NET.get)), ("people", (ensure_available,)),
-                        ("objects", (lambda: ensure_available(objects=True),)), ("person_mask", (SELFIE.get,))):
-        out[cue] = None
-        for load in lazies:
+    want = set(want)
+    unknown = want - ALL_CUES
+    if unknown:
+        raise ValueError(f"unknown cue(s) {sorted(unknown)}; choose from {sorted(ALL_CUES)}")
+    loaders = {"faces": (_SHORT_NET.get, _FULL_NET.get), "people": (ensure_available,),
+               "objects": (lambda: ensure_available(objects=True),), "person_mask": (SELFIE.get,), "saliency": ()}
+    missing: dict[str, str] = {}
+    for cue in sorted(want):
+        for load in loaders[cue]:
             try:
                 load()
             except BackendUnavailable as e:
-                out[cue] = str(e)
+                missing[cue] = str(e)
                 break
-    return out
+    return missing
+
+
+def available() -> dict[str, str | None]:
+    """For each cue, ``None`` if it can run here, else why not (:func:`check` over every cue)."""
+    missing = check(ALL_CUES)
+    return {cue: missing.get(cue) for cue in sorted(ALL_CUES)}

@@ -23,7 +23,8 @@ from opencrop.boxes import nms
 from opencrop.cues._files import SSD_GRAPH, SSD_PBTXT
 from opencrop.cues._runtime import BackendUnavailable, Lazy, has_module, log
 from opencrop.cues.types import Detections
-from opencrop.modelfiles import cache_dir, resolve
+from opencrop.errors import ModelFileError
+from opencrop.modelfiles import derived_dir, resolve, verify_derived, write_derived
 
 __all__ = [
     "BACKENDS", "COCO_LABELS", "backend", "convert_for_onnxruntime", "detect_objects", "detect_people",
@@ -77,19 +78,28 @@ def _converted_paths() -> tuple[Path, Path]:
     from opencrop.cues._ssd_onnx import VERSION
 
     stem = f"ssd-mobilenet-v2-coco-{SSD_GRAPH.sha256[:12]}-onnx{VERSION}"
-    d = cache_dir() / "derived"
+    d = derived_dir()
     return d / f"{stem}-people.onnx", d / f"{stem}-full.onnx"
 
 
-def _write_atomic(path: Path, data: bytes) -> bool:
+def _cache_conversion(path: Path, data: bytes) -> bool:
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
+        write_derived(path, data)
         return True
     except OSError as e:  # read-only cache: keep the conversion in memory for this process
         log.warning("cues: cannot cache the converted SSD model at %s (%s); converting again next time", path, e)
+        return False
+
+
+def _verified(path: Path) -> bool:
+    """Whether cached conversion ``path`` exists and matches its recorded sha256 (a damaged one is logged)."""
+    if not path.is_file():
+        return False
+    try:
+        verify_derived(path)
+        return True
+    except ModelFileError as e:
+        log.warning("cues: %s; converting again", e)
         return False
 
 
@@ -97,20 +107,21 @@ def convert_for_onnxruntime(force: bool = False) -> tuple[bytes, bytes]:
     """The ``(people, full)`` ONNX conversions of the SSD model, from the cache or converted now (≈ 2 s).
 
     ``opencrop models fetch`` calls this, so the first crop does not pay for the conversion. The cached files are
-    keyed by the source model's sha256 and the converter version; a missing or unwritable cache only costs time.
+    keyed by the source model's sha256 and the converter version and checked against the sha256 recorded when they
+    were written (a damaged one is converted again); a missing or unwritable cache only costs time.
 
     Raises:
         BackendUnavailable: the SSD model files or OpenCV (which reads the frozen graph) are missing.
     """
     people_path, full_path = _converted_paths()
-    if not force and people_path.is_file() and full_path.is_file():
+    if not force and _verified(people_path) and _verified(full_path):
         return people_path.read_bytes(), full_path.read_bytes()
     from opencrop.cues._ssd_onnx import convert
 
     people, full = convert(_load_cv2())  # a fresh net: the conversion runs a forward pass for the priors
-    if _write_atomic(people_path, people) and _write_atomic(full_path, full):
-        for stale in people_path.parent.glob("ssd-mobilenet-v2-coco-*.onnx"):  # other versions or sources
-            if stale not in (people_path, full_path):
+    if _cache_conversion(people_path, people) and _cache_conversion(full_path, full):
+        for stale in people_path.parent.glob("ssd-mobilenet-v2-coco-*.onnx*"):  # other versions or sources
+            if stale.name.removesuffix(".sha256") not in (people_path.name, full_path.name):
                 stale.unlink(missing_ok=True)
     return people, full
 
@@ -156,7 +167,7 @@ def _session(which: int):
     opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if _ALLOW_SPINNING else "0")
     providers = ["CPUExecutionProvider"]
     path = _converted_paths()[which]
-    if path.is_file():
+    if _verified(path):
         try:
             return ort.InferenceSession(str(path), opts, providers=providers)
         except Exception as e:  # onnxruntime's own exception types (InvalidProtobuf, Fail, ...)

@@ -43,7 +43,8 @@ class Detections:
 class Cues:
     """Everything known about an image's content, at analysis resolution ``width × height``.
 
-    ``subjects`` are user-given boxes (``--subject``) and ``focus`` a user point (``--focus``); both outrank
+    ``degraded`` names the wanted cues that could not run (only when the caller asked to degrade; ``notes`` says
+    why). ``subjects`` are user-given boxes (``--subject``) and ``focus`` a user point (``--focus``); both outrank
     detections. ``saliency`` is ``[H', W']`` float32 in [0, 1] covering the whole image (any resolution).
 
     Given inputs (dataset record fields, :data:`opencrop.models.base.FIELD_NAMES`), set by evaluation and
@@ -63,6 +64,7 @@ class Cues:
     subjects: np.ndarray = field(default_factory=_empty_boxes)
     focus: tuple[float, float] | None = None
     notes: list[str] = field(default_factory=list)
+    degraded: list[str] = field(default_factory=list)
     human_box: np.ndarray | None = None
     object_boxes: np.ndarray | None = None
     subject_box: np.ndarray | None = None

@@ -40,6 +40,8 @@ def register(sub: argparse._SubParsersAction, group: Callable[[str, str], argpar
     p.add_argument("--random-weights", action="store_true",
                    help="allow a learned model without trained weights (its numbers are meaningless)")
     p.add_argument("--no-cues", action="store_true", help="do not run the detectors the model uses")
+    p.add_argument("--degrade", action="store_true",
+                   help="evaluate even when a detector the model uses cannot run (the output says which)")
     p.add_argument("--limit", type=int, help="evaluate only the first N images (smoke tests)")
     p.add_argument("--json", dest="json_out", metavar="OUT", help="write metrics and per-image predictions here")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
@@ -81,15 +83,18 @@ def _run(args: argparse.Namespace) -> int:
         print(f"opencrop eval: {e}", file=sys.stderr)
         return 1
     from opencrop.api import Cropper
-    from opencrop.errors import UntrainedModelError
+    from opencrop.errors import CueUnavailableError, UntrainedModelError
     from opencrop.models.base import CUE_NAMES
 
     want = sorted(set(getattr(model, "needs", ())) & CUE_NAMES) if not args.no_cues else []
     try:
-        cropper = Cropper(model, cues=want or False, random_weights=args.random_weights)
+        cropper = Cropper(model, cues=want or False, random_weights=args.random_weights, degrade=args.degrade or None)
     except UntrainedModelError as e:
         print(f"opencrop eval: {e}", file=sys.stderr)
         return 2
+    except CueUnavailableError as e:
+        print(f"opencrop eval: {e}", file=sys.stderr)
+        return 1
     anchors = None
     if args.candidates in ("auto", "lvrn"):
         try:
@@ -114,6 +119,8 @@ def _run(args: argparse.Namespace) -> int:
     print(format_table(res.protocol, args.model, res.metrics, paper, title))
     if cropper.random_weights:
         print(f"note: {args.model} ran with random weights (--random-weights): these are not results", file=sys.stderr)
+    if cropper.degraded:
+        print(f"note: degraded: {', '.join(sorted(cropper.degraded))} could not run (--degrade)", file=sys.stderr)
     if args.json_out:
         out = {
             "model": args.model,
@@ -126,6 +133,7 @@ def _run(args: argparse.Namespace) -> int:
             "candidates": res.candidates,
             "metrics": res.metrics,
             "random_weights": cropper.random_weights,
+            "degraded": cropper.degraded,
             "paper": paper,
             "per_image": res.per_image,
         }

@@ -1,17 +1,41 @@
 """Every benchmark metric, defined once (systems.md §2.5, §3.6, §6.4, §9).
 
 Conventions: boxes are **xyxy float pixels**; IoU and boundary displacement come from :mod:`opencrop.boxes`.
-GAICD accuracies are returned in **percent**; correlations, IoU, BDE and recall as fractions; set-prediction hit
-rates and AP in percent.
+GAICD accuracies are returned in **percent** (the original scripts print fractions); correlations, IoU, BDE and
+recall as fractions; set-prediction hit rates and AP in percent.
 
-Decisions where the published code is silent or inconsistent (all documented in ``docs/data.md``):
+GAICD scored-crop metrics (:func:`gaicd_metrics`) follow the official evaluators by default. They are the
+``test()`` function of ``TrainModel.py`` and the script ``TestAccuracy.py`` in HuiZeng/Grid-Anchor-based-Image-
+Cropping-Pytorch (the same ``test()`` in lld533's fork), and ``compute_acc`` / ``evaluate_on_GAICD`` in
+bcmi/Human-Centric-Image-Cropping ``test.py`` (HCIC: Acc5 / Acc10 / SRCC only). Per image, with ``id_gt`` the
+stable descending sort of the GT MOS and ``id_pr`` the stable descending sort of the predictions (Python
+``sorted(..., reverse=True)``: equal values keep their file order, so a constant predictor returns the first crops):
 
-* **Prediction ties** keep the original crop order (stable sort), so a constant predictor returns the first crops.
-* **GT ties are generous**: a predicted crop is a hit for Acc_{K/N} if its GT score is ≥ the N-th best GT score.
-  For Acc_w, tied crops take the best free GT ranks in prediction order (rank = number of strictly better crops +
-  number of equally good crops already returned), so ``r_j ≥ j`` and every term is ≤ 1.
-* **Undefined correlations** (constant predictions or constant GT within an image, or fewer than 2 crops) count as
-  **0** for that image, i.e. "no ranking information"; ``n_undefined_corr`` reports how many images that hit.
+* **Acc_{K/N}** (K = 1..4, N ∈ {5, 10}): returned crop ``id_pr[j]``, j < K, is a hit if its MOS is ≥ the MOS of
+  ``id_gt[N-1]`` (ties generous); hits / K, mean over images (GAIC ``test()``; HCIC ``compute_acc``).
+  **Acc5 / Acc10** = mean over K of Acc_{K/5} / Acc_{K/10} (HCIC ``compute_acc``: ``sum(acc4_5) / 4``).
+* **Acc_w{K/N}**, ``wacc_ranks="official"`` (default): rank of returned crop k = ``id_gt.index(id_pr[k])``, i.e.
+  its position in the stable GT sort, so a crop tied in MOS with an earlier (file order) crop gets the later rank.
+  The first K ranks are **sorted ascending**, then Σ_j exp(−0.2 (r_j − j)) over r_j ≤ 4 (N = 5) or
+  Σ_j exp(−0.1 (r_j − j)) over r_j ≤ 9 (N = 10), j 0-based, divided by K, mean over images (GAIC ``test()``).
+  ``wacc_ranks="generous"`` (opencrop's earlier rule, not in any original code): tied crops take the best free
+  rank in prediction order (rank = crops with a strictly higher MOS + equally scored crops already returned).
+  ``wacc5`` / ``wacc10`` (mean over K) are opencrop summaries; the originals print the four values only.
+* **SRCC / PCC**: ``scipy.stats.spearmanr(MOS, pred)`` (average ranks for ties) and ``scipy.stats.pearsonr(MOS,
+  pred)`` per image, then the mean over images (GAIC ``test()``; HCIC ``evaluate_on_GAICD``, SRCC only). They are
+  computed by SciPy itself, so they equal SciPy on the same inputs.
+* **Undefined correlations**: SciPy returns NaN when the predictions or the MOS of an image are constant (both
+  correlations then are NaN together), and the originals' ``sum(srcc) / 200.0`` lets one NaN make the mean NaN.
+  ``undefined_corr="official"`` (default) keeps that; ``"zero"`` (opencrop's earlier default) counts such an
+  image as 0; ``"skip"`` averages over the images where the correlation is defined. ``n_undefined_corr`` always
+  says how many images hit it.
+* **Means** are over the images passed (the GAIC scripts hard-code ``/ 200.0``, the GAICD v1 test size; HCIC
+  divides by the image count). The official MOS normalisation ``(MOS − 2.95) / 0.8`` is increasing and affine, so
+  it changes no order, tie or correlation (up to float rounding).
+* **Few crops**: the originals index ``id_gt[9]`` and ``id_pr[3]``, so they fail on images with fewer than 10
+  crops (GAICD v1 has 54–90, CPC 24). Here images with fewer than 4 crops are rejected (no top-4 exists); with
+  4..9 crops the N-th best MOS is the image's worst one (every crop is in its own top N) and ``n_few_crops``
+  counts them.
 """
 
 from __future__ import annotations
@@ -27,6 +51,9 @@ __all__ = [
     "ACC_NS",
     "AP_MAX_DETS",
     "AP_THRESHOLDS",
+    "UNDEFINED_CORR",
+    "WACC_LAMBDA",
+    "WACC_RANKS",
     "best_crop_hits",
     "coco_ap",
     "crop_iou_disp",
@@ -38,99 +65,110 @@ __all__ = [
 
 ACC_KS = (1, 2, 3, 4)
 ACC_NS = (5, 10)
+#: decay of the weighted accuracy per N (GAIC ``test()``: exp(−0.2 ·) for N = 5, exp(−0.1 ·) for N = 10)
+WACC_LAMBDA = {5: 0.2, 10: 0.1}
+WACC_RANKS = ("official", "generous")
+UNDEFINED_CORR = ("official", "zero", "skip")
 AP_THRESHOLDS = (0.85, 0.90)
 AP_MAX_DETS = (5, 10, 20, 40, 60, 90)
 
 
-def _rank_avg(x: np.ndarray) -> np.ndarray:
-    """Average ranks (1-based) with ties sharing their mean rank, as Spearman uses."""
-    order = np.argsort(x, kind="stable")
-    xs = x[order]
-    first = np.r_[True, xs[1:] != xs[:-1]]
-    grp = np.cumsum(first) - 1
-    starts = np.flatnonzero(first)
-    ends = np.r_[starts[1:], len(x)]
-    avg = (starts + ends + 1) / 2.0
-    ranks = np.empty(len(x))
-    ranks[order] = avg[grp]
-    return ranks
+def _wacc_ranks(g: np.ndarray, id_gt: np.ndarray, top: np.ndarray, rule: str) -> np.ndarray:
+    """0-based GT ranks ``[K]`` of the returned crops ``top`` (indices into ``g``), by ``rule`` (module doc)."""
+    if rule == "official":
+        pos = np.empty(g.size, dtype=np.int64)
+        pos[id_gt] = np.arange(g.size)
+        return pos[top]
+    gt = g[top]
+    better = (g[None, :] > gt[:, None]).sum(axis=1)
+    same_before = np.tril(gt[None, :] == gt[:, None], k=-1).sum(axis=1)
+    return better + same_before
 
 
-def _pearson(a: np.ndarray, b: np.ndarray) -> float:
-    """Pearson correlation, or NaN when either side is constant or has fewer than 2 values."""
-    if a.size < 2:
-        return float("nan")
-    a = a - a.mean()
-    b = b - b.mean()
-    den = np.sqrt((a * a).sum() * (b * b).sum())
-    if den <= 0 or not np.isfinite(den):
-        return float("nan")
-    return float(np.clip((a * b).sum() / den, -1.0, 1.0))
+def _mean_corr(values: np.ndarray, rule: str) -> float:
+    """Mean of per-image correlations with NaN (undefined) entries treated by ``rule`` (module doc)."""
+    if rule == "zero":
+        values = np.where(np.isnan(values), 0.0, values)
+    elif rule == "skip":
+        values = values[~np.isnan(values)]
+        if values.size == 0:
+            return float("nan")
+    return float(values.mean())
 
 
-def gaicd_metrics(pred_scores: Sequence[np.ndarray], gt_scores: Sequence[np.ndarray]) -> dict[str, float]:
-    """GAICD metrics over images (systems.md §2.5 / §9 rows 1–3).
+def gaicd_metrics(
+    pred_scores: Sequence[np.ndarray],
+    gt_scores: Sequence[np.ndarray],
+    *,
+    wacc_ranks: str = "official",
+    undefined_corr: str = "official",
+) -> dict[str, float]:
+    """GAICD metrics over images, as the official evaluators compute them (module doc; systems.md §2.5 / §9).
 
     Args:
-        pred_scores: per image ``[N_i]`` predicted scores of the valid annotated crops (higher = better).
-        gt_scores: per image ``[N_i]`` MOS of the same crops, same order.
+        pred_scores: per image ``[N_i]`` predicted scores of the annotated crops (higher = better), N_i ≥ 4.
+        gt_scores: per image ``[N_i]`` MOS of the same crops, same order (the file order breaks ties).
+        wacc_ranks: ``"official"`` (``id_gt.index(id_pr[k])``) or ``"generous"`` (best free rank for GT ties).
+        undefined_corr: ``"official"`` (a NaN correlation makes the mean NaN), ``"zero"`` or ``"skip"``.
 
     Returns:
-        ``srcc``, ``pcc`` (means of per-image Spearman / Pearson; undefined → 0, see module doc),
-        ``acc{K}_{N}`` and ``wacc{K}_{N}`` for K = 1..4, N ∈ {5, 10} (percent), ``acc5`` / ``acc10`` /
-        ``wacc5`` / ``wacc10`` (means over K), ``n_images``, ``n_undefined_corr``.
-        Images with fewer than N crops use their worst GT score as the N-th best.
+        ``srcc``, ``pcc`` (means of per-image Spearman / Pearson), ``acc{K}_{N}`` and ``wacc{K}_{N}`` for
+        K = 1..4, N ∈ {5, 10} (percent), ``acc5`` / ``acc10`` / ``wacc5`` / ``wacc10`` (means over K),
+        ``n_images``, ``n_undefined_corr`` (images with constant predictions or constant MOS) and ``n_few_crops``
+        (images with fewer than 10 crops, outside the original code's domain).
+
+    Raises:
+        ValueError: mismatched lengths, an image with fewer than 4 crops, non-finite scores or an unknown option.
     """
+    from scipy.stats import pearsonr, spearmanr
+
+    if wacc_ranks not in WACC_RANKS:
+        raise ValueError(f"wacc_ranks={wacc_ranks!r}: use one of {', '.join(WACC_RANKS)}")
+    if undefined_corr not in UNDEFINED_CORR:
+        raise ValueError(f"undefined_corr={undefined_corr!r}: use one of {', '.join(UNDEFINED_CORR)}")
     if len(pred_scores) != len(gt_scores):
         raise ValueError(f"{len(pred_scores)} predictions but {len(gt_scores)} ground truths")
     if len(gt_scores) == 0:
         raise ValueError("no images to evaluate")
     n_img = len(gt_scores)
+    kmax = max(ACC_KS)
     acc = np.zeros((len(ACC_KS), len(ACC_NS)))
     wacc = np.zeros((len(ACC_KS), len(ACC_NS)))
-    srcc = np.zeros(n_img)
-    pcc = np.zeros(n_img)
-    undefined = 0
-    kmax = max(ACC_KS)
+    srcc = np.full(n_img, np.nan)
+    pcc = np.full(n_img, np.nan)
+    undefined = few = 0
     for i, (p, g) in enumerate(zip(pred_scores, gt_scores, strict=True)):
         p = np.asarray(p, dtype=np.float64).reshape(-1)
         g = np.asarray(g, dtype=np.float64).reshape(-1)
         if p.shape != g.shape:
             raise ValueError(f"image {i}: {p.size} predictions for {g.size} crops")
-        if g.size == 0:
-            raise ValueError(f"image {i}: no crops")
+        if g.size < kmax:
+            raise ValueError(f"image {i}: {g.size} crops; GAICD accuracies need at least {kmax} (the top {kmax})")
         if not np.isfinite(p).all():
             raise ValueError(f"image {i}: non-finite predicted score")
-        # correlations
-        s = _pearson(_rank_avg(p), _rank_avg(g))
-        r = _pearson(p, g)
-        if np.isnan(s) or np.isnan(r):
-            undefined += 1
-        srcc[i] = 0.0 if np.isnan(s) else s
-        pcc[i] = 0.0 if np.isnan(r) else r
-        # accuracies
-        order = np.argsort(-p, kind="stable")  # prediction ties keep the original crop order
-        top = g[order[:kmax]]
-        if top.size < kmax:  # fewer than 4 crops: repeat the last one (only a pathological case)
-            top = np.r_[top, np.repeat(top[-1], kmax - top.size)]
-        g_desc = np.sort(g)[::-1]
+        if not np.isfinite(g).all():
+            raise ValueError(f"image {i}: non-finite ground-truth score")
+        few += g.size < max(ACC_NS)
+        # correlations by SciPy, MOS first as in the originals; constant inputs are NaN, as SciPy returns them
+        # (its own test is ``(x == x[0]).all()``; checked here first to spare its ConstantInputWarning)
+        if not ((p == p[0]).all() or (g == g[0]).all()):
+            srcc[i] = float(spearmanr(g, p).statistic)
+            pcc[i] = float(pearsonr(g, p).statistic)
+        undefined += bool(np.isnan(srcc[i]) or np.isnan(pcc[i]))
+        # accuracies: stable descending sorts, ties keep the file order
+        id_gt = np.argsort(-g, kind="stable")
+        top = np.argsort(-p, kind="stable")[:kmax]
+        ranks = _wacc_ranks(g, id_gt, top, wacc_ranks)
         for ni, n in enumerate(ACC_NS):
-            thr = g_desc[min(n, g.size) - 1]
-            hits = np.cumsum(top >= thr)
+            hits = np.cumsum(g[top] >= g[id_gt[min(n, g.size) - 1]])
             for ki, k in enumerate(ACC_KS):
                 acc[ki, ni] += hits[k - 1] / k
-        # weighted accuracy: generous distinct GT ranks for the returned crops
-        better = (g[None, :] > top[:, None]).sum(axis=1)  # strictly better crops
-        same_before = np.array([(top[:j] == top[j]).sum() for j in range(kmax)])
-        ranks = better + same_before
-        for ki, k in enumerate(ACC_KS):
-            rk = np.sort(ranks[:k])
-            j = np.arange(k)
-            for ni, (n, lam) in enumerate(((5, 0.2), (10, 0.1))):
-                wacc[ki, ni] += np.where(rk <= n - 1, np.exp(-lam * (rk - j)), 0.0).sum() / k
+                rk = np.sort(ranks[:k])
+                terms = np.exp(-WACC_LAMBDA[n] * (rk - np.arange(k)))
+                wacc[ki, ni] += terms[rk <= n - 1].sum() / k
     acc *= 100.0 / n_img
     wacc *= 100.0 / n_img
-    out: dict[str, float] = {"srcc": float(srcc.mean()), "pcc": float(pcc.mean())}
+    out: dict[str, float] = {"srcc": _mean_corr(srcc, undefined_corr), "pcc": _mean_corr(pcc, undefined_corr)}
     for ni, n in enumerate(ACC_NS):
         for ki, k in enumerate(ACC_KS):
             out[f"acc{k}_{n}"] = float(acc[ki, ni])
@@ -139,6 +177,7 @@ def gaicd_metrics(pred_scores: Sequence[np.ndarray], gt_scores: Sequence[np.ndar
         out[f"wacc{n}"] = float(wacc[:, ni].mean())
     out["n_images"] = n_img
     out["n_undefined_corr"] = undefined
+    out["n_few_crops"] = int(few)
     return out
 
 

@@ -73,6 +73,13 @@ def format_table(
         lines.append("  ".join([label.ljust(w0), *cells]))
     if paper and paper.get("missing"):
         lines.append(f"note: {paper['missing']}")
+    n_img = metrics.get("n_images")
+    if metrics.get("n_undefined_corr"):
+        lines.append(f"note: ours: {metrics['n_undefined_corr']} of {n_img} images have an undefined SRCC / PCC "
+                     "(constant predictions or MOS); by default, as in the official code, the mean is then NaN")
+    if metrics.get("n_few_crops"):
+        lines.append(f"note: ours: {metrics['n_few_crops']} of {n_img} images have fewer than 10 crops "
+                     "(outside the official evaluator; their N-th best MOS is their worst)")
     if paper:
         lines.append(
             "paper sources: " + "; ".join(sorted({r["source"] for r in paper["rows"]}))

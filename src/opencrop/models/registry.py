@@ -118,7 +118,14 @@ def create_model(name: str, pretrained: bool | None = None, **cfg: Any) -> Any:
         else:
             cfg = {**cfg, "weights": tag.name}
     if name not in _REGISTRY:
-        importlib.import_module(_LAZY[name])
+        try:
+            importlib.import_module(_LAZY[name])
+        except ModuleNotFoundError as e:
+            from opencrop.errors import EXTRAS, MissingExtraError
+
+            if e.name and e.name.split(".")[0] in EXTRAS:
+                raise MissingExtraError(f"model {name!r}", e.name) from None
+            raise
         if name not in _REGISTRY:
             raise RuntimeError(f"importing {_LAZY[name]} did not register model {name!r}")
     return _REGISTRY[name](**{k: v for k, v in cfg.items() if v is not None})

@@ -1,147 +1,200 @@
-"""HTTP service: ``opencrop serve`` (standard library only; one shared :class:`~opencrop.api.Cropper`).
+"""The HTTP service (Starlette ASGI app; ``opencrop serve`` runs it on uvicorn).
 
-Endpoints:
+Endpoints (``/openapi.json`` describes them in full; ``/docs`` renders that offline):
 
-* ``POST /crop?ratio=16:9&ratio=1:1[&size=WxH][&focus=x,y][&subject=x1,y1,x2,y2]`` with the image as the request
-  body → JSON ``{"width", "height", "crops": [{"ratio", "box": [x1, y1, x2, y2], "score"}]}`` (xyxy pixels of
-  the upright original).
-* ``POST /crop.jpg?ratio=16:9&size=1280x720`` (or ``.png`` / ``.webp``) → the cropped image itself.
-* ``GET /`` → a small web page to try it; ``GET /healthz`` → ``{"ok": true, "model": ...}``.
+* ``POST /crop?ratio=16:9&ratio=1:1[&size=WxH][&model=M][&subject=x1,y1,x2,y2][&focus=x,y][&format=jpeg]`` with
+  the image as the raw body or as the file of a multipart upload → JSON
+  ``{"width", "height", "model", "crops": [{"ratio", "box": [x1, y1, x2, y2], "score"}], "notes"}`` (boxes in
+  xyxy pixels of the upright original), or with ``format=jpeg|png|webp`` the cropped image itself
+  (``/crop.jpg``, ``/crop.png``, ``/crop.webp`` are the same with the format in the path).
+* ``GET /`` the web page; ``GET /healthz`` liveness and pool counts; ``GET /readyz`` 200 once a worker is ready.
 
-Errors are JSON ``{"error": "..."}`` with 400 (bad request or undecodable image), 413 (body too large) or
-500. The body limit defaults to 50 MB.
+Errors are JSON ``{"error": "..."}``: 400 bad parameter, 404/405 no such endpoint or method, 408 body too slow,
+413 body or image too large, 422 unreadable image, 500 internal, 503 saturated (``Retry-After``), 504 the
+crop timed out. The cropping runs in a :class:`~opencrop.serve.pool.WorkerPool` of processes.
 """
 
 from __future__ import annotations
 
-import io
-import json
-import threading
-from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
-from urllib.parse import parse_qs, urlparse
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from importlib import resources
 
-__all__ = ["make_server"]
+from starlette.applications import Starlette
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Route
 
-_PAGE = """<!doctype html><meta charset=utf-8><title>opencrop</title>
-<style>body{font:15px system-ui;margin:2em;max-width:60em}canvas{max-width:100%;border:1px solid #ccc}
-label{margin-right:1em}</style>
-<h1>opencrop</h1>
-<p><input type=file id=f accept="image/*"> <label>ratios <input id=r value="16:9,1:1,9:16"></label>
-<button id=go>Crop</button></p><pre id=out></pre><canvas id=c></canvas>
-<script>
-const colours=['#00e640','#ff4040','#40a0ff','#ffc800','#c040ff'];
-document.getElementById('go').onclick=async()=>{
-  const file=document.getElementById('f').files[0]; if(!file) return;
-  const q=document.getElementById('r').value.split(',').map(r=>'ratio='+encodeURIComponent(r.trim())).join('&');
-  const res=await fetch('/crop?'+q,{method:'POST',body:file}); const js=await res.json();
-  document.getElementById('out').textContent=JSON.stringify(js,null,1);
-  if(!res.ok) return;
-  const img=new Image(); img.onload=()=>{const c=document.getElementById('c');c.width=img.width;c.height=img.height;
-    const g=c.getContext('2d'); g.drawImage(img,0,0); g.lineWidth=Math.max(2,img.width/300);
-    js.crops.forEach((k,i)=>{g.strokeStyle=colours[i%5];const [x1,y1,x2,y2]=k.box;g.strokeRect(x1,y1,x2-x1,y2-y1);
-      g.fillStyle=colours[i%5];g.font=(img.width/40)+'px sans-serif';g.fillText(k.ratio,x1+8,y1+img.width/30);});};
-  img.src=URL.createObjectURL(file);
-};
-</script>"""
+from opencrop.serve.middleware import AccessLog, BodyLimit, BodyTimeout, BodyTooLarge
+from opencrop.serve.openapi import docs_html, openapi
+from opencrop.serve.params import FORMATS, RequestError, parse_params
+from opencrop.serve.pool import JobTimeout, PoolClosed, Saturated, WorkerCrashed, WorkerPool
+from opencrop.serve.settings import ServeSettings
+
+__all__ = ["create_app"]
+
+log = logging.getLogger("opencrop.serve")
+
+_STATIC = {"app.js": "text/javascript; charset=utf-8", "app.css": "text/css; charset=utf-8"}
+_PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' blob: data:; style-src 'self'; "
+                               "script-src 'self'; connect-src 'self' blob:; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Cache-Control": "no-cache",
+}
 
 
-def make_server(host: str = "127.0.0.1", port: int = 8000, model: str = "composition", weights: str | None = None,
-                max_body: int = 50_000_000, cues: bool = True) -> ThreadingHTTPServer:
-    """A ready (not yet serving) HTTP server; call ``serve_forever()``. ``port=0`` picks a free port."""
-    from opencrop.api import Cropper, parse_numbers
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
 
-    cropper = Cropper(model, weights=weights, cues=cues)
-    lock = threading.Lock()  # detectors' lazy loading and torch models are not re-entrant everywhere
 
-    class Handler(BaseHTTPRequestHandler):
-        server_version = "opencrop"
+def _static(name: str) -> str:
+    return resources.files("opencrop.serve").joinpath("static", name).read_text("utf-8")
 
-        def log_message(self, fmt: str, *args: Any) -> None:  # quiet by default
-            pass
 
-        def _send(self, status: int, body: bytes, ctype: str) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+def create_app(settings: ServeSettings, pool: WorkerPool | None = None) -> Starlette:
+    """The ASGI app. Its lifespan starts ``pool`` unless it has been started already (a new pool when none is
+    given), serves it from the app's event loop and closes it at shutdown."""
+    from opencrop import __version__
 
-        def _json(self, status: int, obj: Any) -> None:
-            self._send(status, json.dumps(obj).encode(), "application/json")
+    pool = pool if pool is not None else WorkerPool(settings)
+    spec = openapi(settings, __version__)
+    page = _static("index.html")
+    assets = {name: _static(name) for name in _STATIC}
+    docs = docs_html(spec)
 
-        def do_GET(self) -> None:
-            path = urlparse(self.path).path
-            if path == "/":
-                self._send(200, _PAGE.encode(), "text/html; charset=utf-8")
-            elif path == "/healthz":
-                self._json(200, {"ok": True, "model": model})
-            else:
-                self._json(404, {"error": f"no such endpoint {path}"})
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if not pool.started:
+            await asyncio.to_thread(pool.start)
+        pool.bind(asyncio.get_running_loop())
+        try:
+            yield
+        finally:
+            await asyncio.to_thread(pool.close)
 
-        def do_POST(self) -> None:
-            from opencrop.errors import ImageTooLargeError, OpenCropError
+    async def index(request: Request) -> Response:
+        return HTMLResponse(page, headers=_PAGE_HEADERS)
 
-            url = urlparse(self.path)
-            if url.path not in ("/crop", "/crop.jpg", "/crop.png", "/crop.webp"):
-                self._json(404, {"error": f"no such endpoint {url.path}"})
-                return
-            length = int(self.headers.get("Content-Length") or 0)
-            if length <= 0:
-                self._json(400, {"error": "send the image as the request body"})
-                return
-            if length > max_body:
-                # drain (bounded) so the client reads the answer instead of a reset connection
-                left = min(length, 4 * max_body)
-                while left > 0 and (chunk := self.rfile.read(min(left, 1 << 20))):
-                    left -= len(chunk)
-                self.close_connection = True
-                self._json(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, {"error": f"body over {max_body} bytes"})
-                return
-            data = self.rfile.read(length)
-            q = parse_qs(url.query)
-            try:
-                ratios = q.get("ratio", [])
-                size = q.get("size", [None])[0]
-                focus = tuple(parse_numbers(q["focus"][0], 2, "focus")) if "focus" in q else None
-                subject = [parse_numbers(s, 4, "subject") for s in q.get("subject", [])] or None
-                if not ratios and size is None:
-                    ratios = ["1:1"]
-                image_out = url.path != "/crop"
-                if image_out and len(ratios) > 1:
-                    raise ValueError("an image response holds one crop: give one ratio")
-                with lock:
-                    an = cropper.analyze(data, subject=subject, focus=focus)
-                    crops = cropper.crop(an, ratios=ratios, size=size)
-            except ImageTooLargeError as e:
-                self._json(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, {"error": e.problem})
-                return
-            except OpenCropError as e:
-                self._json(400, {"error": e.problem})
-                return
-            except ValueError as e:
-                self._json(400, {"error": str(e)})
-                return
-            if not image_out:
-                self._json(200, {"width": an.image.width, "height": an.image.height,
-                                 "crops": [c.to_dict() for c in crops]})
-                return
-            from opencrop.io import crop_image
+    async def static(request: Request) -> Response:
+        name = request.path_params["name"]
+        if name not in assets:
+            return _error(404, f"no such file /static/{name}")
+        return Response(assets[name], media_type=_STATIC[name], headers=_PAGE_HEADERS)
 
-            c = crops[0]
-            pic = c.image if c.image is not None else crop_image(an.image, c.box)
-            fmt = url.path.rsplit(".", 1)[1]
-            if fmt == "jpg" and pic.mode == "RGBA":
-                pic = pic.convert("RGB")
-            buf = io.BytesIO()
-            pic.save(buf, format={"jpg": "JPEG", "png": "PNG", "webp": "WEBP"}[fmt], quality=90)
-            self.send_response(200)
-            self.send_header("X-Crop-Box", ",".join(str(v) for v in c.box))
-            body = buf.getvalue()
-            self.send_header("Content-Type", f"image/{'jpeg' if fmt == 'jpg' else fmt}")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+    async def healthz(request: Request) -> Response:
+        return JSONResponse({"ok": True, "version": __version__, "models": list(settings.models),
+                             "degraded": pool.degraded, "max_body": settings.max_body, "pool": pool.stats()})
 
-    return ThreadingHTTPServer((host, port), Handler)
+    async def readyz(request: Request) -> Response:
+        ready = pool.ready
+        return JSONResponse({"ready": ready, "pool": pool.stats()}, status_code=200 if ready else 503)
+
+    async def openapi_json(request: Request) -> Response:
+        return JSONResponse(spec)
+
+    async def docs_page(request: Request) -> Response:
+        return HTMLResponse(docs, headers=_PAGE_HEADERS)
+
+    async def crop(request: Request) -> Response:
+        ext = request.path_params.get("ext")
+        fmt = None
+        if ext is not None:
+            fmt = {"jpg": "jpeg", "jpeg": "jpeg", "png": "png", "webp": "webp"}.get(ext)
+            if fmt is None:
+                return _error(404, f"no such endpoint /crop.{ext}; use /crop.jpg, /crop.png or /crop.webp")
+        items = list(request.query_params.multi_items())
+        try:
+            data = await _read_image(request, items)
+        except BodyTooLarge as e:
+            return _error(413, str(e), {"Connection": "close"})
+        except BodyTimeout as e:
+            return _error(408, str(e), {"Connection": "close"})
+        except ClientDisconnect:
+            return Response(status_code=400)  # nobody is listening any more
+        except RequestError as e:
+            return _error(e.status, e.message)
+        try:
+            job = parse_params(items, settings.models, settings.max_output_pixels, settings.max_ratios, fmt)
+        except RequestError as e:
+            return _error(e.status, e.message)
+        try:
+            result = await pool.run(replace(job, data=data))
+        except Saturated as e:
+            return _error(503, f"server busy: {e}; retry in {e.retry_after} s", {"Retry-After": str(e.retry_after)})
+        except PoolClosed as e:
+            return _error(503, str(e), {"Retry-After": "5"})
+        except JobTimeout as e:
+            return _error(504, str(e))
+        except WorkerCrashed as e:
+            return _error(500, str(e))
+        if result.image is None:
+            return JSONResponse(result.body, status_code=result.status)
+        tag = job.ratios[0].replace(":", "x").replace("/", "x")
+        headers = {**result.headers,
+                   "Content-Disposition": f'inline; filename="crop_{tag}{FORMATS[job.format]}"'}
+        return Response(result.image, status_code=result.status, media_type=result.media_type, headers=headers)
+
+    async def http_error(request: Request, exc: HTTPException) -> Response:
+        detail = exc.detail
+        if exc.status_code == 404:
+            detail = f"no such endpoint {request.url.path}; see /docs"
+        elif exc.status_code == 405:
+            detail = f"{request.method} is not allowed on {request.url.path}; see /docs"
+        return _error(exc.status_code, str(detail), dict(exc.headers or {}))
+
+    async def internal_error(request: Request, exc: Exception) -> Response:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return _error(500, "internal error; see the server log")
+
+    middleware = [Middleware(AccessLog)] if settings.access_log else []
+    if settings.cors_origins:
+        middleware.append(Middleware(
+            CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["GET", "POST"],
+            allow_headers=["*"], expose_headers=["X-Crop-Box", "X-Crop-Score", "X-Image-Size", "X-Crop-Notes",
+                                                 "Retry-After", "Content-Disposition"], max_age=600))
+    middleware.append(Middleware(BodyLimit, max_body=settings.max_body, body_timeout=settings.body_timeout))
+    routes = [
+        Route("/", index, methods=["GET"]),
+        Route("/static/{name}", static, methods=["GET"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        Route("/openapi.json", openapi_json, methods=["GET"]),
+        Route("/docs", docs_page, methods=["GET"]),
+        Route("/crop", crop, methods=["POST"]),
+        Route("/crop.{ext}", crop, methods=["POST"]),
+    ]
+    app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan,
+                    exception_handlers={HTTPException: http_error, Exception: internal_error})
+    app.state.pool = pool
+    app.state.settings = settings
+    return app
+
+
+async def _read_image(request: Request, items: list[tuple[str, str]]) -> bytes:
+    """The image bytes of a raw body or of the file part of a multipart upload (whose other fields are added to
+    ``items``). Raises :class:`RequestError` (400) for a missing or empty image."""
+    ctype = request.headers.get("content-type", "").lower()
+    if ctype.startswith("multipart/form-data"):
+        data = None
+        async with request.form(max_files=1, max_fields=64) as form:
+            for k, v in form.multi_items():
+                if isinstance(v, UploadFile):
+                    data = await v.read()
+                else:
+                    items.append((k, v))
+        if data is None:
+            raise RequestError(400, "the multipart upload has no file part: send the image as a file field "
+                                    "(e.g. curl -F image=@photo.jpg)")
+    else:
+        data = await request.body()
+    if not data:
+        raise RequestError(400, "empty image: send the image as the request body or as a multipart file field")
+    return data

@@ -38,6 +38,13 @@ def _train(args: argparse.Namespace) -> int:
         print(f"opencrop train: {e}", file=sys.stderr)
         return 2
     out = args.out or Path("runs") / args.recipe.stem
+    from opencrop.nn.device import resolve_device
+
+    try:
+        resolve_device(args.device)  # a usage error before any data is read
+    except ValueError as e:
+        print(f"opencrop train: error: {e}", file=sys.stderr)
+        return 2
     try:
         res = train(recipe, out, data_root=args.data, resume=args.resume, device=args.device,
                     select_on_test=args.select_on_test, progress=not args.no_progress)

@@ -163,7 +163,9 @@ def evaluate(model: LearnedCropModel, dataset: CropDataset | Sequence[CropRecord
     from opencrop.eval.runner import evaluate as run_eval
 
     records = dataset.records if isinstance(dataset, CropDataset) else list(dataset)
-    metrics = run_eval(model, records).metrics
+    # model selection needs a number: an image whose correlation is undefined counts as 0 here (the
+    # official default would make the whole mean NaN, and a NaN can never be beaten)
+    metrics = run_eval(model, records, undefined_corr="zero").metrics
     return {k: float(v) for k, v in metrics.items() if np.isscalar(v)}
 
 
@@ -339,11 +341,9 @@ def train(
 
         if not dist.is_initialized():
             dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    if device is None:
-        device = f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"
-    elif device == "cuda" and world > 1:
-        device = f"cuda:{local_rank}"
-    dev = torch.device(device)
+    from opencrop.nn.device import resolve_device
+
+    dev = resolve_device(device, local_rank)
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
     t, dcfg = recipe.train, recipe.data
@@ -519,7 +519,7 @@ def train(
             row.update({f"val_{k}": v for k, v in m.items()})
             if metric not in m:
                 raise RecipeError(f"{recipe.source}: train.select_metric {metric!r} not among {sorted(m)}")
-            if best_value is None or (math.isfinite(m[metric]) and m[metric] > best_value):
+            if math.isfinite(m[metric]) and (best_value is None or m[metric] > best_value):
                 best_value, best_epoch, improved = m[metric], epoch + 1, True
         elif is_main and not len(val_ds):
             best_epoch, improved = epoch + 1, True
