@@ -408,7 +408,12 @@ def write_flms(out: Path, n: int = 20, seed: int = 0, size: tuple[int, int] | No
         if scene.subject_kinds and scene.subject_kinds[0] == "person":
             humans[name] = [int(v) for v in scene.subject_boxes[0]]
     out.mkdir(parents=True, exist_ok=True)
-    scipy.io.savemat(str(out / "500_image_dataset.mat"), {"img_gt": entries})
+    buf = io.BytesIO()
+    scipy.io.savemat(buf, {"img_gt": entries})
+    mat = bytearray(buf.getvalue())
+    # the MAT-5 header's 116 text bytes say "Created on: <now>": a fixed text keeps one seed's bytes identical
+    mat[:116] = b"MATLAB 5.0 MAT-file, written by opencrop.data.synth".ljust(116, b" ")
+    (out / "500_image_dataset.mat").write_bytes(bytes(mat))
     (out / "human_bboxes.json").write_text(json.dumps(humans))
 
 
@@ -440,6 +445,12 @@ def write_sacd(out: Path, n: int = 20, seed: int = 0, size: tuple[int, int] | No
     (out / "test.json").write_text(json.dumps({"jsons": test_files}))
 
 
+def _write_json_gz(path: Path, obj: object) -> None:
+    """Gzipped JSON with a zero header time (``gzip.open`` stamps the current second, so two runs with one seed
+    differed whenever they straddled a second boundary; the FLMS ``.mat`` header likewise)."""
+    path.write_bytes(gzip.compress(json.dumps(obj).encode(), mtime=0))
+
+
 def write_gencrop(out: Path, n: int = 20, seed: int = 0, size: tuple[int, int] | None = None) -> None:
     """GenCrop layout: ``images/<hash>.jpg``, ``testeval_sha256.json.gz`` (normalised xywh subject and 1–3 GT
     crops, base64 PNG subject mask) and ``{train,val,test}_sha256.json`` (``hash_id``, ``subject_xywh``)."""
@@ -461,8 +472,7 @@ def write_gencrop(out: Path, n: int = 20, seed: int = 0, size: tuple[int, int] |
         }
         splits[("train", "val", "test")[i % 3]].append({"hash_id": hid, "subject_xywh": np.round(subj, 6).tolist()})
     out.mkdir(parents=True, exist_ok=True)
-    with gzip.open(out / "testeval_sha256.json.gz", "wt", encoding="utf-8") as f:
-        json.dump(testeval, f)
+    _write_json_gz(out / "testeval_sha256.json.gz", testeval)
     for s, v in splits.items():
         (out / f"{s}_sha256.json").write_text(json.dumps(v))
     write_gencrop_outpaint(out / "outpaint", n=n, seed=seed)
@@ -514,8 +524,7 @@ def write_gencrop_outpaint(out: Path, n: int = 20, seed: int = 0, variants: int 
             dets[name] = [{"xywh": np.round(xyxy_to_xywh(bx), 2).tolist(), "score": 1.0, "class": 0,
                            "mask_id": int(mid)}]
     out.mkdir(parents=True, exist_ok=True)
-    with gzip.open(out / "detect.json.gz", "wt", encoding="utf-8") as f:
-        json.dump(dets, f)
+    _write_json_gz(out / "detect.json.gz", dets)
     np.savez_compressed(out / "mask.npz", **polys)
     (out / "bad.json").write_text("[]")
     for s, v in splits.items():

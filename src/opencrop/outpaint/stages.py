@@ -21,7 +21,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
-import os
 import re
 import sys
 import time
@@ -33,6 +32,7 @@ import numpy as np
 
 from opencrop.data.gencrop import _OUTPAINT, parse_outpaint_name
 from opencrop.errors import DataFormatError
+from opencrop.io import write_atomic
 
 __all__ = ["caption", "filter_bad", "list_photos", "paint", "run_all", "segment", "select"]
 
@@ -73,13 +73,6 @@ def _part_name(part: tuple[int, int] | None) -> str:
     return f"part{i}of{n}"
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def _read_image(path: Path) -> np.ndarray:
     from opencrop.train.datasets import read_image
 
@@ -118,7 +111,7 @@ def caption(photos: str | Path, out: str | Path, captioner: Callable[[list[np.nd
     for chunk in _batches(todo, batch_size):
         texts = captioner([_read_image(p) for _, p in chunk])
         for (sid, _), t in zip(chunk, texts, strict=True):
-            _write_atomic(d / f"blip{sid}.txt", (t.strip() + "\n").encode())
+            write_atomic(d / f"blip{sid}.txt", (t.strip() + "\n").encode())
         done += len(chunk)
         bar.step(done)
     return done
@@ -165,7 +158,7 @@ def paint(photos: str | Path, out: str | Path, outpainter: Any, part: tuple[int,
 
             buf = io.BytesIO()
             Image.fromarray(im).save(buf, "JPEG", quality=95)
-            _write_atomic(img_dir / name, buf.getvalue())
+            write_atomic(img_dir / name, buf.getvalue())
         done += len(chunk)
         bar.step(done)
     return done
@@ -196,7 +189,7 @@ def filter_bad(out: str | Path, classifier: Callable[[list[np.ndarray]], np.ndar
     if classifier is None:
         sys.stderr.write("filter: no bad-outpaint classifier (--quality); every outpaint is kept\n")
         if not (o / "bad.json").is_file():
-            _write_atomic(o / "bad.json", b"[]")
+            write_atomic(o / "bad.json", b"[]")
         return 0
     qdir = o / "quality"
     mine = qdir / f"{_part_name(part)}.json"
@@ -207,11 +200,11 @@ def filter_bad(out: str | Path, classifier: Callable[[list[np.ndarray]], np.ndar
     for chunk in _batches(todo, batch_size):
         p = classifier([_read_image(o / "images" / f) for f in chunk])
         own.update({f: float(v) for f, v in zip(chunk, p, strict=True)})
-        _write_atomic(mine, json.dumps(own).encode())
+        write_atomic(mine, json.dumps(own).encode())
         done += len(chunk)
         bar.step(done)
     scores = _merged_json(sorted(qdir.glob("part*.json"))) if qdir.is_dir() else {}
-    _write_atomic(o / "bad.json", json.dumps(sorted(f for f, v in scores.items() if v > threshold)).encode())
+    write_atomic(o / "bad.json", json.dumps(sorted(f for f, v in scores.items() if v > threshold)).encode())
     return done
 
 
@@ -233,7 +226,7 @@ def segment(photos: str | Path, out: str | Path, segmenter: Callable[[np.ndarray
         own[key] = [{"xyxy": [round(float(v), 2) for v in d["xyxy"]], "score": round(float(d["score"]), 4),
                      "class": d["class"], "polygon": np.round(np.asarray(d["polygon"]), 1).tolist()} for d in dets]
         if n % 20 == 0 or n == len(todo):
-            _write_atomic(mine, gzip.compress(json.dumps(own).encode()))
+            write_atomic(mine, gzip.compress(json.dumps(own).encode(), mtime=0))
         bar.step(n)
     merge_segments(photos, o)
     return len(todo)
@@ -273,11 +266,11 @@ def merge_segments(photos: str | Path, out: str | Path) -> None:
             items.append({"xywh": [round(float(v), 2) for v in xyxy_to_xywh(np.asarray(d["xyxy"], np.float64))],
                           "score": d["score"], "class": d["class"], "mask_id": mid})
         detect[key] = items
-    _write_atomic(o / "detect.json.gz", gzip.compress(json.dumps(detect).encode()))
+    write_atomic(o / "detect.json.gz", gzip.compress(json.dumps(detect).encode(), mtime=0))
     buf = io.BytesIO()
     np.savez_compressed(buf, **masks)
-    _write_atomic(o / "mask.npz", buf.getvalue())
-    _write_atomic(o / "subjects.json", json.dumps(subjects).encode())
+    write_atomic(o / "mask.npz", buf.getvalue())
+    write_atomic(o / "subjects.json", json.dumps(subjects).encode())
 
 
 def select(out: str | Path, val: float = 0.05, test: float = 0.05, bad_filter: bool = True,
@@ -298,7 +291,7 @@ def select(out: str | Path, val: float = 0.05, test: float = 0.05, bad_filter: b
         splits[s].append({"id": sid, "subject_xywh": subjects[sid]})
     report: dict[str, Any] = {}
     for s, entries in splits.items():
-        _write_atomic(o / f"{s}.json", json.dumps(entries).encode())
+        write_atomic(o / f"{s}.json", json.dumps(entries).encode())
         stats: dict[str, int] = {}
         load_outpaint(o, s, bad_filter=bad_filter, heuristic_filter=heuristic_filter, stats=stats)
         report[s] = {"photos": len(entries), **stats}
