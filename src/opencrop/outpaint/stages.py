@@ -12,8 +12,9 @@ Layout of the output folder ``OUT`` (the published one, plus per-worker part fil
 * ``{train,val,test}.json`` — ``[{"id", "subject_xywh"}]`` by a stable hash of the ID (``select``).
 
 Every stage skips items whose output exists (resumable), shows a progress line on stderr, and takes ``part=(i, n)``
-to process the i-th of n interleaved slices (parallel workers: ``--part 0/4`` … ``--part 3/4``). Part files are
-merged by whichever worker finishes (atomic writes), so the last one to finish leaves complete merged files.
+to process the photos whose ID hashes to slice i of n, with their outpaints (parallel workers: ``--part 0/4`` …
+``--part 3/4``; ``all --part i/n`` runs every stage on one fixed set of photos). Part files are merged by
+whichever worker finishes (atomic writes), so the last one to finish leaves complete merged files.
 """
 
 from __future__ import annotations
@@ -59,13 +60,15 @@ class Progress:
         sys.stderr.flush()
 
 
-def _slice(items: list, part: tuple[int, int] | None) -> list:
+def _slice(items: list, part: tuple[int, int] | None, key: Callable[[Any], str] = lambda it: it[0]) -> list:
+    """The items whose photo ID (``key(item)``) falls in part ``(i, n)``: a stable hash of the ID modulo n, so a
+    photo and all its outpaints belong to one worker in every stage, whatever files exist when it runs."""
     if part is None:
         return items
     i, n = part
     if not 0 <= i < n:
         raise ValueError(f"--part {i}/{n}: need 0 <= i < n")
-    return items[i::n]
+    return [it for it in items if int(hashlib.sha256(key(it).encode()).hexdigest()[:8], 16) % n == i]
 
 
 def _part_name(part: tuple[int, int] | None) -> str:
@@ -195,7 +198,7 @@ def filter_bad(out: str | Path, classifier: Callable[[list[np.ndarray]], np.ndar
     mine = qdir / f"{_part_name(part)}.json"
     scores = _merged_json(sorted(qdir.glob("part*.json"))) if qdir.is_dir() else {}
     own = _merged_json([mine]) if mine.is_file() else {}
-    todo = [f for f in _slice(_outpaints(o), part) if f not in scores]
+    todo = [f for f in _slice(_outpaints(o), part, lambda f: parse_outpaint_name(f)[0]) if f not in scores]
     bar, done = Progress(len(todo), "filter", progress), 0
     for chunk in _batches(todo, batch_size):
         p = classifier([_read_image(o / "images" / f) for f in chunk])
@@ -217,9 +220,9 @@ def segment(photos: str | Path, out: str | Path, segmenter: Callable[[np.ndarray
     mine = sdir / f"{_part_name(part)}.json.gz"
     seen = _merged_json(sorted(sdir.glob("part*.json.gz"))) if sdir.is_dir() else {}
     own = _merged_json([mine]) if mine.is_file() else {}
-    items = [(f"photo:{sid}", p) for sid, p in list_photos(photos)]
-    items += [(f.rsplit(".", 1)[0], o / "images" / f) for f in _outpaints(o)]
-    todo = [(k, p) for k, p in _slice(items, part) if k not in seen]
+    items = [(sid, f"photo:{sid}", p) for sid, p in list_photos(photos)]
+    items += [(parse_outpaint_name(f)[0], f.rsplit(".", 1)[0], o / "images" / f) for f in _outpaints(o)]
+    todo = [(k, p) for _, k, p in _slice(items, part) if k not in seen]
     bar = Progress(len(todo), "segment", progress)
     for n, (key, p) in enumerate(todo, 1):
         dets = segmenter(_read_image(p))
