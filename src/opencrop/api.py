@@ -315,7 +315,7 @@ class Cropper:
             raise RuntimeError(f"model {self.model_name!r} gave no finite score for ratio {ratio}")
         i = int(np.argmax(scores))
         best, best_score = boxes[i], float(scores[i])
-        if isinstance(self.model, CandidateScorer):
+        if isinstance(self.model, CandidateScorer) and getattr(self.model, "refine", True):
             # local refinement around the best coarse window (± half a coarse step, ±4 % in scale), held to the
             # rule level of the coarse choice
             fine = neighbourhood(boxes[i], w, h, r, step=0.02 * max(w, h))

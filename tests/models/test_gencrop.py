@@ -152,3 +152,16 @@ def test_bad_config_is_a_clear_error() -> None:
         create_model("gencrop", backbone="alexnet")
     with pytest.raises(ValueError, match="multiple of 32"):
         create_model("gencrop", size=250)
+
+
+def test_cropper_keeps_the_regressed_crop(model, monkeypatch) -> None:
+    """The pipeline's neighbourhood refinement re-scores boxes near the best one with a scorer; GenCrop's crop is
+    the gated average of its proposals, so a high scorer logit nearby must not replace it (``refine = False``)."""
+    from opencrop.api import Cropper
+
+    img = np.random.default_rng(1).integers(0, 255, (300, 400, 3), dtype=np.uint8)
+    cropper = Cropper(model, cues=False, random_weights=True)
+    (before,) = cropper.crop(img, ratios=["1:1"], subject=[[150, 60, 250, 260]])
+    monkeypatch.setattr(model, "score", lambda prepared, boxes: np.full(len(np.reshape(boxes, (-1, 4))), 1e9))
+    (after,) = cropper.crop(img, ratios=["1:1"], subject=[[150, 60, 250, 260]])
+    assert after.box == before.box and after.score == before.score < 1e9
