@@ -105,14 +105,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{p.input_size[0]}×{p.input_size[1]}, {n_boxes} candidates: decode+shrink {med['decode']:.1f} ms, "
             f"prepare {med['prepare']:.1f} ms, score {med['score']:.1f} ms, **prepare+score {med['total']:.1f} ms** "
             f"(median of {args.runs}; fastest {min(tot):.1f} ms; target ≤ 60 ms)")
-    print(line)
-    if args.md is not None:
-        date = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-        from learnability import machine  # same folder
-
-        with open(args.md, "a") as fh:
-            fh.write(f"### Latency ({date})\n\nMachine: {machine()}; {args.threads} torch thread(s).\n\n{line}.\n\n")
-    return 0
+    return report(args, "Latency", line)
 
 
 def gencrop_latency(args: argparse.Namespace) -> int:
@@ -151,14 +144,18 @@ def gencrop_latency(args: argparse.Namespace) -> int:
             f"decode+shrink {med['decode']:.1f} ms, prepare {med['prepare']:.1f} ms, propose ×2 ratios "
             f"{med['propose']:.2f} ms, **prepare+propose {med['total']:.1f} ms** (median of {args.runs}; fastest "
             f"{min(tot):.1f} ms)")
+    return report(args, "GenCrop latency", line)
+
+
+def report(args: argparse.Namespace, title: str, line: str) -> int:
+    """Print ``line`` and, with ``--md``, append it under a dated ``### title`` with the machine → exit code 0."""
     print(line)
     if args.md is not None:
         date = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
         from learnability import machine  # same folder
 
         with open(args.md, "a") as fh:
-            fh.write(f"### GenCrop latency ({date})\n\nMachine: {machine()}; {args.threads} torch thread(s).\n\n"
-                     f"{line}.\n\n")
+            fh.write(f"### {title} ({date})\n\nMachine: {machine()}; {args.threads} torch thread(s).\n\n{line}.\n\n")
     return 0
 
 

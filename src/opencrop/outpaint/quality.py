@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from opencrop.errors import ModelFileError
+from opencrop.models.checkpoint import read_torch_file
 from opencrop.models.learned import LearnedCropModel, build_with_weights
 from opencrop.models.preprocess import Preprocess
 from opencrop.models.registry import register_model
@@ -67,12 +68,7 @@ class QualityClassifier(LearnedCropModel):
     def load_published(self, path: str | os.PathLike[str]) -> None:
         """Load jhong93/gencrop's ``quality_model/model.pt`` (a bare timm state dict, ``module.`` prefixes
         tolerated); raises :class:`ModelFileError` naming every mismatch."""
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except FileNotFoundError as e:
-            raise ModelFileError(path, "no such weight file") from e
-        except Exception as e:
-            raise ModelFileError(path, f"cannot read as a torch checkpoint ({type(e).__name__}: {e})") from e
+        state = read_torch_file(path)
         if isinstance(state, dict) and isinstance(state.get("model"), dict):
             self.load_state(state["model"], source=path)
             return
