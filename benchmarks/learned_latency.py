@@ -10,6 +10,12 @@ Target: prepare + score ≤ 60 ms on 2 cores. Medians over ``--runs`` after ``--
 with the photo's detected people / objects and with the full ``bbox_num`` object boxes (as the published GAICD box
 files give), interleaved with GAIC run by run, and prints each one's time as a multiple of GAIC's (target ≤ 1.5×).
 The detector itself is not timed (every pipeline runs cues; S2CNet's are people + objects).
+
+GenCrop (``--model gencrop [--backbone mobilenet_v2|resnet50]``): decode + shrink, ``prepare`` (letterbox to 256,
+the whole network: backbone, transformer, 256 proposals scored, subject gating) and ``propose`` for 1:1 and 16:9
+(each fitted to the ratio), with a user subject box:
+
+    PYTHONPATH=src python benchmarks/learned_latency.py --model gencrop --backbone resnet50 --threads 2
 """
 
 from __future__ import annotations
@@ -83,7 +89,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--s2cnet", action="store_true",
                     help="also S2CNet v1 / v2 on the same candidates, interleaved with GAIC (ratio vs GAIC)")
     ap.add_argument("--md", type=Path, default=None, help="append the result to this Markdown file")
+    ap.add_argument("--model", choices=["gaic", "gencrop"], default="gaic")
+    ap.add_argument("--backbone", default="mobilenet_v2", help="GenCrop backbone (mobilenet_v2 | resnet50)")
     args = ap.parse_args(argv)
+    if args.model == "gencrop":
+        return gencrop_latency(args)
 
     import torch
 
@@ -151,6 +161,57 @@ def main(argv: list[str] | None = None) -> int:
         with open(args.md, "a") as fh:
             body = "\n".join(f"* {ln}." for ln in lines)
             fh.write(f"### Latency ({date})\n\nMachine: {machine()}; {args.threads} torch thread(s).\n\n{body}\n\n")
+    return 0
+
+
+def gencrop_latency(args: argparse.Namespace) -> int:
+    import torch
+
+    from opencrop.cues.types import Cues
+    from opencrop.models import create_model
+    from opencrop.models.base import Request
+
+    torch.set_num_threads(args.threads)
+    model = (create_model("gencrop", weights=args.weights) if args.weights
+             else create_model("gencrop", backbone=args.backbone)).eval()
+    jpeg = test_jpeg()
+    dec, prep, prop, tot = [], [], [], []
+    for i in range(args.warmup + args.runs):
+        t0 = time.perf_counter()
+        img = decode_shrunk(jpeg)
+        h, w = img.shape[:2]
+        cues = Cues(w, h, subjects=np.array([[0.3 * w, 0.1 * h, 0.6 * w, 0.9 * h]], np.float32))
+        t1 = time.perf_counter()
+        p = model.prepare(img, cues)
+        t2 = time.perf_counter()
+        for r in (1.0, 16 / 9):
+            boxes, _ = model.propose(p, Request(ratio=r))
+            assert boxes.shape == (257, 4)
+        t3 = time.perf_counter()
+        if i >= args.warmup:
+            dec.append(1000 * (t1 - t0))
+            prep.append(1000 * (t2 - t1))
+            prop.append(1000 * (t3 - t2))
+            tot.append(1000 * (t3 - t1))
+    med = {k: statistics.median(v) for k, v in (("decode", dec), ("prepare", prep), ("propose", prop), ("total", tot))}
+    bb = model.config["backbone"]
+    line = (f"GenCrop-{bb} ({'trained ' + str(args.weights) if args.weights else 'random init'}), {args.threads} "
+            f"threads, 1500×1000 JPEG → analysis {w}×{h} → letterbox 256×256, one subject, 256 proposals: "
+            f"decode+shrink {med['decode']:.1f} ms, prepare {med['prepare']:.1f} ms, propose ×2 ratios "
+            f"{med['propose']:.2f} ms, **prepare+propose {med['total']:.1f} ms** (median of {args.runs}; fastest "
+            f"{min(tot):.1f} ms)")
+    return report(args, "GenCrop latency", line)
+
+
+def report(args: argparse.Namespace, title: str, line: str) -> int:
+    """Print ``line`` and, with ``--md``, append it under a dated ``### title`` with the machine → exit code 0."""
+    print(line)
+    if args.md is not None:
+        date = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        from learnability import machine  # same folder
+
+        with open(args.md, "a") as fh:
+            fh.write(f"### {title} ({date})\n\nMachine: {machine()}; {args.threads} torch thread(s).\n\n{line}.\n\n")
     return 0
 
 

@@ -205,6 +205,8 @@ class Cropper:
             if weights is not None or model_cfg:
                 raise TypeError("weights / model options go with a model name, not a built model")
             self.model, self.model_name = model, str(getattr(model, "name", type(model).__name__))
+        if getattr(self.model, "is_cropper", True) is False:
+            raise ValueError(f"model {self.model_name!r} is not a crop model (it proposes no crops)")
         if getattr(self.model, "weights_source", "") is None and not random_weights:
             raise UntrainedModelError(model)
         self.random_weights = bool(random_weights and getattr(self.model, "weights_source", "") is None)
@@ -315,7 +317,7 @@ class Cropper:
             raise RuntimeError(f"model {self.model_name!r} gave no finite score for ratio {ratio}")
         i = int(np.argmax(scores))
         best, best_score = boxes[i], float(scores[i])
-        if isinstance(self.model, CandidateScorer):
+        if isinstance(self.model, CandidateScorer) and getattr(self.model, "refine", True):
             # local refinement around the best coarse window (± half a coarse step, ±4 % in scale), held to the
             # rule level of the coarse choice
             fine = neighbourhood(boxes[i], w, h, r, step=0.02 * max(w, h))

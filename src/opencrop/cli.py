@@ -25,6 +25,7 @@ _COMMAND_MODULES = (
     "opencrop.data.heatmaps_cli",
     "opencrop.models.cli",
     "opencrop.serve.cli",
+    "opencrop.outpaint.cli",
 )
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2

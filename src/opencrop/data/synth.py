@@ -13,7 +13,8 @@ visible composition cues.
 Writers (``write_<format>(out, n, seed, size)``): GAICD (``images/{train,test}``, ``annotations/{train,test}``
 yxyx with −2 for grid crops outside the aspect range, HCIC ``human_bboxes.json``, S2CNet ``bbox/<id>.txt``), CPC
 (raw double-encoded JSON), FCDB (official JSON lists, xywh), FLMS (``500_image_dataset.mat``, yxyx with −1 padding),
-SACD (per-subject JSON + masks) and GenCrop (``testeval_sha256.json.gz`` with base64 PNG masks + split files).
+SACD (per-subject JSON + masks) and GenCrop (``testeval_sha256.json.gz`` with base64 PNG masks + split files, and
+an outpainted training set under ``outpaint/``: :func:`write_gencrop_outpaint`).
 """
 
 from __future__ import annotations
@@ -420,7 +421,12 @@ def write_flms(out: Path, n: int = 20, seed: int = 0, size: tuple[int, int] | No
         if scene.subject_kinds and scene.subject_kinds[0] == "person":
             humans[name] = [int(v) for v in scene.subject_boxes[0]]
     out.mkdir(parents=True, exist_ok=True)
-    scipy.io.savemat(str(out / "500_image_dataset.mat"), {"img_gt": entries})
+    buf = io.BytesIO()
+    scipy.io.savemat(buf, {"img_gt": entries})
+    mat = bytearray(buf.getvalue())
+    # the MAT-5 header's 116 text bytes say "Created on: <now>": a fixed text keeps one seed's bytes identical
+    mat[:116] = b"MATLAB 5.0 MAT-file, written by opencrop.data.synth".ljust(116, b" ")
+    (out / "500_image_dataset.mat").write_bytes(bytes(mat))
     (out / "human_bboxes.json").write_text(json.dumps(humans))
 
 
@@ -452,6 +458,12 @@ def write_sacd(out: Path, n: int = 20, seed: int = 0, size: tuple[int, int] | No
     (out / "test.json").write_text(json.dumps({"jsons": test_files}))
 
 
+def _write_json_gz(path: Path, obj: object) -> None:
+    """Gzipped JSON with a zero header time (``gzip.open`` stamps the current second, so two runs with one seed
+    differed whenever they straddled a second boundary; the FLMS ``.mat`` header likewise)."""
+    path.write_bytes(gzip.compress(json.dumps(obj).encode(), mtime=0))
+
+
 def write_gencrop(out: Path, n: int = 20, seed: int = 0, size: tuple[int, int] | None = None) -> None:
     """GenCrop layout: ``images/<hash>.jpg``, ``testeval_sha256.json.gz`` (normalised xywh subject and 1–3 GT
     crops, base64 PNG subject mask) and ``{train,val,test}_sha256.json`` (``hash_id``, ``subject_xywh``)."""
@@ -473,10 +485,63 @@ def write_gencrop(out: Path, n: int = 20, seed: int = 0, size: tuple[int, int] |
         }
         splits[("train", "val", "test")[i % 3]].append({"hash_id": hid, "subject_xywh": np.round(subj, 6).tolist()})
     out.mkdir(parents=True, exist_ok=True)
-    with gzip.open(out / "testeval_sha256.json.gz", "wt", encoding="utf-8") as f:
-        json.dump(testeval, f)
+    _write_json_gz(out / "testeval_sha256.json.gz", testeval)
     for s, v in splits.items():
         (out / f"{s}_sha256.json").write_text(json.dumps(v))
+    write_gencrop_outpaint(out / "outpaint", n=n, seed=seed)
+
+
+def write_gencrop_outpaint(out: Path, n: int = 20, seed: int = 0, variants: int = 2, canvas: int = 512) -> None:
+    """A synthetic **outpainted** GenCrop training set in the published layout (systems.md §7.1), made with the
+    offline CPU outpainter (:func:`opencrop.outpaint.classical.extend_fill`): ``photos/img<ID>.jpg`` (the "stock
+    photo" = the best composition crop of a rendered scene with one person), ``images/img<ID>_X_Y_W_H.jpg``
+    (``variants`` pastes per photo, :func:`~opencrop.outpaint.classical.paste_geometry`), ``detect.json.gz``
+    (the person's box, ``mask_id``), ``mask.npz`` (its polygon), ``bad.json`` (empty) and ``{train,val,test}.json``
+    (``id``, ``subject_xywh`` normalised to the photo; 80 / 10 / 10 % of the photos)."""
+    import cv2
+    from PIL import Image
+
+    from opencrop.outpaint.classical import extend_fill, paste_geometry
+
+    rng = np.random.default_rng([seed, 12])
+    dets: dict[str, list] = {}
+    polys: dict[str, np.ndarray] = {}
+    splits: dict[str, list] = {"train": [], "val": [], "test": []}
+    for i in range(n):
+        w, h = (640, 480) if rng.random() < 0.6 else (480, 640)
+        scene = render_scene(rng, w, h, n_subjects=1, kinds=("person",))
+        x1, y1, x2, y2 = (int(v) for v in _best_crops(scene, rng, 1)[0])
+        photo, pmask = scene.image[y1:y2, x1:x2], scene.subject_masks[0][y1:y2, x1:x2]
+        if not pmask.any():
+            continue
+        sid = f"synth{seed}n{i:05d}"
+        _save_jpg(photo, out / "photos" / f"img{sid}.jpg")
+        ph, pw = pmask.shape
+        sb = _mask_box(pmask)
+        split = "val" if i % 10 == 8 else "test" if i % 10 == 9 else "train"
+        splits[split].append({"id": sid, "subject_xywh": np.round(xyxy_to_xywh(sb / [pw, ph, pw, ph]), 6).tolist()})
+        for _ in range(variants):
+            x, y, cw, ch = paste_geometry(pw, ph, rng, canvas)
+            small = np.asarray(Image.fromarray(photo).resize((cw, ch), Image.BILINEAR))
+            m = np.asarray(Image.fromarray(pmask.astype(np.uint8) * 255).resize((cw, ch), Image.BILINEAR)) > 127
+            name = f"img{sid}_{x}_{y}_{cw}_{ch}"
+            _save_jpg(extend_fill(small, (x, y, cw, ch), canvas, rng), out / "images" / f"{name}.jpg")
+            cs, _ = cv2.findContours(m.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+            if not cs:
+                dets[name] = []
+                continue
+            poly = max(cs, key=cv2.contourArea).reshape(-1, 2).astype(np.float64) + np.array([x, y])
+            mid = str(len(polys))
+            polys[mid] = poly
+            bx = _mask_box(m) + np.array([x, y, x, y])
+            dets[name] = [{"xywh": np.round(xyxy_to_xywh(bx), 2).tolist(), "score": 1.0, "class": 0,
+                           "mask_id": int(mid)}]
+    out.mkdir(parents=True, exist_ok=True)
+    _write_json_gz(out / "detect.json.gz", dets)
+    np.savez_compressed(out / "mask.npz", **polys)
+    (out / "bad.json").write_text("[]")
+    for s, v in splits.items():
+        (out / f"{s}.json").write_text(json.dumps(v))
 
 
 FORMAT_WRITERS: dict[str, Callable[..., None]] = {

@@ -14,8 +14,9 @@ from opencrop.models.registry import (
     register_model,
 )
 
-for _name in ("gaic", "hcic", "gafic", "s2cnet"):
+for _name in ("gaic", "hcic", "gafic", "s2cnet", "gencrop"):
     register_lazy(_name, f"opencrop.models.{_name}")
 register_lazy("setcrop", "opencrop.models.setcrop")
+register_lazy("outpaint_quality", "opencrop.outpaint.quality")  # GenCrop's bad-outpaint classifier (not a cropper)
 
 __all__ = ["create_model", "is_model", "list_models", "list_pretrained", "register_lazy", "register_model"]

@@ -97,6 +97,17 @@ def save_atomic(obj: Any, path: str | os.PathLike[str]) -> Path:
     return p
 
 
+def read_torch_file(path: str | os.PathLike[str]) -> Any:
+    """``torch.load(path, map_location="cpu", weights_only=True)`` with a :class:`ModelFileError` naming the file
+    when it is missing or unreadable (for released weight files that are not opencrop checkpoints)."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError as e:
+        raise ModelFileError(path, "no such weight file") from e
+    except Exception as e:
+        raise ModelFileError(path, f"cannot read as a torch checkpoint ({type(e).__name__}: {e})") from e
+
+
 def load_checkpoint_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read an opencrop model or run checkpoint (``torch.load``, ``weights_only=True``) → its dict, with its
     ``model_sha256`` checked when it has one.

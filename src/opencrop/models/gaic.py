@@ -32,7 +32,7 @@ from torch import Tensor, nn
 
 from opencrop.errors import ModelFileError
 from opencrop.modelfiles import ModelFile
-from opencrop.models.checkpoint import build_with_weights, opencrop_version, save_atomic
+from opencrop.models.checkpoint import build_with_weights, opencrop_version, read_torch_file, save_atomic
 from opencrop.models.learned import LearnedCropModel
 from opencrop.models.preprocess import Preprocess
 from opencrop.models.pretrained import TAGS
@@ -266,12 +266,7 @@ def import_released(
     path: str | os.PathLike[str], backbone: str = "mobilenet_v2", out: str | os.PathLike[str] | None = None
 ) -> dict[str, Any]:
     """Read a released GAIC ``.pth`` and return (and optionally write to ``out``) an opencrop model file dict."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError as e:
-        raise ModelFileError(path, "no such weight file") from e
-    except Exception as e:
-        raise ModelFileError(path, f"cannot read as a torch checkpoint ({type(e).__name__}: {e})") from e
+    state = read_torch_file(path)
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):

@@ -421,13 +421,21 @@ def train(
 
         loss_module = DistributedDataParallel(loss_module, device_ids=[dev.index] if dev.type == "cuda" else None)
 
-    frame_kw = {"analysis_size": model.analysis_size, "needs": model.needs}
-    train_ds = CropDataset(train_recs, model.preprocess, dcfg.crops_per_image, dcfg.flip, dcfg.photometric,
-                           dcfg.heatmap_dir, t.seed, dcfg.min_score, **frame_kw)
-    val_ds = CropDataset(val_recs, model.preprocess, None, 0.0, "none", dcfg.heatmap_dir, t.seed, dcfg.min_score,
-                         **frame_kw)
-    test_ds = (CropDataset(test_recs, model.preprocess, None, 0.0, "none", dcfg.heatmap_dir, t.seed, dcfg.min_score,
-                           **frame_kw) if test_recs and not select_on_test else None)
+    collate_fn, eval_fn = collate, evaluate
+    if callable(getattr(model, "training_datasets", None)):
+        # a model with its own samples (GenCrop: context windows of outpainted canvases) builds its datasets
+        # (with .records, .skipped, .set_epoch, .collate) and validates itself (evaluate_dataset → metrics dict)
+        train_ds, val_ds, test_ds = model.training_datasets(
+            train_recs, val_recs, test_recs if not select_on_test else None, dcfg, t.seed)
+        collate_fn, eval_fn = train_ds.collate, type(model).evaluate_dataset
+    else:
+        frame_kw = {"analysis_size": model.analysis_size, "needs": model.needs}
+        train_ds = CropDataset(train_recs, model.preprocess, dcfg.crops_per_image, dcfg.flip, dcfg.photometric,
+                               dcfg.heatmap_dir, t.seed, dcfg.min_score, **frame_kw)
+        val_ds = CropDataset(val_recs, model.preprocess, None, 0.0, "none", dcfg.heatmap_dir, t.seed,
+                             dcfg.min_score, **frame_kw)
+        test_ds = (CropDataset(test_recs, model.preprocess, None, 0.0, "none", dcfg.heatmap_dir, t.seed,
+                               dcfg.min_score, **frame_kw) if test_recs and not select_on_test else None)
 
     start_epoch, step = 0, 0
     best_value: float | None = None
@@ -481,7 +489,7 @@ def train(
         if hasattr(model, "on_train_epoch_start"):  # model hook (SetCrop starts its EMA teacher at an epoch)
             model.on_train_epoch_start(epoch)
         batches = _epoch_batches(len(train_ds), t.batch_size, t.seed, epoch, rank, world, t.max_steps_per_epoch)
-        loader = torch.utils.data.DataLoader(train_ds, batch_sampler=batches, collate_fn=collate,
+        loader = torch.utils.data.DataLoader(train_ds, batch_sampler=batches, collate_fn=collate_fn,
                                              num_workers=t.num_workers, pin_memory=dev.type == "cuda")
         bar = _Progress(len(batches), f"epoch {epoch + 1}/{t.epochs}", stream, progress and is_main)
         loss_module.train(training_mode(t.module_mode, epoch))  # the model and, under DDP, its wrapper
@@ -518,7 +526,7 @@ def train(
 
         improved = False
         if is_main and len(val_ds) and ((epoch + 1) % t.eval_every == 0 or epoch + 1 == t.epochs):
-            m = evaluate(model, val_ds, dev, use_amp)
+            m = eval_fn(model, val_ds, dev, use_amp)
             row.update({f"val_{k}": v for k, v in m.items()})
             if metric not in m:
                 raise RecipeError(f"{recipe.source}: train.select_metric {metric!r} not among {sorted(m)}")
@@ -564,7 +572,7 @@ def train(
                 kw[k] = False  # best.pt holds every weight
         best_model = create_model(recipe.model.name, **kw)
         best_model.load_weights(out / "best.pt")
-        test_metrics = evaluate(best_model.to(dev), test_ds, dev, use_amp)
+        test_metrics = eval_fn(best_model.to(dev), test_ds, dev, use_amp)
     if is_main:
         (out / "metrics.json").write_text(json.dumps({
             "selection": selection, "select_metric": metric, "best_epoch": best_epoch, "best_value": best_value,
