@@ -30,9 +30,9 @@ CLASS_WEIGHTS = (1.0, 10.0)
 
 
 class QualityClassifier(LearnedCropModel):
-    is_cropper = False  # trained with the shared trainer, but proposes no crops
     """Binary good / bad outpaint classifier (module docstring). Not a crop model: it has no ``propose``."""
 
+    is_cropper = False  # trained with the shared trainer, but proposes no crops
     name = "outpaint_quality"
 
     def __init__(self, size: int = 128, pretrained_backbone: bool = False, backbone_weights: str | None = None,
