@@ -25,7 +25,7 @@ from opencrop.cues.types import Detections
 from opencrop.errors import ModelFileError
 from opencrop.modelfiles import resolve
 
-__all__ = ["detect_faces"]
+__all__ = ["PLAUSIBLE_SCORE", "detect_faces", "plausible_faces"]
 
 
 @dataclass(frozen=True)
@@ -228,6 +228,44 @@ def detect_faces(
     boxes = np.clip(boxes, 0, [w, h, w, h]).astype(np.float32)
     ok = (scores >= min_score) & (boxes[:, 2] - boxes[:, 0] > 1) & (boxes[:, 3] - boxes[:, 1] > 1)
     return Detections(boxes[ok], scores[ok], ["face"] * int(ok.sum()))
+
+
+#: a face detection at least this confident is plausible on its own (unless it lies on an animal); below it a face
+#: must agree with a detected person. Chosen on the subject benchmark's photos (benchmarks/subject.py): false faces
+#: on a dahlia 0.61, an apple 0.62, a squirrel 0.60, a dog 0.56; real faces without a person box 0.86-0.95.
+PLAUSIBLE_SCORE = 0.75
+
+
+def plausible_faces(faces: Detections, people: Detections | None = None, objects: Detections | None = None,
+                    min_score: float = PLAUSIBLE_SCORE) -> np.ndarray:
+    """``bool [F]``: which of ``faces`` are plausible enough to become hard rules (never cut a head).
+
+    A face is plausible when its centre lies in a detected person box at least as wide as the face (person-box
+    agreement), or when its score is at least ``min_score`` and its centre is not on a detected animal
+    (:data:`opencrop.cues.constraints.ANIMALS`) outside every person. BlazeFace fires at 0.55-0.65 on flowers,
+    fruit and animal faces; those stay detections (shown by ``--debug``) but protect nothing. Boxes: xyxy pixels
+    of one image.
+    """
+    from opencrop.cues.constraints import ANIMALS
+
+    f = np.asarray(faces.boxes, np.float64).reshape(-1, 4)
+    if len(f) == 0:
+        return np.zeros(0, bool)
+    cx, cy, fw = (f[:, 0] + f[:, 2]) / 2, (f[:, 1] + f[:, 3]) / 2, f[:, 2] - f[:, 0]
+
+    def inside(b: np.ndarray) -> np.ndarray:  # [F, B]: face centre in box b, box at least face-wide
+        b = np.asarray(b, np.float64).reshape(-1, 4)
+        return ((cx[:, None] >= b[None, :, 0]) & (cx[:, None] <= b[None, :, 2]) & (cy[:, None] >= b[None, :, 1])
+                & (cy[:, None] <= b[None, :, 3]) & (b[None, :, 2] - b[None, :, 0] >= fw[:, None]))
+
+    in_person = inside(people.boxes).any(axis=1) if people is not None and len(people) else np.zeros(len(f), bool)
+    on_animal = np.zeros(len(f), bool)
+    if objects is not None and len(objects):
+        animal = np.array([lab in ANIMALS for lab in objects.labels[: len(objects)]], bool)
+        if animal.any():
+            on_animal = inside(objects.boxes[animal]).any(axis=1)
+    strong = np.asarray(faces.scores, np.float64) >= min_score
+    return in_person | (strong & ~on_animal)
 
 
 def _check_image(image: np.ndarray) -> None:
