@@ -20,6 +20,8 @@ score(crop) = Σ weight · term, every term listed once in :data:`WEIGHTS` (high
   ``f = mass inside / best mass`` of the subject map (detected people, animals, vehicles, objects and plausible
   heads as boxes; the saliency map when nothing is detected), scored ``min(f, 1) − 2 · max(0, 0.9 − f)`` so that
   losing more than a tenth of what fits costs steeply.
+* ``centre``  — distance of the subject map's centre of mass inside the crop from the crop centre, in crop
+  widths / heights (0…0.7): a lone subject is never pushed to the edge.
 * ``scale``   — ``sqrt(crop area / largest window area)``: the largest window that frames the subject wins unless
   the other terms give a reason to zoom in.
 
@@ -56,6 +58,7 @@ WEIGHTS: dict[str, float] = {
     "object_cut": 3.0,
     "fit": 4.0,
     "scale": 1.0,
+    "centre": 2.0,
 }
 
 #: COCO classes that are scenery, not a subject (a table under a cup, a bed under a cat)
@@ -128,6 +131,8 @@ class Prepared:
     objects: np.ndarray = field(default_factory=lambda: np.zeros((0, 4)))  # protected (animals, vehicles) [P, 4]
     object_scores: np.ndarray = field(default_factory=lambda: np.zeros(0))
     subject_ii: np.ndarray | None = None  # integral image of the subject map (saliency-map cells)
+    subject_xii: np.ndarray | None = None  # integral images of map · column and map · row (centre of mass)
+    subject_yii: np.ndarray | None = None
     best_fit: dict[float, float] = field(default_factory=dict)  # ratio → best subject mass of a largest window
 
 
@@ -169,7 +174,9 @@ class CompositionModel(CandidateScorer):
         prot, pscore = protected_objects(cues)
         smap = subject_map(sal, w, h, cues)
         return Prepared(w, h, sal, _integral(sal), _integral(grad), float(grad.mean()) + 1e-6, subjects, sw,
-                        heads, people, pscores, cues, objects=prot, object_scores=pscore, subject_ii=_integral(smap))
+                        heads, people, pscores, cues, objects=prot, object_scores=pscore, subject_ii=_integral(smap),
+                        subject_xii=_integral(smap * (np.arange(smap.shape[1]) + 0.5)[None, :]),
+                        subject_yii=_integral(smap * (np.arange(smap.shape[0]) + 0.5)[:, None]))
 
     @staticmethod
     def _subjects(sal: np.ndarray, w: int, h: int, cues: Cues | None) -> tuple[np.ndarray, np.ndarray]:
@@ -254,6 +261,10 @@ class CompositionModel(CandidateScorer):
         if p.subject_ii is not None and n:
             f = _rect_sum(p.subject_ii, x1, y1, x2, y2) / max(self._best_mass(p, boxes), 1e-9)
             out["fit"] = np.minimum(f, 1.0) - 2.0 * np.maximum(0.0, 0.9 - f)
+            mass = np.maximum(_rect_sum(p.subject_ii, x1, y1, x2, y2), 1e-12)
+            u = (_rect_sum(p.subject_xii, x1, y1, x2, y2) / mass - x1) / (x2 - x1)
+            v = (_rect_sum(p.subject_yii, x1, y1, x2, y2) / mass - y1) / (y2 - y1)
+            out["centre"] = np.hypot(u - 0.5, v - 0.5)
         r = float(np.median((boxes[:, 2] - boxes[:, 0]) / np.maximum(boxes[:, 3] - boxes[:, 1], 1e-9))) if n else 1.0
         big_w = min(p.width, p.height * r)
         out["scale"] = np.sqrt(np.clip((boxes[:, 2] - boxes[:, 0]) / max(big_w, 1e-9), 0, 1))
@@ -294,7 +305,8 @@ class CompositionModel(CandidateScorer):
     def score(self, prepared: Prepared, boxes: np.ndarray) -> np.ndarray:
         """``[N]`` scores of ``boxes`` ``[N, 4]`` xyxy analysis pixels (higher is better)."""
         t = self.terms(prepared, boxes)
-        sign = {"cut": -1.0, "busy": -1.0, "face_cut": -1.0, "body_cut": -1.0, "object_cut": -1.0}
+        sign = {"cut": -1.0, "busy": -1.0, "face_cut": -1.0, "body_cut": -1.0, "object_cut": -1.0,
+                "centre": -1.0}
         return sum(sign.get(k, 1.0) * self.weights[k] * v for k, v in t.items())
 
 
