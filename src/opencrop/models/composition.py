@@ -22,6 +22,8 @@ score(crop) = Σ weight · term, every term listed once in :data:`WEIGHTS` (high
   losing more than a tenth of what fits costs steeply.
 * ``centre``  — distance of the subject map's centre of mass inside the crop from the crop centre, in crop
   widths / heights (0…0.7): a lone subject is never pushed to the edge.
+* ``top``     — the share of the subject map above the crop (within its columns): a frame that must trim a tall
+  subject trims its foot rather than its top (a head, a roof, a stem).
 * ``scale``   — ``sqrt(crop area / largest window area)``: the largest window that frames the subject wins unless
   the other terms give a reason to zoom in.
 
@@ -59,6 +61,7 @@ WEIGHTS: dict[str, float] = {
     "fit": 4.0,
     "scale": 1.0,
     "centre": 2.0,
+    "top": 2.0,
 }
 
 #: COCO classes that are scenery, not a subject (a table under a cup, a bed under a cat)
@@ -265,6 +268,8 @@ class CompositionModel(CandidateScorer):
             u = (_rect_sum(p.subject_xii, x1, y1, x2, y2) / mass - x1) / (x2 - x1)
             v = (_rect_sum(p.subject_yii, x1, y1, x2, y2) / mass - y1) / (y2 - y1)
             out["centre"] = np.hypot(u - 0.5, v - 0.5)
+            cols = np.maximum(_rect_sum(p.subject_ii, x1, np.zeros_like(y1), x2, np.full_like(y2, mh)), 1e-12)
+            out["top"] = _rect_sum(p.subject_ii, x1, np.zeros_like(y1), x2, y1) / cols
         r = float(np.median((boxes[:, 2] - boxes[:, 0]) / np.maximum(boxes[:, 3] - boxes[:, 1], 1e-9))) if n else 1.0
         big_w = min(p.width, p.height * r)
         out["scale"] = np.sqrt(np.clip((boxes[:, 2] - boxes[:, 0]) / max(big_w, 1e-9), 0, 1))
@@ -306,7 +311,7 @@ class CompositionModel(CandidateScorer):
         """``[N]`` scores of ``boxes`` ``[N, 4]`` xyxy analysis pixels (higher is better)."""
         t = self.terms(prepared, boxes)
         sign = {"cut": -1.0, "busy": -1.0, "face_cut": -1.0, "body_cut": -1.0, "object_cut": -1.0,
-                "centre": -1.0}
+                "centre": -1.0, "top": -1.0}
         return sum(sign.get(k, 1.0) * self.weights[k] * v for k, v in t.items())
 
 
