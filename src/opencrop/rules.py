@@ -5,14 +5,19 @@ strongest rule level some box can satisfy (:class:`Rules`), picks the best-scori
 position under the same level (:func:`neighbourhood`, for models that can score arbitrary boxes) and snaps it to
 exact integer pixels of the requested ratio (:func:`exact_box`).
 
-Rule levels, strongest first (heads are detected faces grown to the whole head and clipped to the image):
+Rule levels, strongest first. Heads are the *plausible* detected faces (:func:`opencrop.cues.faces.plausible_faces`)
+grown to the whole head and clipped to the image; a head taller or wider than the largest window of the ratio is
+replaced by its face plus as much of the head as fits (:func:`opencrop.cues.constraints.fit_heads`), so "no head
+cut" can always be met without leaving the head out. User subjects are the ``--subject`` boxes and a small box
+around the ``--focus`` point (the focus counts as much as a subject).
 
 0. user subjects whole, and every detected head kept (a group stays together when it fits);
 1. user subjects whole, no head cut, and the main face (largest, most central) kept;
-2. user subjects whole, and no head cut;
-3. user subjects whole;
-4. every head kept;  5. no head cut and the main face kept;  6. no head cut;  7. the main face kept;
-8. anything.
+2. user subjects whole, and the main face kept (leaving the main face out is worse than cutting another head);
+3. user subjects whole, and no head cut;
+4. user subjects whole;
+5. every head kept;  6. no head cut and the main face kept;  7. the main face kept;  8. no head cut;
+9. anything.
 
 All boxes are ``[N, 4]`` **xyxy float pixels of the analysis image** unless a function says otherwise.
 """
@@ -25,7 +30,10 @@ from opencrop.cues.types import Cues
 
 __all__ = ["N_LEVELS", "Rules", "distinct_top", "exact_box", "kept_fraction", "neighbourhood"]
 
-N_LEVELS = 9
+N_LEVELS = 10
+
+#: half-size of the box a ``--focus`` point must keep, as a fraction of the image's shorter side
+FOCUS_HALF = 0.02
 
 
 def kept_fraction(boxes: np.ndarray, subj: np.ndarray) -> np.ndarray:
@@ -41,10 +49,18 @@ class Rules:
     """The face / group / subject rules of one analysed image (``cues`` at analysis resolution)."""
 
     def __init__(self, cues: Cues) -> None:
-        from opencrop.models.composition import head_boxes_in
+        from opencrop.models.composition import _plausible, head_boxes_in
 
+        self.width, self.height = cues.width, cues.height
         self.subjects = np.asarray(cues.subjects, np.float64).reshape(-1, 4)
+        if cues.focus is not None:
+            fx, fy = cues.focus
+            d = FOCUS_HALF * min(cues.width, cues.height)
+            fb = np.clip([fx - d, fy - d, fx + d, fy + d], 0, [cues.width, cues.height] * 2)
+            self.subjects = np.vstack([self.subjects, fb[None]])
         self.heads = head_boxes_in(cues, cues.width, cues.height)
+        self.faces = _plausible(cues).boxes.astype(np.float64).reshape(-1, 4)
+        self._fitted: dict[float, np.ndarray] = {}
         self.main = -1
         if len(self.heads):
             h = self.heads
@@ -52,6 +68,18 @@ class Rules:
             cx = ((h[:, 0] + h[:, 2]) / 2 / max(cues.width, 1)) - 0.5
             cy = ((h[:, 1] + h[:, 3]) / 2 / max(cues.height, 1)) - 0.5
             self.main = int(np.argmax(area * (1 - np.hypot(cx, cy))))
+
+    def heads_for(self, boxes: np.ndarray) -> np.ndarray:
+        """The heads as ``boxes``' aspect (their median; one request has one) can hold them: ``[F, 4]`` xyxy."""
+        from opencrop.cues.constraints import fit_heads
+
+        if not len(self.heads) or not len(boxes):
+            return self.heads
+        r = round(float(np.median((boxes[:, 2] - boxes[:, 0]) / np.maximum(boxes[:, 3] - boxes[:, 1], 1e-9))), 4)
+        if r not in self._fitted:
+            ww, hh = min(self.width, self.height * r), min(self.height, self.width / r)
+            self._fitted[r] = fit_heads(self.heads, self.faces, ww, hh)
+        return self._fitted[r]
 
     def masks(self, boxes: np.ndarray) -> list[np.ndarray]:
         """The :data:`N_LEVELS` ``bool [N]`` masks of ``boxes``, strongest level first."""
@@ -61,14 +89,15 @@ class Rules:
         yes = np.ones(len(boxes), bool)
         subj_ok = (kept_fraction(boxes, self.subjects) >= 0.999).all(axis=1) if len(self.subjects) else yes
         if len(self.heads):
-            t = face_terms(boxes, self.heads)
-            all_kept = t.n_kept == len(self.heads)
+            heads = self.heads_for(boxes)
+            t = face_terms(boxes, heads)
+            all_kept = t.n_kept == len(heads)
             no_cut = ~t.cut
             main_kept = t.state[:, self.main] == 0
         else:
             all_kept = no_cut = main_kept = yes
-        return [subj_ok & all_kept, subj_ok & no_cut & main_kept, subj_ok & no_cut, subj_ok,
-                all_kept, no_cut & main_kept, no_cut, main_kept, yes]
+        return [subj_ok & all_kept, subj_ok & no_cut & main_kept, subj_ok & main_kept, subj_ok & no_cut, subj_ok,
+                all_kept, no_cut & main_kept, main_kept, no_cut, yes]
 
     def apply(self, boxes: np.ndarray, level: int | None = None) -> tuple[np.ndarray, int]:
         """``(allowed bool [N], level)``: the first level that some box satisfies, or the given ``level`` (so a

@@ -213,6 +213,8 @@ def test_peers_astronaut_16x9_cases(need):
     }
     boxes = np.array(list(peers.values()), dtype=float) * s
     state = dict(zip(peers, face_terms(boxes, heads).state[:, 0].tolist(), strict=True))
-    assert state == {"libvips attention": 0, "libvips entropy": 0, "centre": 1, "smartcrop.js": 1, "smartcrop.py": 2}
+    # libvips entropy starts at y = 28 (512 px): it trims the top of her hair (y ≈ 15-20, marked in
+    # benchmarks/subject_marks.json), which the head box has covered since head_pad_top went 0.45 → 0.60
+    assert state == {"libvips attention": 0, "libvips entropy": 1, "centre": 1, "smartcrop.js": 1, "smartcrop.py": 2}
     pen = body_cut_penalty(boxes, detect_people(img).boxes)
     assert pen[2] > pen[0] > 0  # every 16:9 crop trims the seated body; the centre crop also takes the head off

@@ -25,7 +25,7 @@ from opencrop.cues.types import Detections
 from opencrop.errors import ModelFileError
 from opencrop.modelfiles import resolve
 
-__all__ = ["detect_faces"]
+__all__ = ["PLAUSIBLE_SCORE", "detect_faces", "plausible_faces"]
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,10 @@ _FULL = _Spec(FACE_FULL.name, 192, (4,), (1,), 0.6)
 TILE_FROM = 384
 TILE_OVERLAP = 0.25
 TILE_THRESHOLD = 0.75
+#: the tiles run only when some anchor of the whole-image full-range pass scores at least this: a 4 × 2 grid of
+#: astronauts (faces of 20 px, found only by the tiles) peaks at 0.28; 14 of the 23 face-free photos of the subject
+#: benchmark peak below 0.25 and skip the four tile passes (about half of the face detector's time)
+TILE_GATE = 0.25
 
 
 def _anchors(spec: _Spec) -> np.ndarray:
@@ -101,9 +105,11 @@ class _BlazeFace:
         """Boxes ``[N, 4]`` xyxy pixels of ``image`` (PIL ``RGB``) and scores ``[N]`` (before NMS)."""
         return self.detect(_shrink(image, self.spec.size), image.size, lock)
 
-    def detect(self, small: np.ndarray, orig: tuple[int, int], lock) -> tuple[np.ndarray, np.ndarray]:
+    def detect(self, small: np.ndarray, orig: tuple[int, int], lock, peak: list[float] | None = None
+               ) -> tuple[np.ndarray, np.ndarray]:
         """Boxes ``[N, 4]`` xyxy pixels of an ``orig`` ``(w, h)`` image and scores ``[N]`` (before NMS), from
-        ``small``, that image shrunk by :func:`_shrink` to this network's input size."""
+        ``small``, that image shrunk by :func:`_shrink` to this network's input size. ``peak``: a list to which
+        the highest anchor score (thresholded or not) is appended."""
         s = self.spec.size
         with lock:  # the input buffer is per network, like the interpreter
             ox, oy = _letterbox(small, self._canvas)
@@ -112,6 +118,8 @@ class _BlazeFace:
             reg = self.it.get_tensor(self.reg_idx)[0].copy()
             logit = self.it.get_tensor(self.cls_idx)[0, :, 0].copy()
         score = 1.0 / (1.0 + np.exp(-np.clip(logit, -80.0, 80.0)))
+        if peak is not None:
+            peak.append(float(score.max()))
         keep = score >= self.spec.threshold
         if not keep.any():
             return np.zeros((0, 4), np.float32), np.zeros((0,), np.float32)
@@ -194,7 +202,8 @@ def detect_faces(
         image: the analysis image, typically ≤ 512 px on its long side.
         min_score: drop merged detections below this score.
         ranges: which BlazeFace models to run (``"short"``, ``"full"``); their detections are merged.
-        tiles: also run full-range on overlapping tiles (small faces in group photos).
+        tiles: also run full-range on overlapping tiles (small faces in group photos), when the whole-image
+            full-range pass shows anything face-like (:data:`TILE_GATE`).
     Returns:
         :class:`Detections` with boxes ``[N, 4]`` xyxy float pixels of ``image``, clipped to it, scores ``[N]``,
         labels ``"face"``; best first.
@@ -216,8 +225,11 @@ def detect_faces(
     smalls = in_parallel([functools.partial(_shrink, im, lz.get().spec.size) for (lz, _), im in zip(
         passes, regions, strict=True)])
     all_b, all_s = [np.zeros((0, 4), np.float32)], [np.zeros((0,), np.float32)]
+    gate: list[float] = []
     for (lazy, tile), im, small in zip(passes, regions, smalls, strict=True):
-        b, s = lazy.get().detect(small, im.size, lazy.lock)
+        if tile is not None and gate and max(gate) < TILE_GATE:
+            continue  # nothing face-like in the whole-image full-range pass: no small faces to look for
+        b, s = lazy.get().detect(small, im.size, lazy.lock, peak=gate if tile is None and lazy is _FULL_NET else None)
         if tile is not None:
             b, s = _tile_detections(b, s, tile, w, h)
         all_b.append(b)
@@ -228,6 +240,44 @@ def detect_faces(
     boxes = np.clip(boxes, 0, [w, h, w, h]).astype(np.float32)
     ok = (scores >= min_score) & (boxes[:, 2] - boxes[:, 0] > 1) & (boxes[:, 3] - boxes[:, 1] > 1)
     return Detections(boxes[ok], scores[ok], ["face"] * int(ok.sum()))
+
+
+#: a face detection at least this confident is plausible on its own (unless it lies on an animal); below it a face
+#: must agree with a detected person. Chosen on the subject benchmark's photos (benchmarks/subject.py): false faces
+#: on a dahlia 0.61, an apple 0.62, a squirrel 0.60, a dog 0.56; real faces without a person box 0.86-0.95.
+PLAUSIBLE_SCORE = 0.75
+
+
+def plausible_faces(faces: Detections, people: Detections | None = None, objects: Detections | None = None,
+                    min_score: float = PLAUSIBLE_SCORE) -> np.ndarray:
+    """``bool [F]``: which of ``faces`` are plausible enough to become hard rules (never cut a head).
+
+    A face is plausible when its centre lies in a detected person box at least as wide as the face (person-box
+    agreement), or when its score is at least ``min_score`` and its centre is not on a detected animal
+    (:data:`opencrop.cues.constraints.ANIMALS`) outside every person. BlazeFace fires at 0.55-0.65 on flowers,
+    fruit and animal faces; those stay detections (shown by ``--debug``) but protect nothing. Boxes: xyxy pixels
+    of one image.
+    """
+    from opencrop.cues.constraints import ANIMALS
+
+    f = np.asarray(faces.boxes, np.float64).reshape(-1, 4)
+    if len(f) == 0:
+        return np.zeros(0, bool)
+    cx, cy, fw = (f[:, 0] + f[:, 2]) / 2, (f[:, 1] + f[:, 3]) / 2, f[:, 2] - f[:, 0]
+
+    def inside(b: np.ndarray) -> np.ndarray:  # [F, B]: face centre in box b, box at least face-wide
+        b = np.asarray(b, np.float64).reshape(-1, 4)
+        return ((cx[:, None] >= b[None, :, 0]) & (cx[:, None] <= b[None, :, 2]) & (cy[:, None] >= b[None, :, 1])
+                & (cy[:, None] <= b[None, :, 3]) & (b[None, :, 2] - b[None, :, 0] >= fw[:, None]))
+
+    in_person = inside(people.boxes).any(axis=1) if people is not None and len(people) else np.zeros(len(f), bool)
+    on_animal = np.zeros(len(f), bool)
+    if objects is not None and len(objects):
+        animal = np.array([lab in ANIMALS for lab in objects.labels[: len(objects)]], bool)
+        if animal.any():
+            on_animal = inside(objects.boxes[animal]).any(axis=1)
+    strong = np.asarray(faces.scores, np.float64) >= min_score
+    return in_person | (strong & ~on_animal)
 
 
 def _check_image(image: np.ndarray) -> None:

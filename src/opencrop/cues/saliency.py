@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-__all__ = ["saliency"]
+__all__ = ["background_contrast", "saliency", "saliency_of", "shrink", "spectral_residual"]
 
 
 def _spectral_residual(ch: np.ndarray) -> np.ndarray:
@@ -43,8 +43,60 @@ def saliency(image: np.ndarray, size: int = 64, sigma: float = 2.5) -> np.ndarra
     return saliency_of(shrink(image, size), sigma)
 
 
+def _lab(small: np.ndarray) -> np.ndarray:
+    """CIE L*a*b* (D65) of ``[h, w, 3]`` sRGB 0…255: ``[h, w, 3]`` float64."""
+    c = small.astype(np.float64) / 255.0
+    c = np.where(c > 0.04045, ((c + 0.055) / 1.055) ** 2.4, c / 12.92)
+    xyz = c @ np.array([[0.4124, 0.2126, 0.0193], [0.3576, 0.7152, 0.1192], [0.1805, 0.0722, 0.9505]])
+    xyz /= np.array([0.9505, 1.0, 1.089])
+    f = np.where(xyz > 0.008856, np.cbrt(xyz), 7.787 * xyz + 16 / 116)
+    return np.stack([116 * f[..., 1] - 16, 500 * (f[..., 0] - f[..., 1]), 200 * (f[..., 1] - f[..., 2])], axis=-1)
+
+
+def background_contrast(small: np.ndarray, segments: int = 8) -> np.ndarray:
+    """Boundary-prior saliency of an image shrunk by :func:`shrink`: ``[h, w]`` in [0, 1].
+
+    Photographers rarely put the subject on every border, so the border shows the background. Each of the four
+    borders (a ring 1/16 of the long side deep) is split into ``segments`` pieces and each piece's mean L*a*b*
+    colour taken; a cell's distance to a border is its distance to the nearest of that border's colours. The three
+    largest of the four distances are summed (the subject may touch one border), weighted by a broad centre prior
+    and scaled to [0, 1]. About 1-2 ms on a 64 px map.
+    """
+    lab = _lab(small).astype(np.float32)
+    sh, sw = lab.shape[:2]
+    t = max(1, round(max(sh, sw) / 16))
+    flat = lab.reshape(-1, 3)
+    sides = (lab[:t].mean(0), lab[-t:].mean(0), lab[:, :t].mean(1), lab[:, -t:].mean(1))  # [len, 3] each
+    cols = [np.stack([seg.mean(0) for seg in np.array_split(side, min(segments, len(side)))]) for side in sides]
+    c = np.concatenate(cols)  # [4S, 3]: squared distances of every cell to every border colour in one product
+    sq = sum((flat[:, k, None] - c[None, :, k]) ** 2 for k in range(3))  # no BLAS call: [h·w, 4S]
+    starts = np.cumsum([0] + [len(x) for x in cols[:-1]])
+    d = np.sqrt(np.minimum.reduceat(sq, starts, axis=1))  # [h·w, 4]: nearest colour of each border
+    d = np.sort(d, axis=1)[:, 1:].sum(axis=1).reshape(sh, sw)
+    ys, xs = (np.arange(sh) + 0.5) / sh - 0.5, (np.arange(sw) + 0.5) / sw - 0.5
+    d *= np.exp(-(ys[:, None] ** 2 + xs[None, :] ** 2) / (2 * 0.35**2))
+    lo, hi = float(d.min()), float(d.max())
+    return ((d - lo) / max(hi - lo, 1e-12)).astype(np.float32)
+
+
+#: share of :func:`background_contrast` in the saliency map (the rest: spectral residual); 0.5 scored best of
+#: 0 / 0.5 / 0.65 / 0.8 / 1 on the subject benchmark (benchmarks/subject.py: 68.0 / 74.4 / 70.4 / 72.0 / 72.0 %)
+MIX = 0.5
+
+
 def saliency_of(small: np.ndarray, sigma: float = 2.5) -> np.ndarray:
     """:func:`saliency` of an image already shrunk by :func:`shrink` (``[h, w, 3]`` float32 0…255): ``[h, w]``."""
+    from scipy.ndimage import gaussian_filter
+
+    mix = MIX
+    bg = gaussian_filter(background_contrast(small), sigma=1.0, mode="nearest")
+    m = mix * bg + (1 - mix) * spectral_residual(small, sigma)
+    lo, hi = float(m.min()), float(m.max())
+    return ((m - lo) / max(hi - lo, 1e-12)).astype(np.float32)
+
+
+def spectral_residual(small: np.ndarray, sigma: float = 2.5) -> np.ndarray:
+    """The spectral-residual map of an image shrunk by :func:`shrink`: ``[h, w]`` in [0, 1]."""
     from scipy.ndimage import gaussian_filter  # lazy: scipy.ndimage costs ~0.3 s to import (CLI start-up)
 
     sh, sw = small.shape[:2]

@@ -15,6 +15,17 @@ score(crop) = Σ weight · term, every term listed once in :data:`WEIGHTS` (high
   (:func:`opencrop.cues.constraints.face_cut`). The API also enforces it as a hard rule.
 * ``body_cut``  — how badly the crop cuts detected people, heads and feet weighing most
   (:func:`opencrop.cues.constraints.body_cut_penalty`, 0…1).
+* ``object_cut`` — the same for detected animals and vehicles (:func:`opencrop.cues.constraints.object_cut_penalty`).
+* ``fit``     — how much of the photo's subject the crop keeps compared with the best largest window of its ratio:
+  ``f = mass inside / best mass`` of the subject map (detected people, animals, vehicles, objects and plausible
+  heads as boxes; the saliency map when nothing is detected), scored ``min(f, 1) − 2 · max(0, 0.9 − f)`` so that
+  losing more than a tenth of what fits costs steeply.
+* ``centre``  — distance of the subject map's centre of mass inside the crop from the crop centre, in crop
+  widths / heights (0…0.7): a lone subject is never pushed to the edge.
+* ``top``     — the share of the subject map above the crop (within its columns): a frame that must trim a tall
+  subject trims its foot rather than its top (a head, a roof, a stem).
+* ``scale``   — ``sqrt(crop area / largest window area)``: the largest window that frames the subject wins unless
+  the other terms give a reason to zoom in.
 
 All inputs are ``[N, 4]`` xyxy float pixels of the analysis image.
 """
@@ -28,12 +39,13 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from opencrop.cues.types import Cues
+from opencrop.cues.types import Cues, Detections
 from opencrop.models.base import CandidateScorer, pixels_of
 from opencrop.models.registry import register_model
 from opencrop.rules import kept_fraction
 
-__all__ = ["WEIGHTS", "CompositionModel", "Prepared", "head_boxes_in", "kept_fraction", "salient_regions"]
+__all__ = ["SCENERY", "WEIGHTS", "CompositionModel", "Prepared", "head_boxes_in", "kept_fraction", "protected_objects",
+           "salient_regions", "subject_map"]
 
 #: the one place where the terms' weights live
 WEIGHTS: dict[str, float] = {
@@ -41,11 +53,19 @@ WEIGHTS: dict[str, float] = {
     "keep": 2.0,
     "cut": 3.0,
     "busy": 0.3,
-    "focus": 2.0,
+    "focus": 6.0,  # as much as a user subject (issue 13)
     "subject": 6.0,
     "face_cut": 8.0,
     "body_cut": 3.0,
+    "object_cut": 3.0,
+    "fit": 4.0,
+    "scale": 1.0,
+    "centre": 2.0,
+    "top": 2.0,
 }
+
+#: COCO classes that are scenery, not a subject (a table under a cup, a bed under a cat)
+SCENERY = frozenset({"dining table", "bed", "couch", "bench", "toilet", "refrigerator", "oven", "sink"})
 
 def _gray(image: np.ndarray) -> np.ndarray:
     return image[..., :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
@@ -111,6 +131,12 @@ class Prepared:
     people_scores: np.ndarray
     cues: Cues | None = None
     notes: list[str] = field(default_factory=list)
+    objects: np.ndarray = field(default_factory=lambda: np.zeros((0, 4)))  # protected (animals, vehicles) [P, 4]
+    object_scores: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    subject_ii: np.ndarray | None = None  # integral image of the subject map (saliency-map cells)
+    subject_xii: np.ndarray | None = None  # integral images of map · column and map · row (centre of mass)
+    subject_yii: np.ndarray | None = None
+    best_fit: dict[float, float] = field(default_factory=dict)  # ratio → best subject mass of a largest window
 
 
 class CompositionModel(CandidateScorer):
@@ -148,8 +174,12 @@ class CompositionModel(CandidateScorer):
         heads = head_boxes_in(cues, w, h)
         people = cues.people.boxes.astype(np.float64) if cues is not None and len(cues.people) else np.zeros((0, 4))
         pscores = cues.people.scores.astype(np.float64) if len(people) else np.zeros(0)
+        prot, pscore = protected_objects(cues)
+        smap = subject_map(sal, w, h, cues)
         return Prepared(w, h, sal, _integral(sal), _integral(grad), float(grad.mean()) + 1e-6, subjects, sw,
-                        heads, people, pscores, cues)
+                        heads, people, pscores, cues, objects=prot, object_scores=pscore, subject_ii=_integral(smap),
+                        subject_xii=_integral(smap * (np.arange(smap.shape[1]) + 0.5)[None, :]),
+                        subject_yii=_integral(smap * (np.arange(smap.shape[0]) + 0.5)[:, None]))
 
     @staticmethod
     def _subjects(sal: np.ndarray, w: int, h: int, cues: Cues | None) -> tuple[np.ndarray, np.ndarray]:
@@ -159,13 +189,29 @@ class CompositionModel(CandidateScorer):
         if cues is not None:
             parts = [d for d in (cues.people, cues.objects) if len(d)]
             if not parts and len(cues.faces):
-                parts = [cues.faces]
+                parts = [_plausible(cues)]
             if parts:
                 boxes = np.concatenate([d.boxes for d in parts]).astype(np.float64)
                 sc = np.concatenate([d.scores for d in parts]).astype(np.float64)
                 return boxes, np.clip(sc, 1e-3, 1.0)
         boxes, _ = salient_regions(sal, w, h)
         return boxes, np.ones(len(boxes))
+
+    def candidates(self, prepared: Prepared, ratio: float | None) -> np.ndarray:
+        """The sliding windows of ``ratio`` plus every position of its largest window along the free axis at a
+        stride of at most 2 px (``[N, 4]`` xyxy analysis pixels): a head that barely fits the largest window fits
+        only a few of its positions."""
+        boxes = super().candidates(prepared, ratio)
+        if ratio is None:
+            return boxes
+        w, h = prepared.width, prepared.height
+        ww, hh = min(w, h * ratio), min(h, w / ratio)
+        free = max(w - ww, h - hh)
+        if free < 1:
+            return boxes
+        t = np.linspace(0.0, free, int(np.ceil(free / 2)) + 1)
+        x1, y1 = (t, np.zeros_like(t)) if w - ww > h - hh else (np.zeros_like(t), t)
+        return np.concatenate([boxes, np.stack([x1, y1, x1 + ww, y1 + hh], axis=1)])
 
     # -- scoring --------------------------------------------------------------------------------------------
     def terms(self, p: Prepared, boxes: np.ndarray) -> dict[str, np.ndarray]:
@@ -207,11 +253,26 @@ class CompositionModel(CandidateScorer):
             out["layout"] = self.layout.predict(feats)
         else:
             out["layout"] = np.zeros(n)
-        from opencrop.cues.constraints import body_cut_penalty, face_cut
+        from opencrop.cues.constraints import body_cut_penalty, face_cut, object_cut_penalty
 
-        out["face_cut"] = face_cut(boxes, p.heads).astype(np.float64) if len(p.heads) else np.zeros(n)
+        out["face_cut"] = face_cut(boxes, self._heads_for(p, boxes)).astype(np.float64) if len(p.heads) else \
+            np.zeros(n)
         out["body_cut"] = (body_cut_penalty(boxes, p.people, p.people_scores).astype(np.float64) if len(p.people)
                            else np.zeros(n))
+        out["object_cut"] = (object_cut_penalty(boxes, p.objects, p.object_scores).astype(np.float64)
+                             if len(p.objects) else np.zeros(n))
+        if p.subject_ii is not None and n:
+            f = _rect_sum(p.subject_ii, x1, y1, x2, y2) / max(self._best_mass(p, boxes), 1e-9)
+            out["fit"] = np.minimum(f, 1.0) - 2.0 * np.maximum(0.0, 0.9 - f)
+            mass = np.maximum(_rect_sum(p.subject_ii, x1, y1, x2, y2), 1e-12)
+            u = (_rect_sum(p.subject_xii, x1, y1, x2, y2) / mass - x1) / (x2 - x1)
+            v = (_rect_sum(p.subject_yii, x1, y1, x2, y2) / mass - y1) / (y2 - y1)
+            out["centre"] = np.hypot(u - 0.5, v - 0.5)
+            cols = np.maximum(_rect_sum(p.subject_ii, x1, np.zeros_like(y1), x2, np.full_like(y2, mh)), 1e-12)
+            out["top"] = _rect_sum(p.subject_ii, x1, np.zeros_like(y1), x2, y1) / cols
+        r = float(np.median((boxes[:, 2] - boxes[:, 0]) / np.maximum(boxes[:, 3] - boxes[:, 1], 1e-9))) if n else 1.0
+        big_w = min(p.width, p.height * r)
+        out["scale"] = np.sqrt(np.clip((boxes[:, 2] - boxes[:, 0]) / max(big_w, 1e-9), 0, 1))
         cues = p.cues
         if cues is not None and cues.focus is not None:
             fx, fy = cues.focus
@@ -223,22 +284,110 @@ class CompositionModel(CandidateScorer):
             out["subject"] = kept_fraction(boxes, cues.subjects.astype(np.float64)).mean(axis=1)
         return out
 
+    @staticmethod
+    def _heads_for(p: Prepared, boxes: np.ndarray) -> np.ndarray:
+        """The heads the largest window of ``boxes``' aspect can hold (:func:`fit_heads`)."""
+        from opencrop.cues.constraints import fit_heads
+
+        r = float(np.median((boxes[:, 2] - boxes[:, 0]) / np.maximum(boxes[:, 3] - boxes[:, 1], 1e-9)))
+        ww, hh = min(p.width, p.height * r), min(p.height, p.width / r)
+        return fit_heads(p.heads, _plausible(p.cues).boxes.astype(np.float64), ww, hh)
+
+    @staticmethod
+    def _best_mass(p: Prepared, boxes: np.ndarray) -> float:
+        """Most subject-map mass a largest window of ``boxes``' aspect holds (cached per aspect)."""
+        r = round(float(np.median((boxes[:, 2] - boxes[:, 0]) / np.maximum(boxes[:, 3] - boxes[:, 1], 1e-9))), 3)
+        if r not in p.best_fit:
+            ii = p.subject_ii
+            mh, mw = ii.shape[0] - 1, ii.shape[1] - 1
+            ww = min(mw, max(1, round(min(p.width, p.height * r) * mw / p.width)))
+            hh = min(mh, max(1, round(min(p.height, p.width / r) * mh / p.height)))
+            xs, ys = np.arange(mw - ww + 1), np.arange(mh - hh + 1)
+            gx, gy = (a.ravel() for a in np.meshgrid(xs, ys))
+            p.best_fit[r] = float(_rect_sum(ii, gx, gy, gx + ww, gy + hh).max())
+        return p.best_fit[r]
+
     def score(self, prepared: Prepared, boxes: np.ndarray) -> np.ndarray:
         """``[N]`` scores of ``boxes`` ``[N, 4]`` xyxy analysis pixels (higher is better)."""
         t = self.terms(prepared, boxes)
-        sign = {"cut": -1.0, "busy": -1.0, "face_cut": -1.0, "body_cut": -1.0}
+        sign = {"cut": -1.0, "busy": -1.0, "face_cut": -1.0, "body_cut": -1.0, "object_cut": -1.0,
+                "centre": -1.0, "top": -1.0}
         return sum(sign.get(k, 1.0) * self.weights[k] * v for k, v in t.items())
 
 
-def head_boxes_in(cues: Cues | None, width: float, height: float) -> np.ndarray:
-    """Detected faces grown to whole heads (:func:`opencrop.cues.constraints.head_boxes`), clipped to the
-    ``width × height`` image so that a head at the image edge can still count as kept: ``[F, 4]`` xyxy pixels."""
+def _plausible(cues: Cues | None) -> Detections:
+    """The plausible faces of ``cues`` (:func:`opencrop.cues.faces.plausible_faces`), the ones rules protect."""
     if cues is None or not len(cues.faces):
+        return Detections()
+    from opencrop.cues.faces import plausible_faces
+
+    ok = plausible_faces(cues.faces, cues.people, cues.objects)
+    f = cues.faces
+    return Detections(f.boxes[ok], f.scores[ok], [lab for lab, k in zip(f.labels, ok, strict=False) if k])
+
+
+def head_boxes_in(cues: Cues | None, width: float, height: float) -> np.ndarray:
+    """Plausible detected faces grown to whole heads (:func:`opencrop.cues.constraints.head_boxes`), clipped to
+    the ``width × height`` image so that a head at the image edge can still count as kept: ``[F, 4]`` xyxy
+    pixels, in the order of :func:`_plausible`."""
+    faces = _plausible(cues)
+    if not len(faces):
         return np.zeros((0, 4))
     from opencrop.boxes import clip_boxes
     from opencrop.cues.constraints import head_boxes
 
-    return clip_boxes(head_boxes(cues.faces.boxes.astype(np.float64)), width, height)
+    return clip_boxes(head_boxes(faces.boxes.astype(np.float64)), width, height)
+
+
+def protected_objects(cues: Cues | None) -> tuple[np.ndarray, np.ndarray]:
+    """Detected animals and vehicles (``[P, 4]`` xyxy analysis pixels, scores ``[P]``): cut like bodies."""
+    from opencrop.cues.constraints import ANIMALS, VEHICLES
+
+    if cues is None or not len(cues.objects):
+        return np.zeros((0, 4)), np.zeros(0)
+    keep = np.array([lab in ANIMALS or lab in VEHICLES for lab in cues.objects.labels[: len(cues.objects)]], bool)
+    return cues.objects.boxes[keep].astype(np.float64), cues.objects.scores[keep].astype(np.float64)
+
+
+def subject_map(sal: np.ndarray, width: int, height: int, cues: Cues | None) -> np.ndarray:
+    """Where the photo's subject is, on the saliency map's grid ``[h', w']`` (sums to 1): the detected people,
+    objects (not scenery), plausible heads and implausible faces (the centre of a flower, an animal's face) as
+    boxes filled with their score (overlaps take the maximum),
+    plus a fifth of the saliency mass; the saliency map alone when nothing is detected."""
+    mh, mw = sal.shape
+    s = sal.astype(np.float64)
+    s = s / max(float(s.sum()), 1e-12)
+    if cues is None:
+        return s
+    boxes, scores = [np.zeros((0, 4))], [np.zeros(0)]
+    if len(cues.people):
+        boxes.append(cues.people.boxes)
+        scores.append(cues.people.scores)
+    if len(cues.objects):
+        ok = np.array([lab not in SCENERY for lab in cues.objects.labels[: len(cues.objects)]], bool)
+        boxes.append(cues.objects.boxes[ok])
+        scores.append(cues.objects.scores[ok])
+    heads = head_boxes_in(cues, width, height)
+    if len(heads):
+        boxes.append(heads)
+        scores.append(np.ones(len(heads)))
+    if len(cues.faces):  # implausible faces protect nothing, but BlazeFace fires on the centre of things
+        from opencrop.cues.faces import plausible_faces
+
+        odd = ~plausible_faces(cues.faces, cues.people, cues.objects)
+        boxes.append(cues.faces.boxes[odd])
+        scores.append(cues.faces.scores[odd])
+    b, sc = np.concatenate(boxes).astype(np.float64), np.concatenate(scores).astype(np.float64)
+    if not len(b):
+        return s
+    det = np.zeros((mh, mw))
+    sx, sy = mw / width, mh / height
+    for (x1, y1, x2, y2), v in zip(b, sc, strict=True):  # a handful of detections, each one slice
+        c1, r1 = int(np.clip(np.floor(x1 * sx), 0, mw - 1)), int(np.clip(np.floor(y1 * sy), 0, mh - 1))
+        c2, r2 = int(np.clip(np.ceil(x2 * sx), c1 + 1, mw)), int(np.clip(np.ceil(y2 * sy), r1 + 1, mh))
+        np.maximum(det[r1:r2, c1:c2], v, out=det[r1:r2, c1:c2])
+    det /= max(float(det.sum()), 1e-12)
+    return 0.8 * det + 0.2 * s
 
 
 @register_model("composition")

@@ -1,0 +1,147 @@
+"""Issue 13: the default cropper keeps the subject of every photo. Unit tests of the new rules and cues, then the
+named failures on the real photos (marks from ``benchmarks/subject_marks.json``, scored as the benchmark does)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from opencrop.api import Cropper
+from opencrop.cues import available
+from opencrop.cues.constraints import face_terms, fit_heads, head_boxes, object_cut_penalty
+from opencrop.cues.faces import plausible_faces
+from opencrop.cues.saliency import background_contrast, saliency
+from opencrop.cues.types import Cues, Detections
+from opencrop.rules import Rules
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "subject.py"
+
+
+# -- units ----------------------------------------------------------------------------------------------------
+
+
+def _det(boxes, scores, labels=None) -> Detections:
+    b = np.asarray(boxes, np.float32).reshape(-1, 4)
+    return Detections(b, np.asarray(scores, np.float32), labels or ["x"] * len(b))
+
+
+def test_plausible_faces_need_a_person_or_a_strong_score_off_animals() -> None:
+    faces = _det([[10, 10, 30, 30], [110, 10, 130, 30], [210, 10, 230, 30], [310, 10, 330, 30]],
+                 [0.6, 0.6, 0.9, 0.9], ["face"] * 4)
+    people = _det([[0, 0, 60, 200]], [0.9], ["person"])
+    objects = _det([[300, 0, 400, 100]], [0.9], ["cat"])
+    # weak face in a person box: yes; weak face alone (a dahlia): no; strong face alone: yes; strong face on a cat: no
+    assert plausible_faces(faces, people, objects).tolist() == [True, False, True, False]
+    assert plausible_faces(Detections(), people, objects).shape == (0,)
+
+
+def test_fit_heads_keeps_the_face_then_as_much_head_as_fits() -> None:
+    face = np.array([[100.0, 150.0, 300.0, 350.0]])  # 200 × 200 face: head 260 × 340 with the default growth
+    head = head_boxes(face)
+    assert np.allclose(fit_heads(head, face, 1000, 1000), head)  # fits: unchanged
+    got = fit_heads(head, face, 1000, 250)[0]  # the window is 250 tall: face whole, chin kept, hair trimmed
+    assert got[3] - got[1] == pytest.approx(245)
+    assert got[1] <= face[0, 1] and got[3] >= face[0, 3] and got[3] <= head[0, 3]
+    assert got[1] > head[0, 1]
+    small = fit_heads(head, face, 1000, 150)[0]  # smaller than the face: its middle, never outside the face
+    assert small[3] - small[1] == pytest.approx(147) and small[1] >= face[0, 1] and small[3] <= face[0, 3]
+
+
+def test_object_cut_penalty_charges_cuts_not_drops() -> None:
+    obj = np.array([[100.0, 100.0, 200.0, 200.0]])
+    boxes = np.array([[0, 0, 300, 300], [0, 0, 150, 300], [300, 0, 400, 100], [0, 0, 110, 300]], float)
+    pen = object_cut_penalty(boxes, obj, np.array([1.0]))
+    assert pen[0] == 0 and pen[2] == 0  # wholly inside, wholly outside
+    assert pen[1] > 0.3 and pen[3] > pen[1]  # half cut away, then 90 % cut away
+
+
+def _cues_with_face(w: int, h: int, face: list[float], score: float = 0.9) -> Cues:
+    c = Cues(w, h)
+    c.faces = _det([face], [score], ["face"])
+    return c
+
+
+def test_a_head_too_tall_for_the_ratio_is_never_left_out() -> None:
+    """grace_hopper at 16:9: the grown head is taller than any 16:9 window; the main face must still be kept."""
+    cues = _cues_with_face(400, 500, [120, 150, 280, 330])  # head ≈ 205 × 295 px; 16:9 windows are 225 tall
+    rules = Rules(cues)
+    ys = np.arange(0, 500 - 225 + 1, 5.0)
+    boxes = np.stack([np.zeros_like(ys), ys, np.full_like(ys, 400), ys + 225], axis=1)
+    allowed, level = rules.apply(boxes)
+    assert level <= 1  # every allowed box keeps the fitted head: no cut, the main face kept
+    kept = face_terms(boxes[allowed], cues.faces.boxes)
+    assert (kept.state[:, 0] == 0).all()  # the tight face is whole in every allowed crop
+
+
+def test_focus_counts_as_a_subject() -> None:
+    cues = Cues(600, 400)
+    cues.focus = (580.0, 20.0)
+    boxes = np.array([[0, 0, 400, 400], [200, 0, 600, 400]], float)
+    allowed, level = Rules(cues).apply(boxes)
+    assert level == 0 and allowed.tolist() == [False, True]
+
+
+def test_background_contrast_finds_an_object_on_a_plain_ground() -> None:
+    img = np.full((48, 64, 3), (70, 110, 160), np.float32)  # sky blue
+    img[30:40, 10:18] = (200, 200, 200)  # a bright detail low on the left (spectral residual loves these)
+    img[12:36, 36:48] = (230, 120, 40)  # an orange object
+    m = background_contrast(img)
+    assert m.shape == (48, 64) and float(m.min()) == 0.0 and float(m.max()) == pytest.approx(1.0)
+    assert m[12:36, 36:48].mean() > 3 * m[:8].mean()
+    s = saliency(img.astype(np.uint8))
+    assert s.shape == (48, 64) and 0 <= s.min() and s.max() <= 1
+
+
+# -- the named failures on real photos ------------------------------------------------------------------------
+
+
+def _bench():
+    """``benchmarks/subject.py`` as a module (its marks and its judge)."""
+    if "subject_bench" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("subject_bench", BENCH)
+        mod = importlib.util.module_from_spec(spec)
+        sys.modules["subject_bench"] = mod  # dataclasses look their module up
+        spec.loader.exec_module(mod)  # type: ignore[union-attr]
+    return sys.modules["subject_bench"]
+
+
+@pytest.fixture(scope="module")
+def cropper() -> Cropper:
+    missing = [c for c in ("faces", "people", "objects") if available().get(c) is not None]
+    if missing:
+        pytest.skip(f"cue backends unavailable: {missing} (run `opencrop models fetch`)")
+    return Cropper()
+
+
+CASES = [  # (photo, ratio): issue 13's examples
+    ("grace_hopper.jpg", "16:9"), ("flower.jpg", "9:16"), ("rocket", "4:5"), ("chelsea", "1:1"), ("china.jpg", "1:1"),
+]
+
+
+@pytest.mark.parametrize(("name", "ratio"), CASES)
+def test_issue_13_examples_keep_the_subject(cropper: Cropper, name: str, ratio: str) -> None:
+    pytest.importorskip({"grace_hopper.jpg": "matplotlib", "flower.jpg": "sklearn", "china.jpg": "sklearn"}.get(
+        name, "skimage"))
+    b = _bench()
+    photos, skipped = b.load_photos([name])
+    if not photos:
+        pytest.skip(f"photo not installed: {skipped}")
+    (p,) = photos
+    (c,) = cropper.crop(p.pixels, ratios=[ratio])
+    fit, whole = b.Judge.of(p, b.ratio_value(ratio)).score(p, c.box)
+    assert fit >= 0.9, f"{name} {ratio}: {c.box} keeps {fit:.2f} of what fits of the subject"
+    assert whole, f"{name} {ratio}: {c.box} cuts a must-keep part {list(p.keep)}"
+
+
+def test_flower_face_is_not_a_rule(cropper: Cropper) -> None:
+    pytest.importorskip("sklearn")
+    from sklearn.datasets import load_sample_image
+
+    an = cropper.analyze(load_sample_image("flower.jpg"))
+    assert len(an.cues.faces) >= 1  # BlazeFace does fire on the dahlia ...
+    assert not plausible_faces(an.cues.faces, an.cues.people, an.cues.objects).any()  # ... but it is no face
+    assert len(Rules(an.cues).heads) == 0
