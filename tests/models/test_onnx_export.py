@@ -38,10 +38,21 @@ MODELS = [pytest.param("gaic"), pytest.param("hcic", marks=pytest.mark.slow),
           pytest.param("gafic", marks=pytest.mark.slow)]
 
 
+#: learned models whose export is not built yet (issue 15), each with why; a new model must join CONFIGS or this
+NOT_EXPORTED = {
+    "s2cnet": "object-box input declared (export_dims) but no numpy provider in EXTRA_INPUTS yet",
+    "setcrop": "a set predictor: needs an image → boxes + validities graph and an onnxruntime propose",
+    "gencrop": "a regressor: needs an image + subject → crop graph and an onnxruntime propose",
+    "outpaint_quality": "not a crop model (GenCrop's bad-outpaint classifier)",
+}
+
+
 def test_every_registered_learned_model_is_covered() -> None:
     from opencrop.models.registry import _LAZY
 
-    assert set(_LAZY) <= set(CONFIGS), f"add the new learned model(s) {set(_LAZY) - set(CONFIGS)} to CONFIGS"
+    missing = set(_LAZY) - set(CONFIGS) - set(NOT_EXPORTED)
+    assert not missing, f"add the new learned model(s) {missing} to CONFIGS (or NOT_EXPORTED, saying why)"
+    assert not set(CONFIGS) & set(NOT_EXPORTED)
 
 
 def _model(name: str) -> LearnedCropModel:

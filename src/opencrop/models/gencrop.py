@@ -265,6 +265,9 @@ class GenCrop(LearnedCropModel):
         pretrained_backbone, backbone_weights: ImageNet weights of the backbone (local files only).
     """
 
+    #: it regresses its own crops (the evaluation runner and contract tests do not treat it as a candidate scorer)
+    proposes_boxes = True
+
     name = "gencrop"
     #: cues the pipeline runs for the subject (people first, else the most salient object) and record fields
     needs: frozenset[str] = frozenset({"people", "objects", "saliency", "subject_box", "human_box"})
