@@ -66,7 +66,9 @@ def register(sub: argparse._SubParsersAction, group: Callable[..., argparse._Sub
     _common(p)
     p.add_argument("--out", "-o", type=Path, help="write the crops into this directory")
     p.add_argument("--json", action="store_true", help="print one JSON object per image")
-    p.add_argument("--debug", action="store_true", help="write an overlay PNG (chosen box, runners-up, cues)")
+    p.add_argument("--debug", action="store_true",
+                   help="write <stem>_debug.png: the full-size image with every cue and crop labelled, and a legend "
+                   "(each crop's rule level, what it cuts, heads fitted to the ratio)")
     p.add_argument("--subject", action="append", default=[], metavar="x1,y1,x2,y2",
                    help="a box (original pixels) that must stay whole; outranks detections; repeatable")
     p.add_argument("--focus", metavar="x,y", help="a point (original pixels) to centre the crop on")

@@ -28,9 +28,23 @@ import numpy as np
 
 from opencrop.cues.types import Cues
 
-__all__ = ["N_LEVELS", "Rules", "distinct_top", "exact_box", "kept_fraction", "neighbourhood"]
+__all__ = ["LEVEL_TEXT", "N_LEVELS", "Rules", "distinct_top", "exact_box", "kept_fraction", "neighbourhood"]
 
 N_LEVELS = 10
+
+#: what each rule level promises (index = level), for ``--debug`` and UIs
+LEVEL_TEXT = (
+    "user subjects whole, every head kept",
+    "user subjects whole, no head cut, main face kept",
+    "user subjects whole, main face kept (another head cut)",
+    "user subjects whole, no head cut (main face left out)",
+    "user subjects whole (heads could not be kept)",
+    "every head kept (a user subject could not fit)",
+    "no head cut, main face kept (a user subject could not fit)",
+    "main face kept (a user subject could not fit)",
+    "no head cut (a user subject could not fit)",
+    "no rule could be met: best score",
+)
 
 #: half-size of the box a ``--focus`` point must keep, as a fraction of the image's shorter side
 FOCUS_HALF = 0.02
