@@ -145,3 +145,55 @@ def test_flower_face_is_not_a_rule(cropper: Cropper) -> None:
     assert len(an.cues.faces) >= 1  # BlazeFace does fire on the dahlia ...
     assert not plausible_faces(an.cues.faces, an.cues.people, an.cues.objects).any()  # ... but it is no face
     assert len(Rules(an.cues).heads) == 0
+
+
+# -- the subject map weighs detections by their confidence and their size --------------------------------------
+
+
+def _crop_with(image: np.ndarray, people=None, objects=None, ratio: str = "9:16") -> tuple[int, int, int, int]:
+    """The composition model's crop of a real photo with the given detections (xyxy analysis pixels)."""
+    from opencrop.api import Analysis
+    from opencrop.io import load_frame
+
+    cr = Cropper(cues=False)
+    frame = load_frame(image, 512)
+    h, w = frame.pixels.shape[:2]
+    cues = Cues(w, h, people=people or Detections(), objects=objects or Detections())
+    from opencrop.cues.saliency import saliency as sal_of
+
+    cues.saliency = sal_of(frame.pixels)
+    (c,) = cr.crop(Analysis(frame, cues, cr.model.prepare(frame, cues)), ratios=[ratio])
+    return c.box
+
+
+def test_a_sure_person_outweighs_a_marginal_larger_one() -> None:
+    """basketball1.png (OpenCV samples): a player at 0.98 and a larger back at 0.59; the crop that holds one of them
+    kept the larger, barely detected one. The subject map now counts confidence above the detector's threshold."""
+    skd = pytest.importorskip("skimage.data")
+    img = skd.coffee()  # 600 x 400, analysed at 512 x 341
+    sure, marginal = [20, 60, 130, 330], [290, 5, 510, 340]
+    box = _crop_with(img, people=_det([sure, marginal], [0.98, 0.59], ["person"] * 2), ratio="4:5")
+    s = np.asarray(sure) * 600 / 512
+    assert box[0] <= s[0] + 1 and box[2] >= s[2] - 1, f"4:5 crop {box} leaves out the sure person {s.round()}"
+
+
+def test_tiny_detections_do_not_become_the_subject() -> None:
+    """building.jpg (OpenCV samples): a distant car (0.77) and passer-by under a hotel took 0.8 of the subject map,
+    and every crop went to them. Detections smaller than DETAIL_AREA of the image now share the map with
+    saliency in proportion to their size."""
+    skd = pytest.importorskip("skimage.data")
+    from opencrop.models.composition import subject_map
+
+    img = skd.coffee()
+    from opencrop.cues.saliency import saliency as sal_of
+
+    sal = sal_of(img)
+    car = [560, 360, 596, 396]  # 0.5 % of the image, in the corner, far from the cup
+    cues = Cues(600, 400, objects=_det([car], [0.77], ["car"]))
+    m = subject_map(sal, 600, 400, cues)
+    mh, mw = m.shape
+    inside = m[int(car[1] * mh / 400):, int(car[0] * mw / 600):].sum()
+    assert inside < 0.25, f"the tiny car holds {inside:.2f} of the subject map"
+    box = _crop_with(img, objects=_det(np.asarray([car]) * 512 / 600, [0.77], ["car"]), ratio="1:1")
+    cup = (170, 18, 408, 245)  # benchmarks/subject_marks.json
+    assert box[0] <= cup[0] and box[2] >= cup[2] and box[1] <= cup[1] + 1, f"1:1 crop {box} cuts the cup {cup}"
