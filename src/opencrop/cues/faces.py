@@ -196,21 +196,26 @@ def _tile_detections(b: np.ndarray, s: np.ndarray, tile: tuple[int, int, int, in
 
 def _tiles_over_faceless(tiles: list[tuple[int, int, int, int]], people: np.ndarray | None, boxes: np.ndarray,
                          scores: np.ndarray, min_score: float) -> list[tuple[int, int, int, int]]:
-    """The ``tiles`` that overlap a person box of ``people`` (``[P, 4]`` xyxy) holding no face centre of ``boxes``
-    (``[N, 4]`` xyxy, whole-image detections, ``scores [N]`` at least ``min_score``); all of them when the people
-    are unknown (``None``)."""
+    """``tiles``, or none when they cannot add a face: the people (``[P, 4]`` xyxy; ``None``: unknown, the tiles
+    run) each hold a face centre of ``boxes`` (``[N, 4]`` xyxy, the whole-image detections whose ``scores [N]``
+    are at least ``min_score``) and those detections are not a group (at most one face after NMS). A group always
+    gets its tiles: in a 3 × 2 astronaut grid the SSD misses one of six people, whose face only a tile finds."""
     if people is None:
         return tiles
     p = np.asarray(people, np.float64).reshape(-1, 4)
-    f = np.asarray(boxes, np.float64).reshape(-1, 4)[np.asarray(scores) >= min_score]
-    if len(f):
+    keep = np.asarray(scores) >= min_score
+    f = np.asarray(boxes, np.float64).reshape(-1, 4)[keep]
+    if len(f) > 1:
+        from opencrop.boxes import nms
+
+        if len(nms(f, np.asarray(scores, np.float64)[keep], 0.3)) > 1:
+            return tiles
+    if len(f) and len(p):
         cx, cy = (f[:, 0] + f[:, 2]) / 2, (f[:, 1] + f[:, 3]) / 2
         has_face = ((cx[None] >= p[:, :1]) & (cx[None] <= p[:, 2:3]) & (cy[None] >= p[:, 1:2])
                     & (cy[None] <= p[:, 3:4])).any(axis=1)
         p = p[~has_face]
-    return [t for t in tiles if any(min(t[2], q[2]) > max(t[0], q[0]) and min(t[3], q[3]) > max(t[1], q[1])
-                                    for q in p)]
-
+    return tiles if len(p) else []
 
 def detect_faces(
     image: np.ndarray, min_score: float = 0.5, ranges: tuple[str, ...] = ("short", "full"), tiles: bool = True,
@@ -225,9 +230,9 @@ def detect_faces(
         tiles: also run full-range on overlapping tiles (small faces in group photos), when the whole-image
             full-range pass shows anything face-like (:data:`TILE_GATE`).
         people: optional; gives the person boxes ``[P, 4]`` (xyxy pixels of ``image``) or ``None`` when unknown,
-            called only when the tiles would run. The tiles then run only over persons in whose box no face was
-            found by the whole-image passes (small faces belong to detected people; a photo without people, or
-            whose every person already has a face, skips the four tile passes).
+            called only when the tiles would run. The tiles are then skipped when the whole-image passes found at
+            most one face and every person box holds a face (a photo without people, a portrait): small faces
+            belong to groups and to detected people.
     Returns:
         :class:`Detections` with boxes ``[N, 4]`` xyxy float pixels of ``image``, clipped to it, scores ``[N]``,
         labels ``"face"``; best first.
