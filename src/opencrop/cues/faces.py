@@ -243,7 +243,8 @@ def detect_faces(
     h, w = image.shape[:2]
     nets = {"short": _SHORT_NET, "full": _FULL_NET}
     pil = Image.fromarray(image)  # once for every pass and tile
-    # passes: (network, tile or None for the whole image); all their input shrinks run first, on two threads
+    # passes: (network, tile or None for the whole image); the whole-image shrinks run first, on two threads, the
+    # tiles' only once the gates below let them run
     passes: list[tuple[Lazy[_BlazeFace], tuple[int, int, int, int] | None]] = []
     for r in ranges:
         nets[r].get()  # a missing backend raises here, before any work
