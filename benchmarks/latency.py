@@ -3,12 +3,17 @@
 JPEG bytes in → a cropped, resized JPEG (q85) out, in memory; 1:1 → 512×512 and 16:9 → 640×360. Photos are
 scikit-image samples (offline): astronaut, coffee, chelsea, rocket and stereo_motorcycle Lanczos-upscaled to
 about 1.5 MP, plus retina (2.0 MP) and hubble_deep_field at native size, saved as JPEG q92 — the set of
-``../shared/docs/peers.md`` §1.1. Each timing is the median of ≥ 5 repetitions (≈ 2 s budget) after a warm-up;
-tables give the median of the per-image medians.
+``../shared/docs/peers.md`` §1.1. Every method gets the same bytes and writes the same output size at the same
+JPEG quality (q85, 4:2:0 chroma, no optimised Huffman tables: Pillow's and libvips' defaults at q85).
+
+The methods are **interleaved**: for each photo and ratio, one warm-up call of every method, then ``--reps``
+rounds that call every method once (in a rotating order), so a burst of load from other processes hits every
+method alike. Each cell is the median over photos of the per-photo median wall time; beside it the same for the
+process CPU time (all threads) per image, which other jobs on the machine barely change.
 
 Peers are installed for the benchmark only: ``pip install 'opencrop[bench]'`` (pyvips[binary], smartcrop).
 
-    python benchmarks/latency.py [--out docs/benchmarks.md] [--budget 2.0] [--models composition gaic]
+    python benchmarks/latency.py --cues [--reps 9] [--out docs/benchmarks.md] [--models composition gaic]
 """
 
 from __future__ import annotations
@@ -106,15 +111,21 @@ def opencrop_both(model: str, cues: bool | list[str]) -> Callable[[bytes, str], 
     return run
 
 
-def time_one(fn: Callable[[bytes, str], bytes], data: bytes, ratio: str, budget: float) -> float:
-    fn(data, ratio)  # warm-up
-    times: list[float] = []
-    t_end = time.perf_counter() + budget
-    while len(times) < 5 or (time.perf_counter() < t_end and len(times) < 30):
-        t = time.perf_counter()
-        fn(data, ratio)
-        times.append((time.perf_counter() - t) * 1000)
-    return statistics.median(times)
+def time_interleaved(methods: dict[str, Callable[[bytes, str], bytes]], data: bytes, ratio: str, reps: int
+                     ) -> dict[str, tuple[float, float]]:
+    """Per method: median (wall ms, process CPU ms) of ``reps`` calls on ``data``, the methods interleaved."""
+    names = list(methods)
+    for n in names:
+        methods[n](data, ratio)  # warm-up
+    wall: dict[str, list[float]] = {n: [] for n in names}
+    cpu: dict[str, list[float]] = {n: [] for n in names}
+    for k in range(reps):
+        for n in names[k % len(names):] + names[: k % len(names)]:
+            t, c = time.perf_counter(), time.process_time()
+            methods[n](data, ratio)
+            wall[n].append((time.perf_counter() - t) * 1000)
+            cpu[n].append((time.process_time() - c) * 1000)
+    return {n: (statistics.median(wall[n]), statistics.median(cpu[n])) for n in names}
 
 
 def machine() -> str:
@@ -143,7 +154,7 @@ def machine() -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md")
-    ap.add_argument("--budget", type=float, default=2.0, help="seconds per image and method")
+    ap.add_argument("--reps", type=int, default=9, help="interleaved rounds per photo and ratio")
     ap.add_argument("--models", nargs="*", default=["composition"], help="opencrop models to time")
     ap.add_argument("--cues", action="store_true", help="also time opencrop with face/person cues on")
     args = ap.parse_args(argv)
@@ -171,29 +182,38 @@ def main(argv: list[str] | None = None) -> int:
             methods[f"opencrop {m}, cues: faces + people/objects (default)"] = opencrop_fn(m, cues=True)
     methods["opencrop composition, both ratios from one analysis (per image)"] = opencrop_both("composition", False)
 
-    rows: dict[str, dict[str, float]] = {}
-    for name, fn in methods.items():
-        rows[name] = {}
-        for ratio in TARGETS:
-            per_image = [time_one(fn, d, ratio, args.budget) for d in imgs.values()]
-            rows[name][ratio] = statistics.median(per_image)
-            print(f"{name:64s} {ratio:5s} {rows[name][ratio]:7.1f} ms", file=sys.stderr)
-
+    load0 = os.getloadavg()[0]
+    started = dt.datetime.now(dt.timezone.utc)
+    per: dict[str, dict[str, list[tuple[float, float]]]] = {n: {r: [] for r in TARGETS} for n in methods}
+    for ratio in TARGETS:
+        for img, d in imgs.items():
+            for n, v in time_interleaved(methods, d, ratio, args.reps).items():
+                per[n][ratio].append(v)
+            print(f"{ratio:5s} {img:18s} done", file=sys.stderr)
+    rows = {n: {r: (statistics.median(v[0] for v in per[n][r]), statistics.median(v[1] for v in per[n][r]))
+                for r in TARGETS} for n in methods}
+    load1 = os.getloadavg()[0]
     ref = rows.get("libvips thumbnail crop=attention")
+    cmd = "python benchmarks/latency.py" + (" --cues" if args.cues else "") + (
+        f" --reps {args.reps}" if args.reps != 9 else "")
     lines = [
         "## End-to-end latency (JPEG → cropped JPEG)",
         "",
-        f"Measured {dt.date.today().isoformat()} on {machine()}.",
-        f"Command: `python benchmarks/latency.py{' --cues' if args.cues else ''}`. "
-        "Median over 7 photos (≈1.5 MP) of per-image medians; 1:1 → 512×512, 16:9 → 640×360, q85.",
+        f"Measured {started:%Y-%m-%d %H:%M} UTC on {machine()}; 1-min load average {load0:.1f} at the start, "
+        f"{load1:.1f} at the end.",
+        f"Command: `{cmd}`. Methods interleaved ({args.reps} rounds per photo and ratio after a warm-up); "
+        "median over 7 photos (≈1.5 MP) of per-photo medians; 1:1 → 512×512, 16:9 → 640×360, q85. "
+        "CPU: process CPU time per image, all threads.",
         "",
-        "| method | 1:1 ms | 16:9 ms |" + (" × libvips (1:1 / 16:9) |" if ref else ""),
-        "|---|---:|---:|" + ("---:|" if ref else ""),
+        "| method | 1:1 ms | 16:9 ms | 1:1 CPU ms | 16:9 CPU ms |" + (
+            " × libvips wall (1:1 / 16:9) | × libvips CPU (1:1 / 16:9) |" if ref else ""),
+        "|---|---:|---:|---:|---:|" + ("---:|---:|" if ref else ""),
     ]
     for name, r in rows.items():
-        cells = f"| {name} | {r['1:1']:.1f} | {r['16:9']:.1f} |"
+        cells = f"| {name} | {r['1:1'][0]:.1f} | {r['16:9'][0]:.1f} | {r['1:1'][1]:.1f} | {r['16:9'][1]:.1f} |"
         if ref:
-            cells += f" {r['1:1'] / ref['1:1']:.2f} / {r['16:9'] / ref['16:9']:.2f} |"
+            cells += (f" {r['1:1'][0] / ref['1:1'][0]:.2f} / {r['16:9'][0] / ref['16:9'][0]:.2f} |"
+                      f" {r['1:1'][1] / ref['1:1'][1]:.2f} / {r['16:9'][1] / ref['16:9'][1]:.2f} |")
         lines.append(cells)
     table = "\n".join(lines) + "\n"
     print(table)

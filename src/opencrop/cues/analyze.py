@@ -72,14 +72,15 @@ def analyze(image: np.ndarray, want: Iterable[str] = DEFAULT_CUES, degrade: bool
     pending = None
     if ssd is not None and want & {"faces", "saliency"}:  # the SSD runs on the other core meanwhile
         pending = _pool().submit(ssd)
-    if "faces" in want:
-        from opencrop.cues.faces import detect_faces
-
-        cues.faces = _guarded(("faces",), lambda: detect_faces(image), cues, degrade) or Detections()
-    if "saliency" in want:
+    if "saliency" in want:  # first: the face detector may wait for the SSD's people (below)
         from opencrop.cues.saliency import saliency
 
         cues.saliency = saliency(image)
+    if "faces" in want:
+        from opencrop.cues.faces import detect_faces
+
+        people = _people_of(pending) if pending is not None and "people" in want else None
+        cues.faces = _guarded(("faces",), lambda: detect_faces(image, people=people), cues, degrade) or Detections()
     if ssd is not None:
         names = tuple(c for c in ("people", "objects") if c in want)
         run = pending.result if pending is not None else ssd
@@ -109,6 +110,19 @@ def _ssd_job(image: np.ndarray, want: set[str]) -> Callable[[], tuple[Detections
 
         return lambda: (detect_people(image), Detections())
     return None
+
+
+def _people_of(pending) -> Callable[[], np.ndarray | None]:
+    """The person boxes of the SSD job ``pending`` (a future of ``(people, objects)``), ``None`` if it failed:
+    the face detector runs its small-face tiles only over detected people without a face."""
+
+    def get() -> np.ndarray | None:
+        try:
+            return pending.result()[0].boxes
+        except BackendUnavailable:
+            return None  # reported once by the caller's own wait on the job
+
+    return get
 
 
 _POOL: ThreadPoolExecutor | None = None

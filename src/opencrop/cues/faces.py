@@ -13,6 +13,7 @@ that faces of 15–30 px in a 512 px group photo are seen at a size it detects; 
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -193,8 +194,32 @@ def _tile_detections(b: np.ndarray, s: np.ndarray, tile: tuple[int, int, int, in
     return b[~touch] + np.array([x1, y1, x1, y1], dtype=np.float32), s[~touch]
 
 
+def _tiles_over_faceless(tiles: list[tuple[int, int, int, int]], people: np.ndarray | None, boxes: np.ndarray,
+                         scores: np.ndarray, min_score: float) -> list[tuple[int, int, int, int]]:
+    """``tiles``, or none when they cannot add a face: the people (``[P, 4]`` xyxy; ``None``: unknown, the tiles
+    run) each hold a face centre of ``boxes`` (``[N, 4]`` xyxy, the whole-image detections whose ``scores [N]``
+    are at least ``min_score``) and those detections are not a group (at most one face after NMS). A group always
+    gets its tiles: in a 3 × 2 astronaut grid the SSD misses one of six people, whose face only a tile finds."""
+    if people is None:
+        return tiles
+    p = np.asarray(people, np.float64).reshape(-1, 4)
+    keep = np.asarray(scores) >= min_score
+    f = np.asarray(boxes, np.float64).reshape(-1, 4)[keep]
+    if len(f) > 1:
+        from opencrop.boxes import nms
+
+        if len(nms(f, np.asarray(scores, np.float64)[keep], 0.3)) > 1:
+            return tiles
+    if len(f) and len(p):
+        cx, cy = (f[:, 0] + f[:, 2]) / 2, (f[:, 1] + f[:, 3]) / 2
+        has_face = ((cx[None] >= p[:, :1]) & (cx[None] <= p[:, 2:3]) & (cy[None] >= p[:, 1:2])
+                    & (cy[None] <= p[:, 3:4])).any(axis=1)
+        p = p[~has_face]
+    return tiles if len(p) else []
+
 def detect_faces(
-    image: np.ndarray, min_score: float = 0.5, ranges: tuple[str, ...] = ("short", "full"), tiles: bool = True
+    image: np.ndarray, min_score: float = 0.5, ranges: tuple[str, ...] = ("short", "full"), tiles: bool = True,
+    people: Callable[[], np.ndarray | None] | None = None,
 ) -> Detections:
     """Faces in ``image`` (``[H, W, 3]`` uint8 RGB).
 
@@ -204,6 +229,10 @@ def detect_faces(
         ranges: which BlazeFace models to run (``"short"``, ``"full"``); their detections are merged.
         tiles: also run full-range on overlapping tiles (small faces in group photos), when the whole-image
             full-range pass shows anything face-like (:data:`TILE_GATE`).
+        people: optional; gives the person boxes ``[P, 4]`` (xyxy pixels of ``image``) or ``None`` when unknown,
+            called only when the tiles would run. The tiles are then skipped when the whole-image passes found at
+            most one face and every person box holds a face (a photo without people, a portrait): small faces
+            belong to groups and to detected people.
     Returns:
         :class:`Detections` with boxes ``[N, 4]`` xyxy float pixels of ``image``, clipped to it, scores ``[N]``,
         labels ``"face"``; best first.
@@ -214,26 +243,36 @@ def detect_faces(
     h, w = image.shape[:2]
     nets = {"short": _SHORT_NET, "full": _FULL_NET}
     pil = Image.fromarray(image)  # once for every pass and tile
-    # passes: (network, tile or None for the whole image); all their input shrinks run first, on two threads
+    # passes: (network, tile or None for the whole image); the whole-image shrinks run first, on two threads, the
+    # tiles' only once the gates below let them run
     passes: list[tuple[Lazy[_BlazeFace], tuple[int, int, int, int] | None]] = []
     for r in ranges:
         nets[r].get()  # a missing backend raises here, before any work
         passes.append((nets[r], None))
         if r == "full" and tiles:
             passes += [(nets[r], t) for t in _tiles(w, h)]
-    regions = [pil if t is None else pil.crop(t) for _, t in passes]
-    smalls = in_parallel([functools.partial(_shrink, im, lz.get().spec.size) for (lz, _), im in zip(
-        passes, regions, strict=True)])
+    whole = [p for p in passes if p[1] is None]
+    smalls = in_parallel([functools.partial(_shrink, pil, lz.get().spec.size) for lz, _ in whole])
     all_b, all_s = [np.zeros((0, 4), np.float32)], [np.zeros((0,), np.float32)]
     gate: list[float] = []
-    for (lazy, tile), im, small in zip(passes, regions, smalls, strict=True):
-        if tile is not None and gate and max(gate) < TILE_GATE:
-            continue  # nothing face-like in the whole-image full-range pass: no small faces to look for
-        b, s = lazy.get().detect(small, im.size, lazy.lock, peak=gate if tile is None and lazy is _FULL_NET else None)
-        if tile is not None:
-            b, s = _tile_detections(b, s, tile, w, h)
+    for (lazy, _), small in zip(whole, smalls, strict=True):
+        b, s = lazy.get().detect(small, pil.size, lazy.lock, peak=gate if lazy is _FULL_NET else None)
         all_b.append(b)
         all_s.append(s)
+    tiled = [t for _, t in passes if t is not None]
+    if tiled and (not gate or max(gate) < TILE_GATE):
+        tiled = []  # nothing face-like in the whole-image full-range pass: no small faces to look for
+    if tiled and people is not None:
+        tiled = _tiles_over_faceless(tiled, people(), np.concatenate(all_b), np.concatenate(all_s), min_score)
+    if tiled:
+        full = _FULL_NET.get()
+        regions = [pil.crop(t) for t in tiled]
+        tsmalls = in_parallel([functools.partial(_shrink, im, full.spec.size) for im in regions])
+        for tile, im, small in zip(tiled, regions, tsmalls, strict=True):
+            b, s = full.detect(small, im.size, _FULL_NET.lock)
+            b, s = _tile_detections(b, s, tile, w, h)
+            all_b.append(b)
+            all_s.append(s)
     boxes, scores = np.concatenate(all_b), np.concatenate(all_s)
     if len(boxes):
         boxes, scores = weighted_nms(boxes, scores)
