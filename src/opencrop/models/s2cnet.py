@@ -522,8 +522,9 @@ class S2CNet(LearnedCropModel):
         if self.head_kind == "crop":
             return self.head(out[:, 0]).reshape(-1)
         n = out.shape[1]  # ≤ 1 + bbox_num: the dropped all-padding channels are zeros, so slice the conv
-        first = self.head[0]
-        y = F.conv2d(out.reshape(k, n, self._token_side, self._token_side), first.weight[:, :n], first.bias)
+        first = self.head[0]  # its kernel covers the whole token map: the conv is one matrix product
+        y = torch.addmm(first.bias, out.reshape(k, -1), first.weight[:, :n].reshape(first.weight.shape[0], -1).t())
+        y = y[:, :, None, None]
         return self.head[1:](y).reshape(-1)
 
     def _objects(self, boxes: Tensor | None, mask: Tensor | None, b: int, rois: Tensor) -> tuple[Tensor, Tensor]:
