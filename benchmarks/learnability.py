@@ -18,8 +18,9 @@ get the same set metrics by ranking the annotated crops, for comparison.
 S2CNet variants (the object graph needs S2CNet box files; the synthetic writer produces them, ``bbox/<id>.txt``,
 subjects + distractors + a degenerate placeholder, yxyx as published): ``s2cnet`` (GAICD v1 configuration,
 SmoothL1), ``s2cnet-rank`` (+ ranking term), ``s2cnet-noobj`` (the same model without object nodes, the ablation),
-``s2cnet-v2`` (GAICD v2 configuration). Models that use object boxes are also scored with the test images' boxes
-withheld. ``--subject-contrast 0.15`` writes data whose subjects are faint (geometry, MOS and boxes unchanged,
+``s2cnet-noobj-rank`` (the ablation with the ranking term), ``s2cnet-v2`` (GAICD v2 configuration). Models that
+use object boxes are also scored with the test images' boxes withheld. ``--subject-contrast 0.15`` writes data
+whose subjects are faint (geometry, MOS and boxes unchanged,
 :func:`opencrop.data.synth.render_scene`): quality then depends on objects the pixels barely show.
 
     PYTHONPATH=src python benchmarks/learnability.py --models s2cnet s2cnet-noobj --subject-contrast 0.15 \
@@ -61,6 +62,8 @@ MODEL_KWARGS: dict[str, dict[str, Any]] = {
     "s2cnet": {"backbone": "mobilenet_v2", "pretrained_backbone": True},  # GAICD v1 configuration
     "s2cnet-rank": {"backbone": "mobilenet_v2", "pretrained_backbone": True, "rank_weight": 1.0},
     "s2cnet-noobj": {"backbone": "mobilenet_v2", "pretrained_backbone": True, "bbox_num": 0},
+    "s2cnet-noobj-rank": {"backbone": "mobilenet_v2", "pretrained_backbone": True, "bbox_num": 0,
+                          "rank_weight": 1.0},
     "s2cnet-v2": {"backbone": "mobilenet_v2", "pretrained_backbone": True, "bbox_num": 5, "align_size": 15,
                   "head": "all"},
     # CPU-sized SetCrop (the recipes build the published R50-DC5 / 256-d / 6+6-layer model): MobileNetV2 f5
@@ -71,7 +74,8 @@ MODEL_KWARGS: dict[str, dict[str, Any]] = {
                 "max_input_size": 448, "train_sizes": None, "backbone_lr": 1e-4},
 }
 #: benchmark variant → registered model
-ARCH: dict[str, str] = {"s2cnet-rank": "s2cnet", "s2cnet-noobj": "s2cnet", "s2cnet-v2": "s2cnet"}
+ARCH: dict[str, str] = {"s2cnet-rank": "s2cnet", "s2cnet-noobj": "s2cnet", "s2cnet-noobj-rank": "s2cnet",
+                        "s2cnet-v2": "s2cnet"}
 #: per-model recipe tweaks (HCIC-family recipes: colour jitter, pseudo heat maps)
 DATA_KWARGS: dict[str, dict[str, Any]] = {
     "hcic": {"photometric": "colorjitter"},

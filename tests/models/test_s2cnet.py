@@ -55,7 +55,7 @@ def _reference_scores(m: S2CNet, feats: torch.Tensor, rois: torch.Tensor, boxes:
     h_in, w_in = feats.shape[-2] * 16, feats.shape[-1] * 16
     all_boxes = torch.cat([rois[:, None, 1:], boxes[bidx]], dim=1)  # [K, 1 + D, 4]
     node_rois = torch.cat([bidx.repeat_interleave(1 + d)[:, None].to(rois.dtype), all_boxes.reshape(-1, 4)], 1)
-    x = m._box_features(feats, node_rois).view(k, 1 + d, -1)
+    x = m._box_features_plain(feats, node_rois).view(k, 1 + d, -1)
     node_mask = torch.cat([torch.ones(k, 1, dtype=torch.bool), mask[bidx]], dim=1)
     x = x * node_mask[..., None]
     centres = (all_boxes[..., :2] + all_boxes[..., 2:]) / 2 / all_boxes.new_tensor([w_in, h_in])
@@ -64,6 +64,25 @@ def _reference_scores(m: S2CNet, feats: torch.Tensor, rois: torch.Tensor, boxes:
     if m.head_kind == "crop":
         return m.head(out[:, 0]).reshape(-1)
     return m.head(out.reshape(k, 1 + d, 16, 16)).reshape(-1)
+
+
+@pytest.mark.parametrize("cfg", [V1, V2], ids=["v1", "v2"])
+def test_reassociated_node_features_equal_the_plain_ones_with_gradients(cfg):
+    m, feats = _double(**cfg)
+    feats = feats.detach().requires_grad_(True)
+    rois = torch.cat([ROIS, torch.tensor([[1, -20, -10, 60, 200], [0, 0, 0, 0, 0]], dtype=torch.float64)])
+    fast, plain = m._box_features(feats, rois), m._box_features_plain(feats, rois)
+    torch.testing.assert_close(fast, plain, atol=1e-12, rtol=0)
+    g = torch.randn_like(fast)
+    gf = torch.autograd.grad((fast * g).sum(), [feats, m.node_emb[0].weight])
+    gp = torch.autograd.grad((plain * g).sum(), [feats, m.node_emb[0].weight])
+    for a, b in zip(gf, gp, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-10, rtol=0)
+    with torch.no_grad():  # the cached weight transform follows an in-place weight change
+        torch.testing.assert_close(m._box_features(feats, rois[:3]), m._box_features_plain(feats, rois[:3]))
+        m.node_emb[0].weight.mul_(0.5)
+        torch.testing.assert_close(m._box_features(feats, rois[:3]), m._box_features_plain(feats, rois[:3]),
+                                   atol=1e-12, rtol=0)
 
 
 # ---------------------------------------------------------------------------------------------- relations

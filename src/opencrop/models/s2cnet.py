@@ -297,8 +297,9 @@ class GraphTransformer(nn.Module):
         Returns:
             ``Tensor[K, n, E]`` (``[K, 1, E]`` with ``crop_only``).
         """
+        all_real = bool(mask.all())  # then the masking multiplications are identities: skipped
         keep = mask[..., None].to(x.dtype)
-        x = x * keep
+        x = x if all_real else x * keep
         g = self.aggregation_weights(a, s, mask)
         bias = (a + s).masked_fill(~mask[:, None, None, :], float("-inf"))
         last = len(self.layers) - 1
@@ -315,7 +316,7 @@ class GraphTransformer(nn.Module):
                 att = layer.attn(layer.attn.to_kv(layer.norm1(x)), q, bias[:, :, rows])
             y = x[:, rows] + att
             x = y + layer.ff(layer.norm2(y))
-            if rows != slice(0, 1):
+            if rows != slice(0, 1) and not all_real:
                 x = x * keep
         return x
 
@@ -407,7 +408,61 @@ class S2CNet(LearnedCropModel):
         return self.neck(*self.backbone(images))
 
     def _box_features(self, features: Tensor, rois: Tensor) -> Tensor:
-        """RoI ⊕ RoD of ``rois`` ``[K, 5]`` → node embeddings ``[K, node_dim]``."""
+        """RoI ⊕ RoD of ``rois`` ``[K, 5]`` → node embeddings ``[K, node_dim]``.
+
+        The same function as ``node_emb(flatten(stack(RoIAlignAvg, RoDAlignAvg)))`` (see
+        :meth:`_box_features_plain`), reassociated: both aligns and the 2×2 average are linear in the features, so
+        the Linear is applied through them. RoI: separable interpolation matrices (two small products per box
+        instead of a gather of ``(A + 1)²`` bilinear samples). RoD: its samples are one fixed grid per image with
+        the box blacked out, so ``W · RoD(k) = Σ_cells keep_k · V`` with ``V`` (the Linear applied to the grid) once
+        per image. Gradients flow to the features and the Linear as before.
+        """
+        from opencrop.ops import rod_align_grid, rod_align_inside, roi_align_matrices
+
+        a1, s = self.align_size + 1, 1.0 / self.stride
+        b, c, h, w = features.shape
+        w_roi, w_rod = self._node_weights(c)  # [E, A+1, C, A+1], [C, E, (A+1)²]
+        e = w_roi.shape[0]
+        bidx, ay, ax = roi_align_matrices(features, rois, a1, s)  # [K, A+1, H], [K, A+1, W]
+        k = bidx.shape[0]
+        # rows: Ay · F over every image at once ([K·(A+1), H] @ [H, B·C·W]), then each box's own image
+        t = (ay.reshape(k * a1, h) @ features.permute(2, 0, 1, 3).reshape(h, b * c * w)).view(k, a1, b, c * w)
+        t = t[:, :, 0] if b == 1 else t[torch.arange(k, device=t.device), :, bidx]  # [K, A+1, C·W]
+        roi = torch.bmm(t.reshape(k, a1 * c, w), ax.transpose(1, 2))  # [K, (A+1)·C, A+1]: (row, channel, col)
+        z = torch.addmm(self.node_emb[0].bias, roi.reshape(k, -1), w_roi.reshape(e, -1).t())
+        grid = rod_align_grid(features, a1).flatten(2)  # [B, C, (A+1)²]
+        v = (w_rod[None] * grid[:, :, None]).sum(1)  # [B, E, (A+1)²]: the Linear applied to the grid, per cell
+        iny, inx = rod_align_inside(features, rois, a1, s)
+        keep = (~(iny[:, :, None] & inx[:, None, :])).to(z.dtype).flatten(1)  # [K, (A+1)²]
+        if b > 1:  # each box reads its own image's V
+            keep = (F.one_hot(bidx, b).to(z.dtype)[:, :, None] * keep[:, None, :]).flatten(1)
+        z = z + keep @ v.transpose(1, 2).reshape(-1, e)
+        return self.node_emb[2](self.node_emb[1](z))
+
+    def _node_weights(self, c: int) -> tuple[Tensor, Tensor]:
+        """The node Linear's weight pushed through the 2×2 average (its adjoint: each of the ``(A+1)²`` samples
+        feeds up to 4 output cells, ¼ each) → RoI part ``[E, A+1, C, A+1]`` (row, channel, column: the layout of
+        :meth:`_box_features`' products) and RoD part ``[C, E, (A+1)²]``. Cached while the weight is unchanged and
+        no gradient is wanted (inference)."""
+        weight = self.node_emb[0].weight
+        # inference tensors keep no version counter: not cached (models made inside torch.inference_mode)
+        grad = (torch.is_grad_enabled() and weight.requires_grad) or weight.is_inference()
+        key = None if grad else (weight.data_ptr(), weight._version, weight.dtype, weight.device, c)
+        cache = getattr(self, "_node_w_cache", None)
+        if not grad and cache is not None and cache[0] == key:
+            return cache[1]
+        a = self.align_size
+        wt = weight.reshape(-1, 1, a, a)  # [E·C·2, 1, A, A]
+        wt = F.avg_pool2d(F.pad(wt, (1, 1, 1, 1)), 2, 1).view(weight.shape[0], c, 2, a + 1, a + 1)
+        out = (wt[:, :, 0].permute(0, 2, 1, 3).contiguous(),
+               wt[:, :, 1].reshape(weight.shape[0], c, -1).transpose(0, 1).contiguous())
+        self._node_w_cache = None if grad else (key, out)
+        return out
+
+    def _box_features_plain(self, features: Tensor, rois: Tensor) -> Tensor:
+        """:meth:`_box_features` computed as written in the paper: RoIAlignAvg ⊕ RoDAlignAvg (A×A), flattened in the
+        original's order (channel, RoI/RoD, row, column), → Linear → LayerNorm → ReLU (the reference of the
+        tests)."""
         from opencrop.ops import rod_align_avg, roi_align_avg
 
         a, s = self.align_size, 1.0 / self.stride
@@ -432,16 +487,20 @@ class S2CNet(LearnedCropModel):
         b = features.shape[0]
         h_in, w_in = features.shape[-2] * self.stride, features.shape[-1] * self.stride
         bidx = rois[:, 0].long()
-        crop = self._box_features(features, rois)  # [K, E]
         boxes, mask = self._objects(object_boxes, object_mask, b, rois)
         d = boxes.shape[1]
+        if d:  # crops and object boxes in one pass of the node embedding
+            obj_rois = torch.cat([torch.arange(b, device=rois.device, dtype=rois.dtype).repeat_interleave(d)[:, None],
+                                  boxes.reshape(-1, 4).to(rois.dtype)], dim=1)
+            emb = self._box_features(features, torch.cat([rois, obj_rois]))
+            crop = emb[:k]  # [K, E]
+        else:
+            crop = self._box_features(features, rois)  # [K, E]
         norm = rois.new_tensor([w_in, h_in])
         crop_c = ((rois[:, 1:3] + rois[:, 3:5]) / 2 / norm).to(crop.dtype)  # [K, 2]
         rel = self.relations
         if d:
-            obj_rois = torch.cat([torch.arange(b, device=rois.device, dtype=rois.dtype).repeat_interleave(d)[:, None],
-                                  boxes.reshape(-1, 4).to(rois.dtype)], dim=1)
-            obj = self._box_features(features, obj_rois).view(b, d, -1) * mask[..., None].to(crop.dtype)
+            obj = emb[k:].view(b, d, -1) * mask[..., None].to(crop.dtype)
             obj_c = ((boxes[..., :2] + boxes[..., 2:]) / 2 / norm.to(boxes.dtype)).to(crop.dtype)  # [B, D, 2]
 
             def nodes(f_crop: Tensor, f_obj: Tensor) -> Tensor:
@@ -463,8 +522,9 @@ class S2CNet(LearnedCropModel):
         if self.head_kind == "crop":
             return self.head(out[:, 0]).reshape(-1)
         n = out.shape[1]  # ≤ 1 + bbox_num: the dropped all-padding channels are zeros, so slice the conv
-        first = self.head[0]
-        y = F.conv2d(out.reshape(k, n, self._token_side, self._token_side), first.weight[:, :n], first.bias)
+        first = self.head[0]  # its kernel covers the whole token map: the conv is one matrix product
+        y = torch.addmm(first.bias, out.reshape(k, -1), first.weight[:, :n].reshape(first.weight.shape[0], -1).t())
+        y = y[:, :, None, None]
         return self.head[1:](y).reshape(-1)
 
     def _objects(self, boxes: Tensor | None, mask: Tensor | None, b: int, rois: Tensor) -> tuple[Tensor, Tensor]:

@@ -6,7 +6,16 @@ in input-image pixels and return Tensor[K, C, P, P]; see :mod:`opencrop.ops.alig
 
 from __future__ import annotations
 
-from opencrop.ops.align import rod_align, rod_align_avg, roi_align, roi_align_avg, roi_align_torchvision
+from opencrop.ops.align import (
+    rod_align,
+    rod_align_avg,
+    rod_align_grid,
+    rod_align_inside,
+    roi_align,
+    roi_align_avg,
+    roi_align_matrices,
+    roi_align_torchvision,
+)
 from opencrop.ops.modules import RoDAlign, RoDAlignAvg, RoIAlign, RoIAlignAvg
 from opencrop.ops.nms import box_iou_matrix, nms
 
@@ -19,7 +28,10 @@ __all__ = [
     "nms",
     "rod_align",
     "rod_align_avg",
+    "rod_align_grid",
+    "rod_align_inside",
     "roi_align",
     "roi_align_avg",
+    "roi_align_matrices",
     "roi_align_torchvision",
 ]

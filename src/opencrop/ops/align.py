@@ -48,8 +48,11 @@ from torch import Tensor
 __all__ = [
     "rod_align",
     "rod_align_avg",
+    "rod_align_grid",
+    "rod_align_inside",
     "roi_align",
     "roi_align_avg",
+    "roi_align_matrices",
     "roi_align_torchvision",
 ]
 
@@ -150,8 +153,15 @@ def roi_align(features: Tensor, rois: Tensor, output_size: int | tuple[int, int]
     """
     _check(features, rois, "roi_align")
     ph, pw = _pair(output_size)
+    bidx, ty, tx = _roi_taps(features, rois, ph, pw, spatial_scale, "roi_align")
+    return _gather_bilinear(features, bidx, ty, tx)
+
+
+def _roi_taps(features: Tensor, rois: Tensor, ph: int, pw: int, spatial_scale: float, name: str):
+    """Batch indices [K] and the GAIC RoIAlign taps ``(lo, hi, w_lo, w_hi)`` per axis ([K, Ph] / [K, Pw]), validity
+    folded into the weights."""
     if ph < 2 or pw < 2:
-        raise ValueError(f"roi_align: output_size must be >= 2 (the GAIC kernel divides by P - 1), got {(ph, pw)}")
+        raise ValueError(f"{name}: output_size must be >= 2 (the GAIC kernel divides by P - 1), got {(ph, pw)}")
     H, W = features.shape[2:]
     bidx, x1, y1, x2, y2 = _split_rois(rois, features, spatial_scale)
     cdt = x1.dtype
@@ -168,7 +178,33 @@ def roi_align(features: Tensor, rois: Tensor, output_size: int | tuple[int, int]
     xlo, xhi, wxlo, wxhi = _axis_weights(ws, W)
     vy = ((hs >= 0) & (hs < H)).to(cdt)
     vx = ((ws >= 0) & (ws < W)).to(cdt)
-    return _gather_bilinear(features, bidx, (ylo, yhi, wylo * vy, wyhi * vy), (xlo, xhi, wxlo * vx, wxhi * vx))
+    return bidx, (ylo, yhi, wylo * vy, wyhi * vy), (xlo, xhi, wxlo * vx, wxhi * vx)
+
+
+def _tap_matrix(taps: tuple[Tensor, Tensor, Tensor, Tensor], size: int, dtype: torch.dtype) -> Tensor:
+    """Dense interpolation matrix ``M[k, i, h]`` (``[K, P, size]``) of one axis' taps: ``Σ_h M[k, i, h] v[h]`` is
+    the tap sum ``w_lo · v[lo] + w_hi · v[hi]`` (both added when ``lo == hi``)."""
+    lo, hi, w_lo, w_hi = taps
+    m = torch.zeros(*lo.shape, size, dtype=dtype, device=lo.device)
+    m.scatter_add_(-1, lo.unsqueeze(-1), w_lo.to(dtype).unsqueeze(-1))
+    return m.scatter_add_(-1, hi.unsqueeze(-1), w_hi.to(dtype).unsqueeze(-1))
+
+
+def roi_align_matrices(features: Tensor, rois: Tensor, output_size: int | tuple[int, int],
+                       spatial_scale: float) -> tuple[Tensor, Tensor, Tensor]:
+    """:func:`roi_align` as separable dense interpolation matrices (for callers that contract the result with a
+    linear map, where two small matrix products beat the gather).
+
+    Returns:
+        ``(bidx [K] long, Ay [K, Ph, H], Ax [K, Pw, W])`` in ``features``' dtype, with
+        ``roi_align(features, rois, output_size, spatial_scale)[k] == Ay[k] @ features[bidx[k]] @ Ax[k]ᵀ``
+        (per channel; equal up to float rounding, the products sum in another order).
+    """
+    _check(features, rois, "roi_align_matrices")
+    ph, pw = _pair(output_size)
+    bidx, ty, tx = _roi_taps(features, rois, ph, pw, spatial_scale, "roi_align_matrices")
+    H, W = features.shape[2:]
+    return bidx, _tap_matrix(ty, H, features.dtype), _tap_matrix(tx, W, features.dtype)
 
 
 def rod_align(features: Tensor, rois: Tensor, output_size: int | tuple[int, int], spatial_scale: float) -> Tensor:
@@ -185,22 +221,53 @@ def rod_align(features: Tensor, rois: Tensor, output_size: int | tuple[int, int]
     """
     _check(features, rois, "rod_align")
     ph, pw = _pair(output_size)
+    _, _, ty, tx = _rod_taps(features, ph, pw, rois.shape[0], "rod_align")
+    bidx = _split_rois(rois, features, spatial_scale)[0]
+    out = _gather_bilinear(features, bidx, ty, tx)
+    iny, inx = rod_align_inside(features, rois, (ph, pw), spatial_scale)
+    K = bidx.shape[0]
+    keep = ~(iny.view(K, 1, ph, 1) & inx.view(K, 1, 1, pw))
+    return out * keep.to(out.dtype)
+
+
+def _rod_taps(features: Tensor, ph: int, pw: int, k: int, name: str):
+    """RoDAlign's fixed sample grid: positions ``hs`` [k, Ph], ``ws`` [k, Pw] and their taps per axis."""
     if ph < 2 or pw < 2:
-        raise ValueError(f"rod_align: output_size must be >= 2 (the GAIC kernel divides by P - 1), got {(ph, pw)}")
+        raise ValueError(f"{name}: output_size must be >= 2 (the GAIC kernel divides by P - 1), got {(ph, pw)}")
     H, W = features.shape[2:]
-    bidx, x1, y1, x2, y2 = _split_rois(rois, features, spatial_scale)
-    K, cdt, dev = bidx.shape[0], x1.dtype, features.device
+    cdt, dev = _coord_dtype(features), features.device
     # (float)(H - 1.001) / (P - 1.) stored as float, as in the kernel (tensor ops only, so an exported graph keeps
     # H and W symbolic: opencrop.export)
     bin_h = (torch.full((), H - 1.001, dtype=cdt, device=dev).double() / (ph - 1.0)).to(cdt)
     bin_w = (torch.full((), W - 1.001, dtype=cdt, device=dev).double() / (pw - 1.0)).to(cdt)
-    hs = (torch.arange(ph, device=dev, dtype=cdt) * bin_h).expand(K, ph)
-    ws = (torch.arange(pw, device=dev, dtype=cdt) * bin_w).expand(K, pw)
-    out = _gather_bilinear(features, bidx, _axis_weights(hs, H), _axis_weights(ws, W))
+    hs = (torch.arange(ph, device=dev, dtype=cdt) * bin_h).expand(k, ph)
+    ws = (torch.arange(pw, device=dev, dtype=cdt) * bin_w).expand(k, pw)
+    return hs, ws, _axis_weights(hs, H), _axis_weights(ws, W)
+
+
+def rod_align_grid(features: Tensor, output_size: int | tuple[int, int]) -> Tensor:
+    """RoDAlign's samples before the box is blacked out: the whole map on the fixed grid, once per image →
+    ``Tensor[B, C, Ph, Pw]``. ``rod_align(features, rois, …)[k] == grid[bidx[k]] * keep[k]`` with ``keep = ¬(iny ⊗
+    inx)`` of :func:`rod_align_inside` (the grid does not depend on the box)."""
+    if not isinstance(features, Tensor) or features.dim() != 4:
+        raise ValueError(f"rod_align_grid: features must be a Tensor[B, C, H, W], got {tuple(features.shape)}")
+    ph, pw = _pair(output_size)
+    b = features.shape[0]
+    _, _, ty, tx = _rod_taps(features, ph, pw, b, "rod_align_grid")
+    return _gather_bilinear(features, torch.arange(b, device=features.device), ty, tx)
+
+
+def rod_align_inside(features: Tensor, rois: Tensor, output_size: int | tuple[int, int],
+                     spatial_scale: float) -> tuple[Tensor, Tensor]:
+    """Which RoDAlign grid rows / columns lie inside each (closed, scaled) box → ``(iny [K, Ph], inx [K, Pw])``
+    bool; a sample is blacked out when both hold."""
+    _check(features, rois, "rod_align_inside")
+    ph, pw = _pair(output_size)
+    _, x1, y1, x2, y2 = _split_rois(rois, features, spatial_scale)
+    hs, ws, _, _ = _rod_taps(features, ph, pw, 1, "rod_align_inside")
     iny = (hs >= y1.view(-1, 1)) & (hs <= y2.view(-1, 1))  # [K, Ph]
     inx = (ws >= x1.view(-1, 1)) & (ws <= x2.view(-1, 1))  # [K, Pw]
-    keep = ~(iny.view(K, 1, ph, 1) & inx.view(K, 1, 1, pw))
-    return out * keep.to(out.dtype)
+    return iny, inx
 
 
 def _avg2x2(x: Tensor) -> Tensor:
