@@ -183,7 +183,10 @@ def _tv_axis_matrix(start: Tensor, length: Tensor, bins: int, size: int) -> Tens
     hat function ``max(0, 1 − |pos − i|)``), already divided by the samples per bin."""
     K, dt, dev = start.shape[0], start.dtype, start.device
     g = torch.ceil(length / bins).clamp(min=1)  # [K]
-    gmax = max(int(g.max()), 1) if K else 1
+    if torch.compiler.is_exporting():  # a static bound (the count is data-dependent): rois up to twice the map;
+        gmax = max(math.ceil(2 * size / bins), 1)  # the extra samples have weight 0, so the result is the same
+    else:
+        gmax = max(int(g.max()), 1) if K else 1
     binsz = (length / bins).view(K, 1, 1)
     p = torch.arange(bins, device=dev, dtype=dt).view(1, bins, 1)
     i = torch.arange(gmax, device=dev, dtype=dt).view(1, 1, gmax)
@@ -208,6 +211,8 @@ def roi_align_separable(features: Tensor, rois: Tensor, output_size: int, spatia
     rh = (r[:, 4] * spatial_scale - y1).clamp(min=1.0)
     ay = _tv_axis_matrix(y1, rh, output_size, H)  # [K, P, H]
     ax = _tv_axis_matrix(x1, rw, output_size, W)  # [K, P, W]
+    if features.shape[0] == 1:  # one image (inference, the ONNX graph): no loop, no data-dependent indexing
+        return torch.einsum("kph,kchq->kcpq", ay, torch.einsum("chw,kqw->kchq", features[0], ax))
     out = features.new_zeros((r.shape[0], C, output_size, output_size))
     for b in torch.unique(bidx).tolist():  # per image of the batch, never per box
         sel = (bidx == b).nonzero().flatten()

@@ -143,6 +143,8 @@ class OnnxScorer(CandidateScorer):
             raise ModelFileError(self.path, f"incomplete opencrop metadata ({type(e).__name__}: {e})") from None
         self.weights_source: str | None = meta["opencrop.weights"] if trained else None
         graph_inputs = [i.name for i in self.session.get_inputs()]
+        #: numpy dtype of each graph input (S2CNet's object_mask is bool, the others float32)
+        self._dtypes = {i.name: np.bool_ if i.type == "tensor(bool)" else np.float32 for i in self.session.get_inputs()}
         unknown = [n for n in self.input_names[2:] if n not in EXTRA_INPUTS]
         if graph_inputs != self.input_names or unknown:
             raise ModelFileError(self.path, f"graph inputs {graph_inputs} do not match the metadata "
@@ -157,7 +159,8 @@ class OnnxScorer(CandidateScorer):
             raise ValueError(f"{self.name}.prepare: {e}") from None
         h, w = int(pixels.shape[0]), int(pixels.shape[1])
         x, (sx, sy) = preprocess_array(self.preprocess, pixels)
-        extra = {n: np.asarray(EXTRA_INPUTS[n](cues, w, h, sx, sy), np.float32) for n in self.input_names[2:]}
+        extra = {n: np.asarray(EXTRA_INPUTS[n](cues, w, h, sx, sy, self.config), self._dtypes[n])
+                 for n in self.input_names[2:]}
         return OnnxPrepared(x, w, h, sx, sy, extra)
 
     def score(self, prepared: OnnxPrepared, boxes: np.ndarray) -> np.ndarray:

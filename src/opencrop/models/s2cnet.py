@@ -65,6 +65,7 @@ from torch import Tensor, nn
 from opencrop.cues.types import Cues
 from opencrop.models.checkpoint import build_with_weights
 from opencrop.models.gaic import _feature_info, gaic_head
+from opencrop.models.inputs import object_boxes_from_cues, require_object_cues
 from opencrop.models.learned import LearnedCropModel
 from opencrop.models.preprocess import Preprocess
 from opencrop.models.registry import register_model
@@ -90,41 +91,6 @@ _NN_NAME = {"mobilenet_v2": "mobilenet_v2", "shufflenet_v2": "shufflenet_v2_x1_0
 
 
 # ---------------------------------------------------------------------------------------------- object boxes
-def object_boxes_from_cues(cues: Cues | None, max_boxes: int, min_size: float = 1.0) -> np.ndarray:
-    """Object boxes of one image for S2CNet's object nodes → ``[d ≤ max_boxes, 4]`` xyxy analysis pixels.
-
-    * Given boxes (``cues.object_boxes``: a dataset's S2CNet proposals, in evaluation and through the API) win:
-      their first ``max_boxes`` (the files list the detector's boxes in its order).
-    * Otherwise the detections of :mod:`opencrop.cues`: people (``cues.people``, SSD score ≥ 0.5) and COCO objects
-      (``cues.objects``, score ≥ 0.4, people excluded), merged and sorted by descending score (people first on
-      ties), clipped to the image; boxes whose width or height is at most ``min_size`` pixels are dropped (as the
-      published files' placeholders are); the first ``max_boxes`` are kept. Faces are not object nodes (a person
-      box covers them).
-
-    The original detector is a Faster R-CNN trained on Visual Genome, which is not available offline; COCO
-    people and objects are what users of the original code substitute (S2CNet issue #8). ``cues=None`` or no
-    detections → ``[0, 4]`` (a one-node graph).
-    """
-    if max_boxes <= 0 or cues is None:
-        return np.zeros((0, 4), np.float64)
-    if cues.object_boxes is not None:
-        b = np.asarray(cues.object_boxes, np.float64).reshape(-1, 4)
-        ok = ((b[:, 2] - b[:, 0]) > min_size) & ((b[:, 3] - b[:, 1]) > min_size) & np.all(b >= 0, axis=1)
-        return b[ok][:max_boxes]
-    boxes = np.concatenate([np.asarray(cues.people.boxes, np.float64).reshape(-1, 4),
-                            np.asarray(cues.objects.boxes, np.float64).reshape(-1, 4)])
-    scores = np.concatenate([np.asarray(cues.people.scores, np.float64).reshape(-1),
-                             np.asarray(cues.objects.scores, np.float64).reshape(-1)])
-    if boxes.shape[0] == 0:
-        return boxes
-    w, h = float(cues.width), float(cues.height)
-    boxes = np.clip(boxes, 0.0, [w, h, w, h])
-    ok = ((boxes[:, 2] - boxes[:, 0]) > min_size) & ((boxes[:, 3] - boxes[:, 1]) > min_size)
-    boxes, scores = boxes[ok], scores[ok]
-    order = np.argsort(-scores, kind="stable")
-    return boxes[order][:max_boxes]
-
-
 def fit_object_boxes(boxes: Tensor, mask: Tensor, count: int) -> tuple[Tensor, Tensor]:
     """Real boxes first (order kept), cut or padded to ``count`` columns.
 
@@ -138,8 +104,11 @@ def fit_object_boxes(boxes: Tensor, mask: Tensor, count: int) -> tuple[Tensor, T
     """
     b, d = mask.shape
     mask = mask.to(torch.bool)
-    if d and not bool(mask[:, :-1].ge(mask[:, 1:]).all()):  # not already real-first: stable sort, real first
-        order = torch.sort((~mask).to(torch.int8), dim=1, stable=True).indices
+    exporting = torch.compiler.is_exporting()  # the ONNX graph always sorts (the test below is data-dependent)
+    if d and (exporting or not bool(mask[:, :-1].ge(mask[:, 1:]).all())):  # not real-first: stable sort, real first
+        # unique keys (padding after the real boxes, then position): top-k of them is the stable order (and exports)
+        key = (~mask).to(torch.int64) * d + torch.arange(d, device=mask.device)
+        order = torch.topk(key, d, dim=1, largest=False).indices
         boxes = boxes.gather(1, order[..., None].expand(b, d, 4))
         mask = mask.gather(1, order)
     if d >= count:
@@ -220,7 +189,9 @@ class _Attention(nn.Module):
         m, e, h = queries.shape[1], queries.shape[2], self.heads
         k, v = kv.view(k_, n, 2, h, e // h).permute(2, 0, 3, 1, 4)  # 2 × [K, h, n, e/h]
         q = self.to_q(queries).view(k_, m, h, e // h).transpose(1, 2)  # [K, h, m, e/h]
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype), scale=self.scale)
+        # written out, not F.scaled_dot_product_attention: the ONNX exporter's SDPA decomposition breaks the reshape
+        # below, and one formula for torch and the exported graph keeps their scores within float rounding
+        out = ((q @ k.transpose(-1, -2)) * self.scale + bias.to(q.dtype)).softmax(-1) @ v
         return self.to_out(out.transpose(1, 2).reshape(k_, m, e))
 
     def single_query(self, xn: Tensor, queries: Tensor, bias: Tensor) -> Tensor:
@@ -297,7 +268,8 @@ class GraphTransformer(nn.Module):
         Returns:
             ``Tensor[K, n, E]`` (``[K, 1, E]`` with ``crop_only``).
         """
-        all_real = bool(mask.all())  # then the masking multiplications are identities: skipped
+        # all real: the masking multiplications are identities, skipped (an exported graph always masks)
+        all_real = not torch.compiler.is_exporting() and bool(mask.all())
         keep = mask[..., None].to(x.dtype)
         x = x if all_real else x * keep
         g = self.aggregation_weights(a, s, mask)
@@ -342,6 +314,8 @@ class S2CNet(LearnedCropModel):
 
     name = "s2cnet"
     needs: frozenset[str] = frozenset({"people", "objects", "object_boxes"})
+    #: the ONNX graph's object inputs: padded to a fixed ``bbox_num`` with the mask (:mod:`opencrop.models.inputs`)
+    export_inputs: tuple[str, ...] = ("object_boxes", "object_mask")
 
     def __init__(
         self,
@@ -388,6 +362,8 @@ class S2CNet(LearnedCropModel):
         self.stride = strides[1]
         self.neck = GAICFusion(chans, reddim)
         self.align_size, self.bbox_num, self.head_kind = int(align_size), int(bbox_num), head
+        if self.bbox_num == 0:  # the ablation without object nodes: the graph takes image and rois only
+            self.export_inputs = ()
         self.rank_weight = float(rank_weight)
         self.node_emb = nn.Sequential(nn.Linear(2 * reddim * align_size ** 2, node_dim), nn.LayerNorm(node_dim),
                                       nn.ReLU(inplace=True))
@@ -446,7 +422,9 @@ class S2CNet(LearnedCropModel):
         no gradient is wanted (inference)."""
         weight = self.node_emb[0].weight
         # inference tensors keep no version counter: not cached (models made inside torch.inference_mode)
-        grad = (torch.is_grad_enabled() and weight.requires_grad) or weight.is_inference()
+        # nor while torch.export traces (fake tensors have no data pointer; the graph computes the product once)
+        grad = (torch.is_grad_enabled() and weight.requires_grad) or weight.is_inference() \
+            or torch.compiler.is_exporting()
         key = None if grad else (weight.data_ptr(), weight._version, weight.dtype, weight.device, c)
         cache = getattr(self, "_node_w_cache", None)
         if not grad and cache is not None and cache[0] == key:
@@ -496,12 +474,15 @@ class S2CNet(LearnedCropModel):
             crop = emb[:k]  # [K, E]
         else:
             crop = self._box_features(features, rois)  # [K, E]
-        norm = rois.new_tensor([w_in, h_in])
-        crop_c = ((rois[:, 1:3] + rois[:, 3:5]) / 2 / norm).to(crop.dtype)  # [K, 2]
+
+        def centres(b: Tensor) -> Tensor:  # xyxy [..., 4] → (cx / W, cy / H); per column: W, H stay symbolic in export
+            return torch.stack([(b[..., 0] + b[..., 2]) / (2 * w_in), (b[..., 1] + b[..., 3]) / (2 * h_in)], dim=-1)
+
+        crop_c = centres(rois[:, 1:]).to(crop.dtype)  # [K, 2]
         rel = self.relations
         if d:
             obj = emb[k:].view(b, d, -1) * mask[..., None].to(crop.dtype)
-            obj_c = ((boxes[..., :2] + boxes[..., 2:]) / 2 / norm.to(boxes.dtype)).to(crop.dtype)  # [B, D, 2]
+            obj_c = centres(boxes).to(crop.dtype)  # [B, D, 2]
 
             def nodes(f_crop: Tensor, f_obj: Tensor) -> Tensor:
                 """Crop row per crop, object rows per image (computed once per image, gathered per crop)."""
@@ -539,6 +520,8 @@ class S2CNet(LearnedCropModel):
             raise ValueError(f"s2cnet: object_boxes must be Tensor[B={b}, D, 4] with object_mask Tensor[B, D], got "
                              f"{tuple(boxes.shape)} and {tuple(mask.shape)}")
         boxes, mask = fit_object_boxes(boxes.to(rois.device, rois.dtype), mask.to(rois.device), self.bbox_num)
+        if torch.compiler.is_exporting():  # the ONNX graph keeps all bbox_num columns (padded ones are masked)
+            return boxes, mask
         used = int(mask.sum(1).max()) if mask.numel() else 0
         return boxes[:, :used], mask[:, :used]
 
@@ -577,15 +560,18 @@ class S2CNet(LearnedCropModel):
     def extra_from_cues(self, cues: Cues | None, width: int, height: int, sx: float, sy: float) -> dict[str, Tensor]:
         """Object boxes for :meth:`prepare`: :func:`object_boxes_from_cues` scaled to input pixels →
         ``object_boxes`` ``[1, d, 4]``, ``object_mask`` ``[1, d]`` (``d ≤ bbox_num``, possibly 0)."""
-        if cues is None:
-            raise ValueError(
-                "s2cnet.prepare needs cues: the image's object boxes (Cues.object_boxes) or its people / object "
-                "detections (opencrop.cues.analyze(image, want={'people', 'objects'})); pass Cues(width, height) "
-                "for an image known to have none"
-            )
-        b = object_boxes_from_cues(cues, self.bbox_num) * np.array([sx, sy, sx, sy])
+        b = object_boxes_from_cues(require_object_cues(cues), self.bbox_num) * np.array([sx, sy, sx, sy])
         boxes = torch.as_tensor(b, dtype=torch.float32).reshape(1, -1, 4)
         return {"object_boxes": boxes, "object_mask": torch.ones(boxes.shape[:2], dtype=torch.bool)}
+
+    def export_example(self, width: int, height: int) -> dict[str, Tensor]:
+        """Two real object boxes and ``bbox_num − 2`` padded ones (the graph's inputs are always ``bbox_num`` wide)."""
+        boxes = torch.zeros(1, self.bbox_num, 4)
+        mask = torch.zeros(1, self.bbox_num, dtype=torch.bool)
+        real = torch.tensor([[0.1 * width, 0.2 * height, 0.5 * width, 0.9 * height],
+                             [0.5 * width, 0.1 * height, 0.9 * width, 0.6 * height]])[: self.bbox_num]
+        boxes[0, : len(real)], mask[0, : len(real)] = real, True
+        return {"object_boxes": boxes, "object_mask": mask}
 
     def compute_loss(self, batch: dict[str, Any]) -> dict[str, Tensor]:
         """SmoothL1 on ``(MOS − 2.95) / 0.8`` (+ ``rank_weight`` × pairwise ranking loss on the same targets,

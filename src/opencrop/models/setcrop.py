@@ -361,14 +361,14 @@ class SetCrop(LearnedCropModel):
         offset = torch.cat([inverse_sigmoid(reference), torch.zeros_like(reference)], dim=-1)
         boxes = (self.bbox_embed(hs) + offset[None]).sigmoid()
         logits = self.class_embed(hs).squeeze(-1)
-        return {"logits": logits, "boxes": boxes, "size": (int(images.shape[-1]), int(images.shape[-2]))}
+        return {"logits": logits, "boxes": boxes, "size": (images.shape[-1], images.shape[-2])}
 
     @staticmethod
     def _query_boxes(features: dict[str, Any]) -> tuple[Tensor, Tensor]:
         """Final-layer query boxes ``Tensor[B, Q, 4]`` xyxy input pixels (clipped) and validity ``Tensor[B, Q]``."""
-        w, h = features["size"]
-        scale = features["boxes"].new_tensor([w, h, w, h])
-        boxes = clip_boxes(cxcywh_to_xyxy(features["boxes"][-1]) * scale, w, h)
+        w, h = features["size"]  # symbolic under torch.export: scaled per column, not through a new tensor
+        b = cxcywh_to_xyxy(features["boxes"][-1])
+        boxes = clip_boxes(torch.stack([b[..., 0] * w, b[..., 1] * h, b[..., 2] * w, b[..., 3] * h], dim=-1), w, h)
         return boxes, features["logits"][-1].sigmoid()
 
     def forward_scores(self, features: dict[str, Any], rois: Tensor, **extra: Tensor) -> Tensor:
