@@ -193,7 +193,8 @@ def trainer_clock(cpu_budget: bool) -> Iterator[None]:
 
 
 def run_model(name: str, data: Path, out: Path, budget: float, epochs: int, seed: int,
-              lr: float = 3e-4, cpu_budget: bool = False) -> dict[str, Any]:
+              lr: float = 3e-4, cpu_budget: bool = False,
+              recipe_over: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     """Train ``name`` for ``budget`` seconds (checked between epochs; ``cpu_budget``: seconds of this process's CPU
     time, so other jobs on a shared machine do not shorten the run) and score the test split."""
     from opencrop.data import load_gaicd
@@ -202,7 +203,9 @@ def run_model(name: str, data: Path, out: Path, budget: float, epochs: int, seed
     from opencrop.train.trainer import train
 
     arch = ARCH.get(name, name)
-    over = RECIPE_KWARGS.get(name, {})
+    over = {k: {**v} for k, v in RECIPE_KWARGS.get(name, {}).items()}
+    for section, values in (recipe_over or {}).items():
+        over[section] = {**over.get(section, {}), **values}
     recipe = Recipe.from_dict({
         "model": {"name": arch, "kwargs": MODEL_KWARGS.get(name, {})},
         "data": {"format": "gaicd", "root": str(data), "val_split": "holdout", "holdout_fraction": 0.1,
@@ -433,6 +436,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="< 1: faint subjects (write the data with opencrop.data.synth.write_gaicd)")
     ap.add_argument("--kwargs", type=json.loads, default={}, metavar="JSON",
                     help='model keyword overrides for every model trained, e.g. \'{"backbone_lr": 0}\'')
+    ap.add_argument("--recipe", type=json.loads, default={}, metavar="JSON",
+                    help="recipe section overrides (JSON), e.g. a schedule")
     args = ap.parse_args(argv)
     for kw in MODEL_KWARGS.values():
         kw.update(args.kwargs)
@@ -462,7 +467,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for n in names:
         print(f"== {n}", file=sys.stderr)
-        rows.append(run_model(n, args.data, args.out, args.budget, args.epochs, args.seed, args.lr, args.cpu_budget))
+        rows.append(run_model(n, args.data, args.out, args.budget, args.epochs, args.seed, args.lr, args.cpu_budget,
+                              args.recipe))
         print(json.dumps(rows[-1]), file=sys.stderr)
     comp = run_composition(args.data)
     if comp is not None:

@@ -11,6 +11,14 @@ with the photo's detected people / objects and with the full ``bbox_num`` object
 files give), interleaved with GAIC run by run, and prints each one's time as a multiple of GAIC's (target ≤ 1.5×).
 The detector itself is not timed (every pipeline runs cues; S2CNet's are people + objects).
 
+``--setcrop`` adds SetCrop (a set predictor, random weights: its time does not depend on them) in the two
+configurations of :data:`SETCROP_CONFIGS`, interleaved with GAIC run by run: decode + shrink to its own input short
+side, ``prepare`` (the whole network: backbone, transformer, heads) and ``propose`` for 1:1, 16:9 and any ratio
+(query boxes, ratio adjustment); its "score" column is that ``propose``. Each one's time is a multiple of GAIC's
+(wall and process CPU), measured in the same process:
+
+    PYTHONPATH=src python benchmarks/learned_latency.py --threads 1 --setcrop [--setcrop-only-cpu]
+
 GenCrop (``--model gencrop [--backbone mobilenet_v2|resnet50]``): decode + shrink, ``prepare`` (letterbox to 256,
 the whole network: backbone, transformer, 256 proposals scored, subject gating) and ``propose`` for 1:1 and 16:9
 (each fitted to the ratio), with a user subject box:
@@ -80,6 +88,35 @@ def object_sets(img: np.ndarray, bbox_num: int) -> dict[str, np.ndarray]:
     return {"cues": object_boxes_from_cues(cues, bbox_num), "full": np.concatenate([xy, xy + wh], 1)}
 
 
+#: SetCrop configurations timed beside GAIC: the published one (ResNet-50-DC5, short side 600 / max 1333, 6 + 6
+#: layers, d 256, FFN 2048, 90 queries) and the CPU-sized one of ``benchmarks/learnability.py``
+SETCROP_CONFIGS: dict[str, dict] = {
+    "setcrop-cpu": {"backbone": "mobilenet_v2", "hidden_dim": 128, "nheads": 4, "enc_layers": 2, "dec_layers": 3,
+                    "dim_feedforward": 512, "num_queries": 90, "input_size": 224, "max_input_size": 448},
+    "setcrop (published R50-DC5)": {"backbone": "resnet50"},
+}
+
+
+def time_setcrop(model: object, jpeg: bytes) -> tuple[dict[str, float], str]:
+    """One SetCrop run end to end → ``({"decode", "prepare", "score", "total", "cpu"}`` in seconds, shape note).
+    Decode + shrink to the model's input short side, ``prepare`` (backbone + transformer + heads), then ``propose``
+    for 1:1, 16:9 and any ratio ("score"; ``total`` / ``cpu`` = prepare + propose)."""
+    from opencrop.models.base import Request
+
+    t0 = time.perf_counter()
+    img = decode_shrunk(jpeg, model.preprocess.size)
+    t1, c1 = time.perf_counter(), time.process_time()
+    p = model.prepare(img)
+    t2 = time.perf_counter()
+    for r in (1.0, 16 / 9, None):
+        b, _ = model.propose(p, Request(ratio=r, top_k=5))
+        assert len(b) == model.config["num_queries"]
+    t3, c3 = time.perf_counter(), time.process_time()
+    note = (f"analysis {img.shape[1]}×{img.shape[0]} → input {p.input_size[0]}×{p.input_size[1]}, "
+            f"{model.config['num_queries']} queries, propose ×3 ratios")
+    return {"decode": t1 - t0, "prepare": t2 - t1, "score": t3 - t2, "total": t3 - t1, "cpu": c3 - c1}, note
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=2)
@@ -88,6 +125,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--s2cnet", action="store_true",
                     help="also S2CNet v1 / v2 on the same candidates, interleaved with GAIC (ratio vs GAIC)")
+    ap.add_argument("--setcrop", action="store_true",
+                    help="also SetCrop (published R50-DC5 and CPU-sized), interleaved with GAIC (ratio vs GAIC)")
+    ap.add_argument("--setcrop-only-cpu", action="store_true", help="with --setcrop: only the CPU-sized SetCrop")
     ap.add_argument("--md", type=Path, default=None, help="append the result to this Markdown file")
     ap.add_argument("--model", choices=["gaic", "gencrop"], default="gaic")
     ap.add_argument("--backbone", default="mobilenet_v2", help="GenCrop backbone (mobilenet_v2 | resnet50)")
@@ -116,11 +156,26 @@ def main(argv: list[str] | None = None) -> int:
             for kind, ob in object_sets(img0, m.bbox_num).items():
                 runs.append((f"S2CNet {tag} ({len(ob)} objects, {kind})", m,
                              Cues(img0.shape[1], img0.shape[0], object_boxes=ob)))
+    setcrops: dict[str, object] = {}
+    if args.setcrop:
+        for tag, kw in SETCROP_CONFIGS.items():
+            if args.setcrop_only_cpu and tag != "setcrop-cpu":
+                continue
+            torch.manual_seed(0)
+            setcrops[f"SetCrop {tag}"] = create_model("setcrop", **kw).eval()
+            runs.append((f"SetCrop {tag}", setcrops[f"SetCrop {tag}"], None))
+    notes: dict[str, str] = {}
     times: dict[str, dict[str, list[float]]] = {lab: {"decode": [], "prepare": [], "score": [], "total": [], "cpu": []}
                                                 for lab, _, _ in runs}
     n_boxes = 0
     for i in range(args.warmup + args.runs):
         for lab, m, cues in runs:  # interleaved: load changes hit every model alike
+            if lab in setcrops:
+                st, notes[lab] = time_setcrop(m, jpeg)
+                if i >= args.warmup:
+                    for k, v in st.items():
+                        times[lab][k].append(1000 * v)
+                continue
             t0 = time.perf_counter()
             img = decode_shrunk(jpeg)
             h, w = img.shape[:2]
@@ -144,6 +199,12 @@ def main(argv: list[str] | None = None) -> int:
         base = (med["total"], med["cpu"]) if base is None else base
         ratio = ("" if lab.startswith("GAIC") else
                  f"; **{med['total'] / base[0]:.2f}× GAIC** (CPU time {med['cpu'] / base[1]:.2f}×)")
+        if lab in setcrops:
+            lines.append(f"{lab}, {args.threads} threads, 1500×1000 JPEG → {notes[lab]}: decode+shrink "
+                         f"{med['decode']:.1f} ms, prepare {med['prepare']:.1f} ms, propose {med['score']:.1f} ms, "
+                         f"**prepare+propose {med['total']:.1f} ms** (process CPU {med['cpu']:.1f} ms; median of "
+                         f"{args.runs}; fastest {min(times[lab]['total']):.1f} ms){ratio}")
+            continue
         target = "target ≤ 60 ms" if lab.startswith("GAIC") else "target ≤ 1.5× GAIC"
         lines.append(f"{lab}, {args.threads} threads, 1500×1000 JPEG → analysis {w}×{h} → input "
                      f"{p.input_size[0]}×{p.input_size[1]}, {n_boxes} candidates: "
