@@ -216,3 +216,29 @@ def test_a_damaged_cached_conversion_is_converted_again(tmp_path, monkeypatch, c
         assert paths[0].stat().st_size > 1_000_000  # replaced by a good conversion
     finally:
         objects._ORT.reset()
+
+
+def _check_with_onnx(data: bytes) -> None:
+    """The ``onnx`` package (dev/export extra only) accepts the bytes the hand-written writer made: the full checker
+    with shape inference passes, and parsing then serialising them again gives the same bytes."""
+    onnx = pytest.importorskip("onnx", reason="the onnx package (the export extra) checks the hand-written graphs")
+    model = onnx.load_from_string(data)
+    onnx.checker.check_model(model, full_check=True)
+    assert model.SerializeToString() == data
+
+
+def test_writer_graphs_pass_the_onnx_checker_and_round_trip() -> None:
+    g = GraphBuilder("misc")
+    img = g.input("img", np.uint8, [1, 3, "h", "w"])
+    x = g.op("Cast", [img], to=1)
+    w = np.ones((2, 3, 3, 3), np.float32)
+    g.op("Sigmoid", [g.conv(x, w, np.zeros(2, np.float32), stride=2)], out="y")
+    g.output("y", np.float32, [1, 2, "oh", "ow"])
+    _check_with_onnx(g.to_bytes())
+
+
+def test_converted_ssd_graphs_pass_the_onnx_checker_and_round_trip(need) -> None:
+    """The real conversions that `opencrop models fetch` writes (people-only and full SSD graphs)."""
+    need("people")
+    for path in objects.convert_for_onnxruntime():  # paths (cached) or the bytes (converted in memory)
+        _check_with_onnx(path if isinstance(path, bytes) else path.read_bytes())
