@@ -65,8 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     import os
 
     lines = ["## Batch at scale (engines)", "",
-             f"Measured {dt.date.today().isoformat()} on {machine()} ({os.cpu_count()} cores **shared with other "
-             "jobs** while it ran, so treat the ratios, not the absolute figures, as the result).",
+             f"Measured {dt.date.today().isoformat()} on {machine()} ({os.cpu_count()} cores), "
+             f"1-min load average {os.getloadavg()[0]:.1f} at the end (other jobs inflate the absolute figures).",
              f"Command: `python benchmarks/batch_engines.py --images {args.images}`; {args.images} real photos "
              "(scikit-image samples, ≈ 1.5 MP JPEG), `-r 16:9 -r 1:1`, default model and cues; one `opencrop batch` "
              "process per row, wall time including start-up.", "",
