@@ -15,7 +15,8 @@ score(crop) = Σ weight · term, every term listed once in :data:`WEIGHTS` (high
   (:func:`opencrop.cues.constraints.face_cut`). The API also enforces it as a hard rule.
 * ``body_cut``  — how badly the crop cuts detected people, heads and feet weighing most
   (:func:`opencrop.cues.constraints.body_cut_penalty`, 0…1).
-* ``object_cut`` — the same for detected animals and vehicles (:func:`opencrop.cues.constraints.object_cut_penalty`).
+* ``object_cut`` — the same for detected objects that are not scenery (animals, vehicles, a ball, a cup), measured
+  from the most of each object the frame can hold (:func:`opencrop.cues.constraints.object_cut_penalty`).
 * ``fit``     — how much of the photo's subject the crop keeps compared with the best largest window of its ratio:
   ``f = mass inside / best mass`` of the subject map (detected people, animals, vehicles, objects and plausible
   heads as boxes; the saliency map when nothing is detected), scored ``min(f, 1) − 2 · max(0, 0.9 − f)`` so that
@@ -44,8 +45,8 @@ from opencrop.models.base import CandidateScorer, pixels_of
 from opencrop.models.registry import register_model
 from opencrop.rules import kept_fraction
 
-__all__ = ["SCENERY", "WEIGHTS", "CompositionModel", "Prepared", "head_boxes_in", "kept_fraction", "protected_objects",
-           "salient_regions", "subject_map"]
+__all__ = ["SCENERY", "WEIGHTS", "CompositionModel", "Prepared", "fit_subjects", "head_boxes_in", "kept_fraction",
+           "protected_objects", "salient_regions", "subject_map"]
 
 #: the one place where the terms' weights live
 WEIGHTS: dict[str, float] = {
@@ -184,15 +185,24 @@ class CompositionModel(CandidateScorer):
     @staticmethod
     def _subjects(sal: np.ndarray, w: int, h: int, cues: Cues | None) -> tuple[np.ndarray, np.ndarray]:
         """Subject boxes for the layout model: detected people and objects (faces as a fallback) when present,
-        else salient regions. Weights are the detection scores (salient regions: 1) — the layout model weighs
-        subjects by their area itself and was trained with unit weights."""
+        else salient regions; both when the detections are details of a scene (covering, confidence-weighted, less
+        than half of :data:`DETAIL_AREA`: saliency then takes most of :func:`subject_map`). Weights are the
+        detection scores (salient regions: 1) — the layout model weighs subjects by their area itself and was
+        trained with unit weights."""
         if cues is not None:
-            parts = [d for d in (cues.people, cues.objects) if len(d)]
+            parts = [(d, THRESHOLDS[k]) for k, d in (("people", cues.people), ("objects", cues.objects)) if len(d)]
             if not parts and len(cues.faces):
-                parts = [_plausible(cues)]
+                parts = [(_plausible(cues), 0.5)]
+            parts = [(d, t) for d, t in parts if len(d)]
             if parts:
-                boxes = np.concatenate([d.boxes for d in parts]).astype(np.float64)
-                sc = np.concatenate([d.scores for d in parts]).astype(np.float64)
+                boxes = np.concatenate([d.boxes for d, _ in parts]).astype(np.float64)
+                sc = np.concatenate([d.scores for d, _ in parts]).astype(np.float64)
+                conf = np.concatenate([_margin(d.scores, t) for d, t in parts])
+                area = np.clip(boxes[:, 2] - boxes[:, 0], 0, w) * np.clip(boxes[:, 3] - boxes[:, 1], 0, h)
+                # details of a scene (saliency takes most of subject_map): its salient regions are subjects too
+                if float((area * conf).sum()) < 0.5 * DETAIL_AREA * w * h:
+                    rb, _ = salient_regions(sal, w, h)
+                    boxes, sc = np.concatenate([boxes, rb]), np.concatenate([sc, np.ones(len(rb))])
                 return boxes, np.clip(sc, 1e-3, 1.0)
         boxes, _ = salient_regions(sal, w, h)
         return boxes, np.ones(len(boxes))
@@ -249,7 +259,7 @@ class CompositionModel(CandidateScorer):
         if self.layout is not None:
             from opencrop.layout import layout_features
 
-            feats = layout_features(boxes, p.width, p.height, p.subjects, p.subject_weights)
+            feats = layout_features(boxes, p.width, p.height, self._fitted_subjects(p, boxes), p.subject_weights)
             out["layout"] = self.layout.predict(feats)
         else:
             out["layout"] = np.zeros(n)
@@ -259,8 +269,8 @@ class CompositionModel(CandidateScorer):
             np.zeros(n)
         out["body_cut"] = (body_cut_penalty(boxes, p.people, p.people_scores).astype(np.float64) if len(p.people)
                            else np.zeros(n))
-        out["object_cut"] = (object_cut_penalty(boxes, p.objects, p.object_scores).astype(np.float64)
-                             if len(p.objects) else np.zeros(n))
+        out["object_cut"] = (object_cut_penalty(boxes, p.objects, p.object_scores, best=self._fits(p, boxes, p.objects))
+                             .astype(np.float64) if len(p.objects) else np.zeros(n))
         if p.subject_ii is not None and n:
             f = _rect_sum(p.subject_ii, x1, y1, x2, y2) / max(self._best_mass(p, boxes), 1e-9)
             out["fit"] = np.minimum(f, 1.0) - 2.0 * np.maximum(0.0, 0.9 - f)
@@ -292,6 +302,31 @@ class CompositionModel(CandidateScorer):
         r = float(np.median((boxes[:, 2] - boxes[:, 0]) / np.maximum(boxes[:, 3] - boxes[:, 1], 1e-9)))
         ww, hh = min(p.width, p.height * r), min(p.height, p.width / r)
         return fit_heads(p.heads, _plausible(p.cues).boxes.astype(np.float64), ww, hh)
+
+    @staticmethod
+    def _fitted_subjects(p: Prepared, boxes: np.ndarray) -> np.ndarray:
+        """The layout model's subject boxes as the largest window of ``boxes``' aspect can show them
+        (:func:`fit_subjects`; people are left as they are: their heads have their own rules)."""
+        if not len(p.subjects):
+            return p.subjects
+        r = float(np.median((boxes[:, 2] - boxes[:, 0]) / np.maximum(boxes[:, 3] - boxes[:, 1], 1e-9)))
+        hh = min(p.height, p.width / r)
+        cues = p.cues
+        faces = cues.faces.boxes.astype(np.float64) if cues is not None and len(cues.faces) else np.zeros((0, 4))
+        which = np.ones(len(p.subjects), bool)
+        if cues is not None and len(cues.people) and len(p.subjects) >= len(cues.people):
+            which[: len(cues.people)] = False  # _subjects puts the people first
+        return fit_subjects(p.subjects, faces, hh, p.height, which)
+
+    @staticmethod
+    def _fits(p: Prepared, boxes: np.ndarray, objs: np.ndarray) -> np.ndarray:
+        """``[P]`` the largest fraction of each of ``objs`` (xyxy) that the largest window of ``boxes``' aspect can
+        hold: 1 where it fits."""
+        r = float(np.median((boxes[:, 2] - boxes[:, 0]) / np.maximum(boxes[:, 3] - boxes[:, 1], 1e-9)))
+        ww, hh = min(p.width, p.height * r), min(p.height, p.width / r)
+        ow = np.clip(objs[:, 2], 0, p.width) - np.clip(objs[:, 0], 0, p.width)
+        oh = np.clip(objs[:, 3], 0, p.height) - np.clip(objs[:, 1], 0, p.height)
+        return np.minimum(1.0, ww / np.maximum(ow, 1e-9)) * np.minimum(1.0, hh / np.maximum(oh, 1e-9))
 
     @staticmethod
     def _best_mass(p: Prepared, boxes: np.ndarray) -> float:
@@ -326,6 +361,38 @@ def _plausible(cues: Cues | None) -> Detections:
     return Detections(f.boxes[ok], f.scores[ok], [lab for lab, k in zip(f.labels, ok, strict=False) if k])
 
 
+#: a subject box whose top edge lies within this share of the image height from the image's top is cut by the
+#: photo itself: its top is not the subject's top
+EDGE = 0.02
+
+
+def fit_subjects(subjects: np.ndarray, faces: np.ndarray, win_h: float, height: float,
+                 which: np.ndarray | None = None) -> np.ndarray:
+    """Subject boxes ``[S, 4]`` (xyxy pixels of an image ``height`` tall) cut to what a window ``win_h`` tall can
+    hold, the way :func:`opencrop.cues.constraints.fit_heads` fits a head: a subject taller than the window keeps
+    its top (a roof, a stem, the eyes: a frame trims the foot) when the top lies in the picture (more than
+    :data:`EDGE` of the height below the image's top), from a little above the largest detected face inside it
+    when there is one (an animal's face: its top less a quarter of its height); otherwise it is left as it is.
+    Only the boxes ``which`` (``bool [S]``, default all) are fitted, boxes that fit are unchanged. The layout model,
+    trained on subjects that a crop can keep whole, then places the part that can be kept instead of centring an
+    overflowing box (which trims its top and its foot alike)."""
+    s = np.asarray(subjects, np.float64).reshape(-1, 4).copy()
+    f = np.asarray(faces, np.float64).reshape(-1, 4)
+    for i, b in enumerate(s):
+        if (which is not None and not which[i]) or b[3] - b[1] <= win_h:
+            continue
+        inside = [q for q in f if kept_fraction(b[None], q[None])[0, 0] >= 0.8] if len(f) else []
+        if inside:
+            face = max(inside, key=lambda q: (q[2] - q[0]) * (q[3] - q[1]))
+            y1 = float(np.clip(face[1] - 0.25 * (face[3] - face[1]), b[1], b[3] - win_h))
+        elif b[1] > EDGE * height:
+            y1 = float(b[1])
+        else:
+            continue
+        s[i, 1], s[i, 3] = y1, y1 + win_h
+    return s
+
+
 def head_boxes_in(cues: Cues | None, width: float, height: float) -> np.ndarray:
     """Plausible detected faces grown to whole heads (:func:`opencrop.cues.constraints.head_boxes`), clipped to
     the ``width × height`` image so that a head at the image edge can still count as kept: ``[F, 4]`` xyxy
@@ -340,13 +407,14 @@ def head_boxes_in(cues: Cues | None, width: float, height: float) -> np.ndarray:
 
 
 def protected_objects(cues: Cues | None) -> tuple[np.ndarray, np.ndarray]:
-    """Detected animals and vehicles (``[P, 4]`` xyxy analysis pixels, scores ``[P]``): cut like bodies."""
-    from opencrop.cues.constraints import ANIMALS, VEHICLES
-
+    """Detected objects that are not scenery (:data:`SCENERY`): ``[P, 4]`` xyxy analysis pixels and their weights
+    ``[P]``, the confidence above the detector's threshold (:func:`_margin`). Cut like bodies: a ball, a cup or a
+    vase sliced by the frame is as wrong as a sliced animal or vehicle (issue 13)."""
     if cues is None or not len(cues.objects):
         return np.zeros((0, 4)), np.zeros(0)
-    keep = np.array([lab in ANIMALS or lab in VEHICLES for lab in cues.objects.labels[: len(cues.objects)]], bool)
-    return cues.objects.boxes[keep].astype(np.float64), cues.objects.scores[keep].astype(np.float64)
+    keep = np.array([lab not in SCENERY for lab in cues.objects.labels[: len(cues.objects)]], bool)
+    return (cues.objects.boxes[keep].astype(np.float64),
+            _margin(cues.objects.scores[keep], THRESHOLDS["objects"]))
 
 
 #: detector thresholds (the scores below which :mod:`opencrop.cues` drops a detection): a detection's weight in the
@@ -392,8 +460,15 @@ def subject_map(sal: np.ndarray, width: int, height: int, cues: Cues | None) -> 
         from opencrop.cues.faces import plausible_faces
 
         odd = ~plausible_faces(cues.faces, cues.people, cues.objects)
-        boxes.append(cues.faces.boxes[odd])
-        scores.append(cues.faces.scores[odd])  # their raw score: the centre of a flower is rarely a sure "face"
+        fb = cues.faces.boxes[odd].astype(np.float64)
+        fs = cues.faces.scores[odd].astype(np.float64)  # their raw score: a flower's centre is rarely a sure "face"
+        if len(fb) and len(boxes) > 1:  # a "face" inside a detection is a part of it: it weighs no more than it
+            db, ds = np.concatenate(boxes), np.concatenate(scores)
+            inside = kept_fraction(db, fb).T >= 0.8  # [F, D]: the share of each face inside each detection
+            cap = np.where(inside, ds[None, :], np.inf).min(axis=1)
+            fs = np.minimum(fs, cap)
+        boxes.append(fb)
+        scores.append(fs)
     b, sc = np.concatenate(boxes).astype(np.float64), np.concatenate(scores).astype(np.float64)
     if not len(b):
         return s
