@@ -255,18 +255,37 @@ def test_a_face_inside_an_object_weighs_no_more_than_the_object() -> None:
 
 
 def test_fit_subjects_keeps_the_top_of_an_overflowing_subject() -> None:
+    """baboon.jpg / home.jpg at 16:9: a subject taller than the window was centred by the layout model, which trims
+    its top (the eyes, the tower) as much as its foot; the layout now sees the part a frame can keep."""
     from opencrop.models.composition import fit_subjects
 
     s = np.array([[135.0, 33.0, 372.0, 473.0], [0.0, 3.0, 400.0, 299.0], [0.0, 50.0, 100.0, 100.0]])
-    got = fit_subjects(s, np.zeros((0, 4)), 288.0, 512.0)
+    got = fit_subjects(s, np.zeros((0, 4)), 512.0, 288.0, 512.0, 512.0)
     assert np.allclose(got[0], [135, 33, 372, 321])  # taller than the window: its top kept, its foot trimmed
     assert np.allclose(got[1], s[1])  # its top is the image's top edge: the photo already cut it
     assert np.allclose(got[2], s[2])  # fits
     face = np.array([[169.0, 122.0, 402.0, 355.0]])  # an animal's face inside a frame-filling box
-    dog = fit_subjects(np.array([[6.0, 40.0, 509.0, 509.0]]), face, 288.0, 512.0)[0]
+    dog = fit_subjects(np.array([[6.0, 40.0, 509.0, 509.0]]), face, 512.0, 288.0, 512.0, 512.0)[0]
     assert dog[1] == pytest.approx(122 - 0.25 * 233) and dog[3] - dog[1] == pytest.approx(288)  # face + room above
-    people = fit_subjects(s[:1], np.zeros((0, 4)), 288.0, 512.0, which=np.array([False]))
+    people = fit_subjects(s[:1], np.zeros((0, 4)), 512.0, 288.0, 512.0, 512.0, which=np.array([False]))
     assert np.allclose(people, s[:1])
+
+
+def test_fit_subjects_keeps_the_salient_part_of_a_wide_subject() -> None:
+    """stereo_motorcycle / home.jpg at 4:5: a subject wider than the window keeps its most salient part (the
+    headlight end, the tower), not its middle; salient regions (``across`` False) keep their width."""
+    from opencrop.models.composition import fit_subjects
+
+    sal = np.zeros((50, 100), np.float32)
+    sal[10:30, 70:90] = 1.0  # the salient end of the box, in pixels 700..900 of a 1000 x 500 image
+    box = np.array([[100.0, 50.0, 950.0, 450.0]])
+    got = fit_subjects(box, np.zeros((0, 4)), 400.0, 500.0, 1000.0, 500.0, sal)[0]
+    assert got[2] - got[0] == pytest.approx(400) and got[0] <= 700 and got[2] >= 900
+    assert np.allclose(got[[1, 3]], box[0, [1, 3]])  # not taller than the window: rows unchanged
+    mid = fit_subjects(box, np.zeros((0, 4)), 400.0, 500.0, 1000.0, 500.0)[0]
+    assert mid[0] == pytest.approx(325)  # no saliency given: the middle
+    kept = fit_subjects(box, np.zeros((0, 4)), 400.0, 500.0, 1000.0, 500.0, sal, across=np.array([False]))
+    assert np.allclose(kept, box)
 
 
 def test_scene_details_leave_the_layout_the_salient_regions() -> None:
@@ -275,17 +294,18 @@ def test_scene_details_leave_the_layout_the_salient_regions() -> None:
     sal = np.zeros((40, 60), np.float32)
     sal[5:30, 25:55] = 1.0
     car = _det([[10, 280, 40, 300]], [0.77], ["car"])
-    boxes, _ = CompositionModel._subjects(sal, 600, 400, Cues(600, 400, objects=car))
+    boxes, _, n_det = CompositionModel._subjects(sal, 600, 400, Cues(600, 400, objects=car))
     regions, _ = salient_regions(sal, 600, 400)
-    assert len(boxes) == 1 + len(regions) and np.allclose(boxes[1:], regions)
+    assert n_det == 1 and len(boxes) == 1 + len(regions) and np.allclose(boxes[1:], regions)
     big = _det([[100, 50, 500, 380]], [0.9], ["car"])
-    boxes, _ = CompositionModel._subjects(sal, 600, 400, Cues(600, 400, objects=big))
+    boxes, _, _ = CompositionModel._subjects(sal, 600, 400, Cues(600, 400, objects=big))
     assert len(boxes) == 1  # a subject, not a detail: the detection alone
 
 
 FIXED = [  # (photo, ratio): benchmark crops that cut a must-keep part or lost the subject before these fixes
     ("camera", "16:9"), ("coffee", "9:16"), ("baboon.jpg", "16:9"), ("baboon.jpg", "1.91:1"), ("home.jpg", "16:9"),
-    ("home.jpg", "1.91:1"), ("building.jpg", "4:5"),
+    ("home.jpg", "1.91:1"), ("building.jpg", "4:5"), ("stereo_motorcycle", "4:5"), ("stereo_motorcycle", "9:16"),
+    ("home.jpg", "1:1"), ("home.jpg", "4:5"),
 ]
 
 

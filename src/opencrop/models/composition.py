@@ -138,6 +138,7 @@ class Prepared:
     subject_xii: np.ndarray | None = None  # integral images of map · column and map · row (centre of mass)
     subject_yii: np.ndarray | None = None
     best_fit: dict[float, float] = field(default_factory=dict)  # ratio → best subject mass of a largest window
+    n_detected: int = 0  # subjects[:n_detected] are detections, the rest salient regions
 
 
 class CompositionModel(CandidateScorer):
@@ -171,7 +172,7 @@ class CompositionModel(CandidateScorer):
             sal = saliency_of(small)
         g = _gray(small)
         grad = np.hypot(ndimage.sobel(g, 0), ndimage.sobel(g, 1))
-        subjects, sw = self._subjects(sal, w, h, cues)
+        subjects, sw, n_det = self._subjects(sal, w, h, cues)
         heads = head_boxes_in(cues, w, h)
         people = cues.people.boxes.astype(np.float64) if cues is not None and len(cues.people) else np.zeros((0, 4))
         pscores = cues.people.scores.astype(np.float64) if len(people) else np.zeros(0)
@@ -180,15 +181,15 @@ class CompositionModel(CandidateScorer):
         return Prepared(w, h, sal, _integral(sal), _integral(grad), float(grad.mean()) + 1e-6, subjects, sw,
                         heads, people, pscores, cues, objects=prot, object_scores=pscore, subject_ii=_integral(smap),
                         subject_xii=_integral(smap * (np.arange(smap.shape[1]) + 0.5)[None, :]),
-                        subject_yii=_integral(smap * (np.arange(smap.shape[0]) + 0.5)[:, None]))
+                        subject_yii=_integral(smap * (np.arange(smap.shape[0]) + 0.5)[:, None]), n_detected=n_det)
 
     @staticmethod
-    def _subjects(sal: np.ndarray, w: int, h: int, cues: Cues | None) -> tuple[np.ndarray, np.ndarray]:
+    def _subjects(sal: np.ndarray, w: int, h: int, cues: Cues | None) -> tuple[np.ndarray, np.ndarray, int]:
         """Subject boxes for the layout model: detected people and objects (faces as a fallback) when present,
         else salient regions; both when the detections are details of a scene (covering, confidence-weighted, less
         than half of :data:`DETAIL_AREA`: saliency then takes most of :func:`subject_map`). Weights are the
         detection scores (salient regions: 1) — the layout model weighs subjects by their area itself and was
-        trained with unit weights."""
+        trained with unit weights. The third value is the number of detections (they come first)."""
         if cues is not None:
             parts = [(d, THRESHOLDS[k]) for k, d in (("people", cues.people), ("objects", cues.objects)) if len(d)]
             if not parts and len(cues.faces):
@@ -202,10 +203,11 @@ class CompositionModel(CandidateScorer):
                 # details of a scene (saliency takes most of subject_map): its salient regions are subjects too
                 if float((area * conf).sum()) < 0.5 * DETAIL_AREA * w * h:
                     rb, _ = salient_regions(sal, w, h)
-                    boxes, sc = np.concatenate([boxes, rb]), np.concatenate([sc, np.ones(len(rb))])
-                return boxes, np.clip(sc, 1e-3, 1.0)
+                    return (np.concatenate([boxes, rb]), np.clip(np.concatenate([sc, np.ones(len(rb))]), 1e-3, 1.0),
+                            len(boxes))
+                return boxes, np.clip(sc, 1e-3, 1.0), len(boxes)
         boxes, _ = salient_regions(sal, w, h)
-        return boxes, np.ones(len(boxes))
+        return boxes, np.ones(len(boxes)), 0
 
     def candidates(self, prepared: Prepared, ratio: float | None) -> np.ndarray:
         """The sliding windows of ``ratio`` plus every position of its largest window along the free axis at a
@@ -310,13 +312,14 @@ class CompositionModel(CandidateScorer):
         if not len(p.subjects):
             return p.subjects
         r = float(np.median((boxes[:, 2] - boxes[:, 0]) / np.maximum(boxes[:, 3] - boxes[:, 1], 1e-9)))
-        hh = min(p.height, p.width / r)
+        ww, hh = min(p.width, p.height * r), min(p.height, p.width / r)
         cues = p.cues
         faces = cues.faces.boxes.astype(np.float64) if cues is not None and len(cues.faces) else np.zeros((0, 4))
         which = np.ones(len(p.subjects), bool)
-        if cues is not None and len(cues.people) and len(p.subjects) >= len(cues.people):
-            which[: len(cues.people)] = False  # _subjects puts the people first
-        return fit_subjects(p.subjects, faces, hh, p.height, which)
+        n_people = len(cues.people) if cues is not None else 0
+        which[: min(n_people, len(which))] = False  # _subjects puts the people first, salient regions last
+        across = np.arange(len(p.subjects)) < p.n_detected
+        return fit_subjects(p.subjects, faces, ww, hh, p.width, p.height, p.saliency, which, across)
 
     @staticmethod
     def _fits(p: Prepared, boxes: np.ndarray, objs: np.ndarray) -> np.ndarray:
@@ -366,31 +369,60 @@ def _plausible(cues: Cues | None) -> Detections:
 EDGE = 0.02
 
 
-def fit_subjects(subjects: np.ndarray, faces: np.ndarray, win_h: float, height: float,
-                 which: np.ndarray | None = None) -> np.ndarray:
-    """Subject boxes ``[S, 4]`` (xyxy pixels of an image ``height`` tall) cut to what a window ``win_h`` tall can
-    hold, the way :func:`opencrop.cues.constraints.fit_heads` fits a head: a subject taller than the window keeps
-    its top (a roof, a stem, the eyes: a frame trims the foot) when the top lies in the picture (more than
-    :data:`EDGE` of the height below the image's top), from a little above the largest detected face inside it
-    when there is one (an animal's face: its top less a quarter of its height); otherwise it is left as it is.
-    Only the boxes ``which`` (``bool [S]``, default all) are fitted, boxes that fit are unchanged. The layout model,
+def fit_subjects(subjects: np.ndarray, faces: np.ndarray, win_w: float, win_h: float, width: float,
+                 height: float, sal: np.ndarray | None = None, which: np.ndarray | None = None,
+                 across: np.ndarray | None = None) -> np.ndarray:
+    """Subject boxes ``[S, 4]`` (xyxy pixels of a ``width × height`` image) cut to what a ``win_w × win_h``
+    window can hold, the way :func:`opencrop.cues.constraints.fit_heads` fits a head. A subject taller than the
+    window keeps its top (a roof, a stem, the eyes: a frame trims the foot) when the top lies in the picture (more
+    than :data:`EDGE` of the height below the image's top), from a little above the largest detected face inside
+    it when there is one (an animal's face: its top less a quarter of its height); otherwise it is left as it is.
+    A subject wider than the window keeps the part around that face, else the part holding the most of the
+    saliency map ``sal`` (any grid over the image) inside the box, else its middle. Only the boxes ``which``
+    (``bool [S]``, default all) are fitted, and across (along x) only the boxes ``across`` (default all: salient
+    regions, already the salient part, are left their width); boxes that fit are unchanged. The layout model,
     trained on subjects that a crop can keep whole, then places the part that can be kept instead of centring an
-    overflowing box (which trims its top and its foot alike)."""
+    overflowing box (which trims both its ends alike)."""
     s = np.asarray(subjects, np.float64).reshape(-1, 4).copy()
     f = np.asarray(faces, np.float64).reshape(-1, 4)
     for i, b in enumerate(s):
-        if (which is not None and not which[i]) or b[3] - b[1] <= win_h:
+        if which is not None and not which[i]:
+            continue
+        tall = b[3] - b[1] > win_h
+        wide = b[2] - b[0] > win_w and (across is None or bool(across[i]))
+        if not (tall or wide):
             continue
         inside = [q for q in f if kept_fraction(b[None], q[None])[0, 0] >= 0.8] if len(f) else []
-        if inside:
-            face = max(inside, key=lambda q: (q[2] - q[0]) * (q[3] - q[1]))
-            y1 = float(np.clip(face[1] - 0.25 * (face[3] - face[1]), b[1], b[3] - win_h))
-        elif b[1] > EDGE * height:
-            y1 = float(b[1])
-        else:
-            continue
-        s[i, 1], s[i, 3] = y1, y1 + win_h
+        face = max(inside, key=lambda q: (q[2] - q[0]) * (q[3] - q[1])) if inside else None
+        if tall:
+            y1 = None
+            if face is not None:
+                y1 = float(np.clip(face[1] - 0.25 * (face[3] - face[1]), b[1], b[3] - win_h))
+            elif b[1] > EDGE * height:
+                y1 = float(b[1])
+            if y1 is not None:
+                s[i, 1], s[i, 3] = y1, y1 + win_h
+        if wide:
+            if face is not None:
+                x1 = (face[0] + face[2]) / 2 - win_w / 2
+            elif sal is not None:
+                x1 = _most_salient_span(sal, b, win_w, width, height)
+            else:
+                x1 = (b[0] + b[2]) / 2 - win_w / 2
+            x1 = float(np.clip(x1, b[0], b[2] - win_w))
+            s[i, 0], s[i, 2] = x1, x1 + win_w
     return s
+
+
+def _most_salient_span(sal: np.ndarray, box: np.ndarray, span: float, width: float, height: float) -> float:
+    """Left edge (pixels) of the ``span``-wide part of ``box`` (xyxy pixels) holding the most of ``sal``."""
+    mh, mw = sal.shape
+    r1, r2 = int(np.clip(box[1] * mh / height, 0, mh - 1)), int(np.clip(np.ceil(box[3] * mh / height), 1, mh))
+    c1, c2 = int(np.clip(box[0] * mw / width, 0, mw - 1)), int(np.clip(np.ceil(box[2] * mw / width), 1, mw))
+    cols = sal[r1:max(r2, r1 + 1), c1:max(c2, c1 + 1)].sum(axis=0).astype(np.float64)
+    k = max(1, min(len(cols), round(span * mw / width)))
+    sums = np.convolve(cols, np.ones(k), mode="valid")
+    return (c1 + int(np.argmax(sums))) * width / mw
 
 
 def head_boxes_in(cues: Cues | None, width: float, height: float) -> np.ndarray:
