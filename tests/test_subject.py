@@ -302,10 +302,25 @@ def test_scene_details_leave_the_layout_the_salient_regions() -> None:
     assert len(boxes) == 1  # a subject, not a detail: the detection alone
 
 
+def test_salient_regions_are_protected_when_nothing_is_detected() -> None:
+    """A photo without detections: its salient regions stand for the subject and a cut through one is an object cut,
+    while a crop that keeps the region whole costs nothing."""
+    from opencrop.models.composition import REGION_PROTECT, CompositionModel
+
+    img = np.full((300, 600, 3), 90, np.uint8)
+    img[100:220, 240:380] = (230, 40, 40)  # one red block on grey
+    m = CompositionModel(use_layout=False)
+    p = m.prepare(img, Cues(600, 300))
+    assert len(p.objects) >= 1 and p.object_scores[0] == pytest.approx(REGION_PROTECT * 1.0, rel=0.05)
+    pen = m.terms(p, np.array([[150.0, 0, 450, 300], [0.0, 0, 300, 300]]))["object_cut"]
+    assert pen[0] == 0 and pen[1] > 0  # holds the block; cuts it in half
+
+
 FIXED = [  # (photo, ratio): benchmark crops that cut a must-keep part or lost the subject before these fixes
     ("camera", "16:9"), ("coffee", "9:16"), ("baboon.jpg", "16:9"), ("baboon.jpg", "1.91:1"), ("home.jpg", "16:9"),
     ("home.jpg", "1.91:1"), ("building.jpg", "4:5"), ("stereo_motorcycle", "4:5"), ("stereo_motorcycle", "9:16"),
-    ("home.jpg", "1:1"), ("home.jpg", "4:5"),
+    ("home.jpg", "1:1"), ("home.jpg", "4:5"), ("china.jpg", "16:9"), ("china.jpg", "1.91:1"), ("building.jpg", "1:1"),
+    ("building.jpg", "9:16"),
 ]
 
 
