@@ -213,6 +213,23 @@ def test_object_cut_is_measured_from_what_fits() -> None:
     assert object_cut_penalty(boxes[:1], obj, np.array([1.0]))[0] > 0  # without ``best`` any trim is a cut
 
 
+def test_leaving_out_an_object_held_by_a_kept_person_is_a_cut() -> None:
+    """messi5.jpg at 9:16: the ball at the player's feet (inside his box) was left out for free."""
+    from opencrop.models.composition import held_by
+
+    person, ball = np.array([[50.0, 50, 470, 340]]), np.array([[330.0, 290, 380, 335]])
+    holders = held_by(ball, person)
+    assert np.allclose(holders, person)
+    assert np.isnan(held_by(ball, np.array([[0.0, 0, 100, 100]]))).all()  # not inside: no holder
+    boxes = np.array([[130, 0, 320, 340], [200, 0, 390, 340], [0, 0, 100, 340]], float)  # ball out / in / both out
+    pen = object_cut_penalty(boxes, ball, np.array([1.0]), best=np.ones(1), holders=holders)
+    assert pen[0] > 0.5 and pen[1] == 0
+    assert object_cut_penalty(boxes[:1], ball, np.array([1.0]), best=np.ones(1))[0] == 0  # no holder: a drop
+    far = object_cut_penalty(np.array([[480.0, 0, 600, 340]]), ball, np.array([1.0]), best=np.ones(1),
+                             holders=holders)
+    assert far[0] == 0  # the holder is left out too: nothing is cut
+
+
 def test_every_non_scenery_object_is_protected() -> None:
     from opencrop.models.composition import protected_objects
 
@@ -294,11 +311,11 @@ def test_scene_details_leave_the_layout_the_salient_regions() -> None:
     sal = np.zeros((40, 60), np.float32)
     sal[5:30, 25:55] = 1.0
     car = _det([[10, 280, 40, 300]], [0.77], ["car"])
-    boxes, _, n_det = CompositionModel._subjects(sal, 600, 400, Cues(600, 400, objects=car))
+    boxes, _, n_det, _ = CompositionModel._subjects(sal, 600, 400, Cues(600, 400, objects=car))
     regions, _ = salient_regions(sal, 600, 400)
     assert n_det == 1 and len(boxes) == 1 + len(regions) and np.allclose(boxes[1:], regions)
     big = _det([[100, 50, 500, 380]], [0.9], ["car"])
-    boxes, _, _ = CompositionModel._subjects(sal, 600, 400, Cues(600, 400, objects=big))
+    boxes, _, _, _ = CompositionModel._subjects(sal, 600, 400, Cues(600, 400, objects=big))
     assert len(boxes) == 1  # a subject, not a detail: the detection alone
 
 

@@ -253,6 +253,7 @@ def object_cut_penalty(
     tol: float = 0.02,
     weights: CutWeights = WEIGHTS,
     best: np.ndarray | None = None,
+    holders: np.ndarray | None = None,
 ) -> np.ndarray:
     """How badly each candidate cuts through protected objects: ``float [N]`` in [0, 1].
 
@@ -264,6 +265,10 @@ def object_cut_penalty(
     that fits). An object larger than the window is then cut only when the crop keeps less of it than fits (by
     more than ``tol``), and ``lost`` is measured from what fits: trimming it cannot be avoided, keeping less of it
     than the frame allows can.
+
+    ``holders [P, 4]``: for an object held by a larger subject (a ball in a player's box; a row of NaN for none),
+    a crop that keeps part of the holder and leaves the object out cuts the pair: it costs as a cut losing all of
+    the object (when the object fits the window).
     """
     b = _as_boxes(boxes, "boxes")[:, None, :]
     p = _as_boxes(objects, "objects")
@@ -277,6 +282,14 @@ def object_cut_penalty(
         fits = np.clip(np.asarray(best, np.float64).reshape(1, -1), 1e-9, 1.0)
         lost = np.clip(1 - vis / fits, 0.0, 1.0)
         cut_state = (lost > tol) & (vis > tol)
+    if holders is not None:
+        hb = np.asarray(holders, np.float64).reshape(-1, 4)
+        has = np.isfinite(hb).all(axis=1)
+        held_vis = _inside_frac(b, np.where(has[:, None], hb, 0.0)[None])
+        fits = np.ones(len(p)) if best is None else np.asarray(best, np.float64).reshape(-1)
+        dropped = (vis <= tol) & has[None] & (held_vis > tol) & (fits[None] >= 1 - tol)
+        cut_state = cut_state | dropped
+        lost = np.where(dropped, 1.0, lost)
     pen = np.where(cut_state, np.minimum(weights.any_cut + weights.head * lost, 1.0), 0.0)
     area = (p[:, 2] - p[:, 0]) * (p[:, 3] - p[:, 1])
     imp = (area / max(float(area.max()), 1e-9)) ** weights.size_power

@@ -46,7 +46,8 @@ from opencrop.models.base import CandidateScorer, pixels_of
 from opencrop.models.registry import register_model
 from opencrop.rules import kept_fraction
 
-__all__ = ["SCENERY", "WEIGHTS", "CompositionModel", "Prepared", "fit_subjects", "head_boxes_in", "kept_fraction",
+__all__ = ["SCENERY", "WEIGHTS", "CompositionModel", "Prepared", "fit_subjects", "head_boxes_in", "held_by",
+           "kept_fraction",
            "protected_objects", "salient_regions", "subject_map"]
 
 #: the one place where the terms' weights live
@@ -152,6 +153,7 @@ class Prepared:
     subject_yii: np.ndarray | None = None
     best_fit: dict[float, float] = field(default_factory=dict)  # ratio → best subject mass of a largest window
     n_detected: int = 0  # subjects[:n_detected] are detections, the rest salient regions
+    holders: np.ndarray | None = None  # [P, 4] the person box holding each protected object (NaN: none)
 
 
 class CompositionModel(CandidateScorer):
@@ -185,28 +187,32 @@ class CompositionModel(CandidateScorer):
             sal = saliency_of(small)
         g = _gray(small)
         grad = np.hypot(ndimage.sobel(g, 0), ndimage.sobel(g, 1))
-        subjects, sw, n_det = self._subjects(sal, w, h, cues)
+        subjects, sw, n_det, share = self._subjects(sal, w, h, cues)
         heads = head_boxes_in(cues, w, h)
         people = cues.people.boxes.astype(np.float64) if cues is not None and len(cues.people) else np.zeros((0, 4))
         pscores = cues.people.scores.astype(np.float64) if len(people) else np.zeros(0)
         prot, pscore = protected_objects(cues)
+        holders = held_by(prot, people)
         if len(subjects) > n_det:  # salient regions stand for the subject: a cut through one costs like an object's
-            _, share = salient_regions(sal, w, h)
             prot = np.concatenate([prot, subjects[n_det:]])
-            pscore = np.concatenate([pscore, REGION_PROTECT * share[: len(subjects) - n_det]])
+            pscore = np.concatenate([pscore, REGION_PROTECT * share])
+            holders = np.concatenate([holders, np.full((len(subjects) - n_det, 4), np.nan)])
         smap = subject_map(sal, w, h, cues)
         return Prepared(w, h, sal, _integral(sal), _integral(grad), float(grad.mean()) + 1e-6, subjects, sw,
                         heads, people, pscores, cues, objects=prot, object_scores=pscore, subject_ii=_integral(smap),
                         subject_xii=_integral(smap * (np.arange(smap.shape[1]) + 0.5)[None, :]),
-                        subject_yii=_integral(smap * (np.arange(smap.shape[0]) + 0.5)[:, None]), n_detected=n_det)
+                        subject_yii=_integral(smap * (np.arange(smap.shape[0]) + 0.5)[:, None]), n_detected=n_det,
+                        holders=holders)
 
     @staticmethod
-    def _subjects(sal: np.ndarray, w: int, h: int, cues: Cues | None) -> tuple[np.ndarray, np.ndarray, int]:
+    def _subjects(sal: np.ndarray, w: int, h: int, cues: Cues | None
+                  ) -> tuple[np.ndarray, np.ndarray, int, np.ndarray]:
         """Subject boxes for the layout model: detected people and objects (faces as a fallback) when present,
         else salient regions; both when the detections are details of a scene (covering, confidence-weighted, less
         than half of :data:`DETAIL_AREA`: saliency then takes most of :func:`subject_map`). Weights are the
         detection scores (salient regions: 1) — the layout model weighs subjects by their area itself and was
-        trained with unit weights. The third value is the number of detections (they come first)."""
+        trained with unit weights. Then the number of detections (they come first) and the salient regions' shares
+        of the salient mass (:func:`salient_regions`; they come last)."""
         if cues is not None:
             parts = [(d, THRESHOLDS[k]) for k, d in (("people", cues.people), ("objects", cues.objects)) if len(d)]
             if not parts and len(cues.faces):
@@ -219,12 +225,12 @@ class CompositionModel(CandidateScorer):
                 area = np.clip(boxes[:, 2] - boxes[:, 0], 0, w) * np.clip(boxes[:, 3] - boxes[:, 1], 0, h)
                 # details of a scene (saliency takes most of subject_map): its salient regions are subjects too
                 if float((area * conf).sum()) < 0.5 * DETAIL_AREA * w * h:
-                    rb, _ = salient_regions(sal, w, h)
+                    rb, share = salient_regions(sal, w, h)
                     return (np.concatenate([boxes, rb]), np.clip(np.concatenate([sc, np.ones(len(rb))]), 1e-3, 1.0),
-                            len(boxes))
-                return boxes, np.clip(sc, 1e-3, 1.0), len(boxes)
-        boxes, _ = salient_regions(sal, w, h)
-        return boxes, np.ones(len(boxes)), 0
+                            len(boxes), share)
+                return boxes, np.clip(sc, 1e-3, 1.0), len(boxes), np.zeros(0)
+        boxes, share = salient_regions(sal, w, h)
+        return boxes, np.ones(len(boxes)), 0, share
 
     def candidates(self, prepared: Prepared, ratio: float | None) -> np.ndarray:
         """The sliding windows of ``ratio`` plus every position of its largest window along the free axis at a
@@ -288,8 +294,9 @@ class CompositionModel(CandidateScorer):
             np.zeros(n)
         out["body_cut"] = (body_cut_penalty(boxes, p.people, p.people_scores).astype(np.float64) if len(p.people)
                            else np.zeros(n))
-        out["object_cut"] = (object_cut_penalty(boxes, p.objects, p.object_scores, best=self._fits(p, boxes, p.objects))
-                             .astype(np.float64) if len(p.objects) else np.zeros(n))
+        out["object_cut"] = (object_cut_penalty(boxes, p.objects, p.object_scores, best=self._fits(p, boxes, p.objects),
+                                                holders=p.holders).astype(np.float64) if len(p.objects)
+                             else np.zeros(n))
         if p.subject_ii is not None and n:
             f = _rect_sum(p.subject_ii, x1, y1, x2, y2) / max(self._best_mass(p, boxes), 1e-9)
             out["fit"] = np.minimum(f, 1.0) - 2.0 * np.maximum(0.0, 0.9 - f)
@@ -453,6 +460,21 @@ def head_boxes_in(cues: Cues | None, width: float, height: float) -> np.ndarray:
     from opencrop.cues.constraints import head_boxes
 
     return clip_boxes(head_boxes(faces.boxes.astype(np.float64)), width, height)
+
+
+def held_by(objects: np.ndarray, people: np.ndarray, inside: float = 0.8) -> np.ndarray:
+    """``[P, 4]``: for each object (xyxy) the smallest person box (xyxy) holding at least ``inside`` of it (a ball
+    in a player's hands, a cup in a hand), or a row of NaN."""
+    out = np.full((len(objects), 4), np.nan)
+    if not len(objects) or not len(people):
+        return out
+    k = kept_fraction(np.asarray(people, np.float64), np.asarray(objects, np.float64))  # [Pe, P]
+    area = (people[:, 2] - people[:, 0]) * (people[:, 3] - people[:, 1])
+    for j in range(len(objects)):
+        who = np.flatnonzero(k[:, j] >= inside)
+        if len(who):
+            out[j] = people[who[np.argmin(area[who])]]
+    return out
 
 
 def protected_objects(cues: Cues | None) -> tuple[np.ndarray, np.ndarray]:
