@@ -282,9 +282,9 @@ def object_cut_penalty(
         fits = np.clip(np.asarray(best, np.float64).reshape(1, -1), 1e-9, 1.0)
         lost = np.clip(1 - vis / fits, 0.0, 1.0)
         cut_state = (lost > tol) & (vis > tol)
-    if holders is not None:
-        hb = np.asarray(holders, np.float64).reshape(-1, 4)
-        has = np.isfinite(hb).all(axis=1)
+    hb = None if holders is None else np.asarray(holders, np.float64).reshape(-1, 4)
+    has = np.zeros(len(p), bool) if hb is None else np.isfinite(hb).all(axis=1)
+    if has.any():
         held_vis = _inside_frac(b, np.where(has[:, None], hb, 0.0)[None])
         fits = np.ones(len(p)) if best is None else np.asarray(best, np.float64).reshape(-1)
         dropped = (vis <= tol) & has[None] & (held_vis > tol) & (fits[None] >= 1 - tol)

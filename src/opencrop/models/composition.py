@@ -253,6 +253,8 @@ class CompositionModel(CandidateScorer):
         """Each term of the score for ``boxes`` ``[N, 4]`` (xyxy analysis pixels), unweighted."""
         boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
         n = len(boxes)
+        # the request's aspect (one request has one; the median tolerates a stray box): sizes the largest window
+        r = float(np.median((boxes[:, 2] - boxes[:, 0]) / np.maximum(boxes[:, 3] - boxes[:, 1], 1e-9))) if n else 1.0
         mh, mw = p.saliency.shape
         sx, sy = mw / p.width, mh / p.height
         # a box thinner than one map cell still covers one cell (extreme aspects: 1000:1 ratios, 57:1 images)
@@ -284,21 +286,21 @@ class CompositionModel(CandidateScorer):
         if self.layout is not None:
             from opencrop.layout import layout_features
 
-            feats = layout_features(boxes, p.width, p.height, self._fitted_subjects(p, boxes), p.subject_weights)
+            feats = layout_features(boxes, p.width, p.height, self._fitted_subjects(p, r), p.subject_weights)
             out["layout"] = self.layout.predict(feats)
         else:
             out["layout"] = np.zeros(n)
         from opencrop.cues.constraints import body_cut_penalty, face_cut, object_cut_penalty
 
-        out["face_cut"] = face_cut(boxes, self._heads_for(p, boxes)).astype(np.float64) if len(p.heads) else \
+        out["face_cut"] = face_cut(boxes, self._heads_for(p, r)).astype(np.float64) if len(p.heads) else \
             np.zeros(n)
         out["body_cut"] = (body_cut_penalty(boxes, p.people, p.people_scores).astype(np.float64) if len(p.people)
                            else np.zeros(n))
-        out["object_cut"] = (object_cut_penalty(boxes, p.objects, p.object_scores, best=self._fits(p, boxes, p.objects),
+        out["object_cut"] = (object_cut_penalty(boxes, p.objects, p.object_scores, best=self._fits(p, r, p.objects),
                                                 holders=p.holders).astype(np.float64) if len(p.objects)
                              else np.zeros(n))
         if p.subject_ii is not None and n:
-            f = _rect_sum(p.subject_ii, x1, y1, x2, y2) / max(self._best_mass(p, boxes), 1e-9)
+            f = _rect_sum(p.subject_ii, x1, y1, x2, y2) / max(self._best_mass(p, r), 1e-9)
             out["fit"] = np.minimum(f, 1.0) - 2.0 * np.maximum(0.0, 0.9 - f)
             mass = np.maximum(_rect_sum(p.subject_ii, x1, y1, x2, y2), 1e-12)
             u = (_rect_sum(p.subject_xii, x1, y1, x2, y2) / mass - x1) / (x2 - x1)
@@ -306,7 +308,6 @@ class CompositionModel(CandidateScorer):
             out["centre"] = np.hypot(u - 0.5, v - 0.5)
             cols = np.maximum(_rect_sum(p.subject_ii, x1, np.zeros_like(y1), x2, np.full_like(y2, mh)), 1e-12)
             out["top"] = _rect_sum(p.subject_ii, x1, np.zeros_like(y1), x2, y1) / cols
-        r = float(np.median((boxes[:, 2] - boxes[:, 0]) / np.maximum(boxes[:, 3] - boxes[:, 1], 1e-9))) if n else 1.0
         big_w = min(p.width, p.height * r)
         out["scale"] = np.sqrt(np.clip((boxes[:, 2] - boxes[:, 0]) / max(big_w, 1e-9), 0, 1))
         cues = p.cues
@@ -321,21 +322,19 @@ class CompositionModel(CandidateScorer):
         return out
 
     @staticmethod
-    def _heads_for(p: Prepared, boxes: np.ndarray) -> np.ndarray:
-        """The heads the largest window of ``boxes``' aspect can hold (:func:`fit_heads`)."""
+    def _heads_for(p: Prepared, r: float) -> np.ndarray:
+        """The heads the largest window of aspect ``r`` can hold (:func:`fit_heads`)."""
         from opencrop.cues.constraints import fit_heads
 
-        r = float(np.median((boxes[:, 2] - boxes[:, 0]) / np.maximum(boxes[:, 3] - boxes[:, 1], 1e-9)))
         ww, hh = min(p.width, p.height * r), min(p.height, p.width / r)
         return fit_heads(p.heads, _plausible(p.cues).boxes.astype(np.float64), ww, hh)
 
     @staticmethod
-    def _fitted_subjects(p: Prepared, boxes: np.ndarray) -> np.ndarray:
-        """The layout model's subject boxes as the largest window of ``boxes``' aspect can show them
+    def _fitted_subjects(p: Prepared, r: float) -> np.ndarray:
+        """The layout model's subject boxes as the largest window of aspect ``r`` can show them
         (:func:`fit_subjects`; people are left as they are: their heads have their own rules)."""
         if not len(p.subjects):
             return p.subjects
-        r = float(np.median((boxes[:, 2] - boxes[:, 0]) / np.maximum(boxes[:, 3] - boxes[:, 1], 1e-9)))
         ww, hh = min(p.width, p.height * r), min(p.height, p.width / r)
         cues = p.cues
         faces = cues.faces.boxes.astype(np.float64) if cues is not None and len(cues.faces) else np.zeros((0, 4))
@@ -346,19 +345,18 @@ class CompositionModel(CandidateScorer):
         return fit_subjects(p.subjects, faces, ww, hh, p.width, p.height, p.saliency, which, across)
 
     @staticmethod
-    def _fits(p: Prepared, boxes: np.ndarray, objs: np.ndarray) -> np.ndarray:
-        """``[P]`` the largest fraction of each of ``objs`` (xyxy) that the largest window of ``boxes``' aspect can
-        hold: 1 where it fits."""
-        r = float(np.median((boxes[:, 2] - boxes[:, 0]) / np.maximum(boxes[:, 3] - boxes[:, 1], 1e-9)))
+    def _fits(p: Prepared, r: float, objs: np.ndarray) -> np.ndarray:
+        """``[P]`` the largest fraction of each of ``objs`` (xyxy) that the largest window of aspect ``r`` can hold:
+        1 where it fits."""
         ww, hh = min(p.width, p.height * r), min(p.height, p.width / r)
         ow = np.clip(objs[:, 2], 0, p.width) - np.clip(objs[:, 0], 0, p.width)
         oh = np.clip(objs[:, 3], 0, p.height) - np.clip(objs[:, 1], 0, p.height)
         return np.minimum(1.0, ww / np.maximum(ow, 1e-9)) * np.minimum(1.0, hh / np.maximum(oh, 1e-9))
 
     @staticmethod
-    def _best_mass(p: Prepared, boxes: np.ndarray) -> float:
-        """Most subject-map mass a largest window of ``boxes``' aspect holds (cached per aspect)."""
-        r = round(float(np.median((boxes[:, 2] - boxes[:, 0]) / np.maximum(boxes[:, 3] - boxes[:, 1], 1e-9))), 3)
+    def _best_mass(p: Prepared, r: float) -> float:
+        """Most subject-map mass a largest window of aspect ``r`` holds (cached per aspect)."""
+        r = round(r, 3)
         if r not in p.best_fit:
             ii = p.subject_ii
             mh, mw = ii.shape[0] - 1, ii.shape[1] - 1
