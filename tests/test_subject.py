@@ -197,3 +197,150 @@ def test_tiny_detections_do_not_become_the_subject() -> None:
     box = _crop_with(img, objects=_det(np.asarray([car]) * 512 / 600, [0.77], ["car"]), ratio="1:1")
     cup = (170, 18, 408, 245)  # benchmarks/subject_marks.json
     assert box[0] <= cup[0] and box[2] >= cup[2] and box[1] <= cup[1] + 1, f"1:1 crop {box} cuts the cup {cup}"
+
+
+# -- parts trimmed by the frame: objects, headroom, overflowing subjects (benchmarks/subject.py failures) --------
+
+
+def test_object_cut_is_measured_from_what_fits() -> None:
+    """An object wider than the window is trimmed by every window: only keeping less of it than fits is a cut."""
+    obj = np.array([[100.0, 0.0, 340.0, 100.0]])  # 240 wide; windows are 225 wide
+    boxes = np.array([[105, 0, 330, 100], [80, 0, 305, 100], [0, 0, 225, 100]], float)
+    best = np.array([225 / 240])
+    pen = object_cut_penalty(boxes, obj, np.array([1.0]), best=best)
+    assert pen[0] == 0  # holds all that fits
+    assert 0 < pen[1] < pen[2]  # 20 px less, then 115 px less than fits
+    assert object_cut_penalty(boxes[:1], obj, np.array([1.0]))[0] > 0  # without ``best`` any trim is a cut
+
+
+def test_leaving_out_an_object_held_by_a_kept_person_is_a_cut() -> None:
+    """messi5.jpg at 9:16: the ball at the player's feet (inside his box) was left out for free."""
+    from opencrop.models.composition import held_by
+
+    person, ball = np.array([[50.0, 50, 470, 340]]), np.array([[330.0, 290, 380, 335]])
+    holders = held_by(ball, person)
+    assert np.allclose(holders, person)
+    assert np.isnan(held_by(ball, np.array([[0.0, 0, 100, 100]]))).all()  # not inside: no holder
+    boxes = np.array([[130, 0, 320, 340], [200, 0, 390, 340], [0, 0, 100, 340]], float)  # ball out / in / both out
+    pen = object_cut_penalty(boxes, ball, np.array([1.0]), best=np.ones(1), holders=holders)
+    assert pen[0] > 0.5 and pen[1] == 0
+    assert object_cut_penalty(boxes[:1], ball, np.array([1.0]), best=np.ones(1))[0] == 0  # no holder: a drop
+    far = object_cut_penalty(np.array([[480.0, 0, 600, 340]]), ball, np.array([1.0]), best=np.ones(1),
+                             holders=holders)
+    assert far[0] == 0  # the holder is left out too: nothing is cut
+
+
+def test_every_non_scenery_object_is_protected() -> None:
+    from opencrop.models.composition import protected_objects
+
+    cues = Cues(600, 400, objects=_det([[0, 0, 10, 10], [10, 10, 50, 50], [0, 0, 600, 400]], [0.9, 0.84, 0.8],
+                                       ["cup", "sports ball", "dining table"]))
+    boxes, weights = protected_objects(cues)
+    assert len(boxes) == 2 and np.allclose(boxes[1], [10, 10, 50, 50])  # the table is scenery
+    assert weights[0] == pytest.approx((0.9 - 0.4) / 0.6)  # confidence above the detector's threshold
+
+
+def test_rules_prefer_headroom_above_a_kept_head() -> None:
+    """camera at 16:9: the frame stopped exactly on the grown head box and trimmed the hair above it."""
+    cues = _cues_with_face(512, 512, [181, 122, 267, 208])
+    rules = Rules(cues)
+    head = rules.heads[0]
+    ys = np.arange(0, 512 - 288 + 1, 2.0)
+    boxes = np.stack([np.zeros_like(ys), ys, np.full_like(ys, 512), ys + 288], axis=1)
+    allowed, level = rules.apply(boxes)
+    assert level == 0
+    room = 0.1 * (head[3] - head[1])
+    tol = 0.02 * (head[3] - head[1])  # face_terms' tolerance
+    assert allowed.any() and (boxes[allowed, 1] <= head[1] - room + tol).all()
+    assert rules.masks(boxes)[0][boxes[:, 1] == np.floor(head[1] / 2) * 2].all()  # still level 0 without it
+    fine = boxes[(boxes[:, 1] > head[1] - room + tol) & (boxes[:, 1] <= head[1])]  # only boxes without headroom
+    ok, lvl = rules.apply(fine, level=0)
+    assert lvl == 0 and ok.all()  # none has room: the level's own mask
+
+
+def test_a_face_inside_an_object_weighs_no_more_than_the_object() -> None:
+    """apple.jpg: BlazeFace calls the apple's lower half a face (0.62) and the SSD the apple an apple (0.56): the
+    "face" used to outweigh the apple in the subject map and pull every wide crop down, off the stem."""
+    from opencrop.models.composition import subject_map
+
+    sal = np.ones((64, 64), np.float32)
+    cues = Cues(512, 512, objects=_det([[40, 45, 465, 498]], [0.56], ["apple"]),
+                faces=_det([[108, 140, 449, 481]], [0.62], ["face"]))
+    m = subject_map(sal, 512, 512, cues)
+    top, low = m[8:14, 20:40].mean(), m[30:50, 20:40].mean()  # in the apple above the "face", inside it
+    assert top == pytest.approx(low, rel=1e-6)
+
+
+def test_fit_subjects_keeps_the_top_of_an_overflowing_subject() -> None:
+    """baboon.jpg / home.jpg at 16:9: a subject taller than the window was centred by the layout model, which trims
+    its top (the eyes, the tower) as much as its foot; the layout now sees the part a frame can keep."""
+    from opencrop.models.composition import fit_subjects
+
+    s = np.array([[135.0, 33.0, 372.0, 473.0], [0.0, 3.0, 400.0, 299.0], [0.0, 50.0, 100.0, 100.0]])
+    got = fit_subjects(s, np.zeros((0, 4)), 512.0, 288.0, 512.0, 512.0)
+    assert np.allclose(got[0], [135, 33, 372, 321])  # taller than the window: its top kept, its foot trimmed
+    assert np.allclose(got[1], s[1])  # its top is the image's top edge: the photo already cut it
+    assert np.allclose(got[2], s[2])  # fits
+    face = np.array([[169.0, 122.0, 402.0, 355.0]])  # an animal's face inside a frame-filling box
+    dog = fit_subjects(np.array([[6.0, 40.0, 509.0, 509.0]]), face, 512.0, 288.0, 512.0, 512.0)[0]
+    assert dog[1] == pytest.approx(122 - 0.25 * 233) and dog[3] - dog[1] == pytest.approx(288)  # face + room above
+    people = fit_subjects(s[:1], np.zeros((0, 4)), 512.0, 288.0, 512.0, 512.0, which=np.array([False]))
+    assert np.allclose(people, s[:1])
+
+
+def test_fit_subjects_keeps_the_salient_part_of_a_wide_subject() -> None:
+    """stereo_motorcycle / home.jpg at 4:5: a subject wider than the window keeps its most salient part (the
+    headlight end, the tower), not its middle; salient regions (``across`` False) keep their width."""
+    from opencrop.models.composition import fit_subjects
+
+    sal = np.zeros((50, 100), np.float32)
+    sal[10:30, 70:90] = 1.0  # the salient end of the box, in pixels 700..900 of a 1000 x 500 image
+    box = np.array([[100.0, 50.0, 950.0, 450.0]])
+    got = fit_subjects(box, np.zeros((0, 4)), 400.0, 500.0, 1000.0, 500.0, sal)[0]
+    assert got[2] - got[0] == pytest.approx(400) and got[0] <= 700 and got[2] >= 900
+    assert np.allclose(got[[1, 3]], box[0, [1, 3]])  # not taller than the window: rows unchanged
+    mid = fit_subjects(box, np.zeros((0, 4)), 400.0, 500.0, 1000.0, 500.0)[0]
+    assert mid[0] == pytest.approx(325)  # no saliency given: the middle
+    kept = fit_subjects(box, np.zeros((0, 4)), 400.0, 500.0, 1000.0, 500.0, sal, across=np.array([False]))
+    assert np.allclose(kept, box)
+
+
+def test_scene_details_leave_the_layout_the_salient_regions() -> None:
+    from opencrop.models.composition import CompositionModel, salient_regions
+
+    sal = np.zeros((40, 60), np.float32)
+    sal[5:30, 25:55] = 1.0
+    car = _det([[10, 280, 40, 300]], [0.77], ["car"])
+    boxes, _, n_det, _ = CompositionModel._subjects(sal, 600, 400, Cues(600, 400, objects=car))
+    regions, _ = salient_regions(sal, 600, 400)
+    assert n_det == 1 and len(boxes) == 1 + len(regions) and np.allclose(boxes[1:], regions)
+    big = _det([[100, 50, 500, 380]], [0.9], ["car"])
+    boxes, _, _, _ = CompositionModel._subjects(sal, 600, 400, Cues(600, 400, objects=big))
+    assert len(boxes) == 1  # a subject, not a detail: the detection alone
+
+
+def test_salient_regions_are_protected_when_nothing_is_detected() -> None:
+    """A photo without detections: its salient regions stand for the subject and a cut through one is an object cut,
+    while a crop that keeps the region whole costs nothing."""
+    from opencrop.models.composition import REGION_PROTECT, CompositionModel
+
+    img = np.full((300, 600, 3), 90, np.uint8)
+    img[100:220, 240:380] = (230, 40, 40)  # one red block on grey
+    m = CompositionModel(use_layout=False)
+    p = m.prepare(img, Cues(600, 300))
+    assert len(p.objects) >= 1 and p.object_scores[0] == pytest.approx(REGION_PROTECT * 1.0, rel=0.05)
+    pen = m.terms(p, np.array([[150.0, 0, 450, 300], [0.0, 0, 300, 300]]))["object_cut"]
+    assert pen[0] == 0 and pen[1] > 0  # holds the block; cuts it in half
+
+
+FIXED = [  # (photo, ratio): benchmark crops that cut a must-keep part or lost the subject before these fixes
+    ("camera", "16:9"), ("coffee", "9:16"), ("baboon.jpg", "16:9"), ("baboon.jpg", "1.91:1"), ("home.jpg", "16:9"),
+    ("home.jpg", "1.91:1"), ("building.jpg", "4:5"), ("stereo_motorcycle", "4:5"), ("stereo_motorcycle", "9:16"),
+    ("home.jpg", "1:1"), ("home.jpg", "4:5"), ("china.jpg", "16:9"), ("china.jpg", "1.91:1"), ("building.jpg", "1:1"),
+    ("building.jpg", "9:16"),
+]
+
+
+@pytest.mark.parametrize(("name", "ratio"), FIXED)
+def test_benchmark_failures_fixed(cropper: Cropper, name: str, ratio: str) -> None:
+    test_issue_13_examples_keep_the_subject(cropper, name, ratio)

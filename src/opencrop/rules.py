@@ -19,6 +19,11 @@ around the ``--focus`` point (the focus counts as much as a subject).
 5. every head kept;  6. no head cut and the main face kept;  7. the main face kept;  8. no head cut;
 9. anything.
 
+Headroom: within the level found, boxes that also leave :data:`HEADROOM` × the head's height free above every
+head they keep (where the image has that room) are preferred when there are any, so a frame that the other terms
+push down stops a little above the head box instead of on it (the grown head box is an estimate: hair sticks out
+of it by a few pixels).
+
 All boxes are ``[N, 4]`` **xyxy float pixels of the analysis image** unless a function says otherwise.
 """
 
@@ -45,6 +50,9 @@ LEVEL_TEXT = (
     "no head cut (a user subject could not fit)",
     "no rule could be met: best score",
 )
+
+#: room left above a kept head, as a fraction of the head's height (the crop edge never sits on the hair)
+HEADROOM = 0.1
 
 #: half-size of the box a ``--focus`` point must keep, as a fraction of the image's shorter side
 FOCUS_HALF = 0.02
@@ -95,8 +103,9 @@ class Rules:
             self._fitted[r] = fit_heads(self.heads, self.faces, ww, hh)
         return self._fitted[r]
 
-    def masks(self, boxes: np.ndarray) -> list[np.ndarray]:
-        """The :data:`N_LEVELS` ``bool [N]`` masks of ``boxes``, strongest level first."""
+    def masks(self, boxes: np.ndarray, headroom: float = 0.0) -> list[np.ndarray]:
+        """The :data:`N_LEVELS` ``bool [N]`` masks of ``boxes``, strongest level first. With ``headroom`` > 0 a head
+        counts as kept only with that fraction of its height free above it (where the image has the room)."""
         from opencrop.cues.constraints import face_terms
 
         boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
@@ -104,6 +113,9 @@ class Rules:
         subj_ok = (kept_fraction(boxes, self.subjects) >= 0.999).all(axis=1) if len(self.subjects) else yes
         if len(self.heads):
             heads = self.heads_for(boxes)
+            if headroom > 0:
+                heads = heads.copy()
+                heads[:, 1] = np.maximum(heads[:, 1] - headroom * (heads[:, 3] - heads[:, 1]), 0.0)
             t = face_terms(boxes, heads)
             all_kept = t.n_kept == len(heads)
             no_cut = ~t.cut
@@ -115,14 +127,17 @@ class Rules:
 
     def apply(self, boxes: np.ndarray, level: int | None = None) -> tuple[np.ndarray, int]:
         """``(allowed bool [N], level)``: the first level that some box satisfies, or the given ``level`` (so a
-        refinement keeps the coarse step's promise)."""
+        refinement keeps the coarse step's promise); within it, the boxes with :data:`HEADROOM` above the heads
+        when some have it."""
         ms = self.masks(boxes)
-        if level is not None:
-            return ms[level], level
-        for i, m in enumerate(ms):
-            if m.any():
-                return m, i
-        return ms[-1], N_LEVELS - 1
+        if level is None:
+            level = next((i for i, m in enumerate(ms) if m.any()), N_LEVELS - 1)
+        m = ms[level]
+        if len(self.heads) and m.any():
+            roomy = m & self.masks(boxes, HEADROOM)[level]
+            if roomy.any():
+                m = roomy
+        return m, level
 
 
 def neighbourhood(box: np.ndarray, w: int, h: int, r: float, step: float) -> np.ndarray:

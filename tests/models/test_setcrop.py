@@ -395,8 +395,14 @@ def test_evaluation_uses_the_proposals_for_set_metrics_and_the_top_query_on_gt_d
         assert box_iou(others, best[None]).max() < 0.85
         boxes = np.concatenate([best[None], others]) if i == 0 else np.concatenate([others, best[None]])
         fake.append((boxes, np.linspace(0.9, 0.2, 8)))
-    calls = iter(fake)
-    m.query_boxes = lambda prepared: next(calls)
+    calls, per_image = iter(fake), {}  # one stand-in per prepared image (its proposals and its scored crops)
+
+    def stand_in(prepared):
+        if id(prepared) not in per_image:
+            per_image[id(prepared)] = next(calls)
+        return per_image[id(prepared)]
+
+    m.query_boxes = stand_in
     res = evaluate(m, recs)
     assert res.protocol == "scored" and {"srcc", "hit5@0.85", "ap90@0.90"} <= set(res.metrics)
     want = set_prediction_metrics([f.to_original(b) for f, (b, _) in zip(frames, fake, strict=True)],

@@ -252,20 +252,45 @@ def object_cut_penalty(
     scores: np.ndarray | None = None,
     tol: float = 0.02,
     weights: CutWeights = WEIGHTS,
+    best: np.ndarray | None = None,
+    holders: np.ndarray | None = None,
 ) -> np.ndarray:
-    """How badly each candidate cuts through protected objects (animals, vehicles): ``float [N]`` in [0, 1].
+    """How badly each candidate cuts through protected objects: ``float [N]`` in [0, 1].
 
     Like :func:`body_cut_penalty` without the head / feet regions (an object's parts are not known): a cut object
     costs ``min(1, any_cut + head · lost)`` where ``lost`` is the fraction of its box outside the crop, scaled by
     its score and relative size; wholly inside or wholly outside costs nothing. ``objects [P, 4]`` xyxy.
+
+    ``best [P]``: the largest fraction of each object a window of the candidates' size can hold (1 for an object
+    that fits). An object larger than the window is then cut only when the crop keeps less of it than fits (by
+    more than ``tol``), and ``lost`` is measured from what fits: trimming it cannot be avoided, keeping less of it
+    than the frame allows can.
+
+    ``holders [P, 4]``: for an object held by a larger subject (a ball in a player's box; a row of NaN for none),
+    a crop that keeps part of the holder and leaves the object out cuts the pair: it costs as a cut losing all of
+    the object (when the object fits the window).
     """
     b = _as_boxes(boxes, "boxes")[:, None, :]
     p = _as_boxes(objects, "objects")
     if len(p) == 0:
         return np.zeros(len(b), dtype=np.float32)
     vis = _inside_frac(b, p[None])
-    cut_state = (face_terms(boxes, p, tol).state == 1) & (vis > tol)
-    pen = np.where(cut_state, np.minimum(weights.any_cut + weights.head * (1 - vis), 1.0), 0.0)
+    if best is None:
+        cut_state = (face_terms(boxes, p, tol).state == 1) & (vis > tol)
+        lost = 1 - vis
+    else:
+        fits = np.clip(np.asarray(best, np.float64).reshape(1, -1), 1e-9, 1.0)
+        lost = np.clip(1 - vis / fits, 0.0, 1.0)
+        cut_state = (lost > tol) & (vis > tol)
+    hb = None if holders is None else np.asarray(holders, np.float64).reshape(-1, 4)
+    has = np.zeros(len(p), bool) if hb is None else np.isfinite(hb).all(axis=1)
+    if has.any():
+        held_vis = _inside_frac(b, np.where(has[:, None], hb, 0.0)[None])
+        fits = np.ones(len(p)) if best is None else np.asarray(best, np.float64).reshape(-1)
+        dropped = (vis <= tol) & has[None] & (held_vis > tol) & (fits[None] >= 1 - tol)
+        cut_state = cut_state | dropped
+        lost = np.where(dropped, 1.0, lost)
+    pen = np.where(cut_state, np.minimum(weights.any_cut + weights.head * lost, 1.0), 0.0)
     area = (p[:, 2] - p[:, 0]) * (p[:, 3] - p[:, 1])
     imp = (area / max(float(area.max()), 1e-9)) ** weights.size_power
     if scores is not None:

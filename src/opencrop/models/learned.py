@@ -99,6 +99,9 @@ class LearnedCropModel(nn.Module, CandidateScorer):
     needs: frozenset[str] = frozenset()
     #: long side of the frame the model is given in training, evaluation and cropping (one rule for all three)
     analysis_size: int = 512
+    #: the graph :mod:`opencrop.models.export` writes: ``"scorer"`` (image + boxes → scores), ``"set"`` (image →
+    #: query boxes + validities) or ``"regressor"`` (image + subject + boxes → crop, proposals, weights, scores)
+    export_kind: str = "scorer"
     #: keyword inputs of ``forward_scores`` that an exported ONNX graph takes after ``image, rois``, in order; each
     #: needs a torch-free provider in :data:`opencrop.models.inputs.EXTRA_INPUTS` (:mod:`opencrop.models.export`)
     export_inputs: tuple[str, ...] = ()

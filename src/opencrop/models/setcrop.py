@@ -70,6 +70,7 @@ from opencrop.models.learned import LearnedCropModel, PreparedImage, build_with_
 from opencrop.models.preprocess import Preprocess
 from opencrop.models.registry import register_model
 from opencrop.models.setcrop_modules import MLP, PositionEmbeddingSine, SetTransformer, inverse_sigmoid
+from opencrop.models.setcrop_post import best_query_scores, propose_from_queries, ratio_adjust
 from opencrop.nn.set_losses import SetLossConfig, good_crop_mask, set_criterion
 
 __all__ = [
@@ -93,31 +94,6 @@ class SetPrepared(PreparedImage):
     reports ratios no valid query fits."""
 
     notes: list[str] = field(default_factory=list)
-
-
-def ratio_adjust(boxes: np.ndarray, ratio: float, width: float, height: float) -> np.ndarray:
-    """Adjust xyxy pixel ``boxes [N, 4]`` to the exact aspect ``ratio`` (w / h) inside a ``width × height`` image.
-
-    Each box becomes the box of aspect ``ratio`` with the **same area and centre**; if that is larger than the image
-    along a side it is shrunk (about its centre, aspect kept) to fit; it is then shifted, not shrunk, into the image.
-    Boxes are clipped to the image first; degenerate boxes keep at least 1 px² of area. Vectorised → ``[N, 4]``.
-
-    Example:
-        >>> ratio_adjust(np.array([[0.0, 0.0, 100.0, 100.0]]), 4.0, 400, 300).round(1).tolist()
-        [[0.0, 25.0, 200.0, 75.0]]
-    """
-    if not (ratio > 0 and math.isfinite(ratio)):
-        raise ValueError(f"ratio_adjust: ratio must be a positive number, got {ratio}")
-    b = clip_boxes(np.asarray(boxes, np.float64).reshape(-1, 4), width, height)
-    area = np.maximum((b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]), 1.0)
-    cx, cy = (b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2
-    w = np.sqrt(area * ratio)
-    h = w / ratio
-    s = np.minimum(1.0, np.minimum(width / w, height / h))
-    w, h = w * s, h * s
-    x1 = np.clip(cx - w / 2, 0, width - w)
-    y1 = np.clip(cy - h / 2, 0, height - h)
-    return np.stack([x1, y1, x1 + w, y1 + h], axis=1)
 
 
 def good_crops_normalised(records: Sequence[Any], thresh: float | None = 4.0, top_k: int | None = None,
@@ -267,6 +243,7 @@ class SetCrop(LearnedCropModel):
     needs: frozenset[str] = frozenset()
     #: a set predictor: evaluation uses its own proposals (:func:`opencrop.eval.runner.evaluate`)
     proposes_boxes = True
+    export_kind = "set"
 
     def __init__(
         self,
@@ -544,6 +521,12 @@ class SetCrop(LearnedCropModel):
         b = qb[0].detach().double().cpu().numpy() / np.array([prepared.sx, prepared.sy, prepared.sx, prepared.sy])
         return clip_boxes(b, prepared.width, prepared.height), val[0].detach().double().cpu().numpy()
 
+    def score(self, prepared: PreparedImage, boxes: np.ndarray) -> np.ndarray:
+        """``σ(q*) · IoU(b, q*)`` of ``boxes [N, 4]`` (xyxy analysis pixels) through their best-matching query, in
+        numpy on the final layer's query boxes (:func:`~opencrop.models.setcrop_post.best_query_scores`, the twin of
+        :meth:`forward_scores`): the onnxruntime path computes the same, so near-ties break the same way."""
+        return best_query_scores(boxes, *self.query_boxes(prepared))
+
     def propose(self, prepared: PreparedImage, request: Request) -> tuple[np.ndarray, np.ndarray]:
         """Boxes for one request (module docstring), best first: given boxes (in their order) scored through their
         best-matching query; the query boxes by validity (``ratio=None``); or every query box adjusted to ``ratio``
@@ -553,31 +536,8 @@ class SetCrop(LearnedCropModel):
         if request.boxes is not None:
             return super().propose(prepared, request)
         qb, val = self.query_boxes(prepared)
-        if request.ratio is None:
-            order = np.argsort(-val, kind="stable")
-            boxes, scores = qb[order], val[order].copy()
-            if request.allow is not None:
-                scores[~np.asarray(request.allow(boxes), bool)] = -np.inf
-            return boxes, scores
-        adj = ratio_adjust(qb, float(request.ratio), prepared.width, prepared.height)
-        kept = np.diagonal(box_iou(adj, qb)).copy() if len(qb) else np.zeros(0)
-        fits = (val >= self.valid_threshold) & (kept >= self.fit_iou)
-        # validity × the overlap the adjustment keeps; boxes that do not fit are offset by −1 (below every fit)
-        scores = val * kept - (~fits).astype(np.float64)
-        order = np.argsort(-scores, kind="stable")
-        adj, scores, fits, val, kept = adj[order], scores[order], fits[order], val[order], kept[order]
-        if request.allow is not None:
-            ok = np.asarray(request.allow(adj), bool)
-            scores[~ok] = -np.inf
-            fits &= ok
-        if not fits.any() and isinstance(getattr(prepared, "notes", None), list):
-            j = int(np.argmax(val))
-            note = (f"setcrop: no valid query fits ratio {request.ratio:.4g} (validity ≥ {self.valid_threshold:g} "
-                    f"and IoU ≥ {self.fit_iou:g} after the ratio adjustment); best query: validity {val[j]:.2f}, "
-                    f"IoU kept {kept[j]:.2f}; the crop is the best adjusted box anyway")
-            if note not in prepared.notes:
-                prepared.notes.append(note)
-        return adj, scores
+        return propose_from_queries(qb, val, prepared.width, prepared.height, request, self.valid_threshold,
+                                    self.fit_iou, getattr(prepared, "notes", None))
 
     # ------------------------------------------------------------------ weights
     def load_conditional_detr(self, path: str | os.PathLike[str]) -> None:
