@@ -57,3 +57,32 @@ def test_nms_numpy_equals_torch_on_random_boxes() -> None:
         assert got.dtype == np.int64 and len(got) > 0
         np.testing.assert_array_equal(got, nms(torch.from_numpy(b), torch.from_numpy(s), t).numpy())
     assert nms(np.zeros((0, 4)), np.zeros(0), 0.5).shape == (0,)
+
+
+def test_kmeans_boxes_finds_hand_made_clusters_with_the_iou_distance():
+    from opencrop.boxes import kmeans_boxes
+
+    # three tight groups of normalised boxes: mean of each group is the expected centre
+    groups = [
+        np.array([[0.0, 0.0, 0.5, 0.5], [0.0, 0.0, 0.52, 0.5], [0.02, 0.0, 0.5, 0.48]]),
+        np.array([[0.5, 0.5, 1.0, 1.0], [0.5, 0.48, 1.0, 1.0]]),
+        np.array([[0.1, 0.1, 0.9, 0.9], [0.1, 0.12, 0.9, 0.9], [0.1, 0.1, 0.92, 0.9], [0.08, 0.1, 0.9, 0.9]]),
+    ]
+    boxes = np.concatenate(groups)
+    for seed in range(5):
+        c = kmeans_boxes(boxes, 3, seed=seed)
+        assert c.shape == (3, 4)
+        for g in groups:  # every group's mean is one centre
+            assert np.abs(c - g.mean(0)).max(1).min() < 1e-12, (seed, c)
+    np.testing.assert_array_equal(kmeans_boxes(boxes, 3, seed=1), kmeans_boxes(boxes, 3, seed=1))
+    # the IoU distance, not the L2 one: a small box inside a large one is far from it
+    nested = np.array([[0.0, 0.0, 1.0, 1.0], [0.0, 0.0, 0.98, 1.0], [0.4, 0.4, 0.6, 0.6], [0.4, 0.4, 0.61, 0.6]])
+    c = kmeans_boxes(nested, 2)
+    assert sorted(np.round(c[:, 2] - c[:, 0], 3).tolist()) == [0.205, 0.99]
+    # fewer distinct boxes than k: the distinct boxes, repeated
+    c = kmeans_boxes(np.array([[0, 0, 1, 1], [0, 0, 1, 1], [1, 1, 2, 2]]), 5)
+    assert c.shape == (5, 4) and {tuple(r) for r in c} == {(0, 0, 1, 1), (1, 1, 2, 2)}
+    with pytest.raises(ValueError, match="x2 > x1"):
+        kmeans_boxes(np.array([[0, 0, 0, 1]]), 1)
+    with pytest.raises(ValueError, match="no boxes"):
+        kmeans_boxes(np.zeros((0, 4)), 1)

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from opencrop.errors import DecodeError, ImageTooLargeError, OpenCropError, UnsupportedImageError
-from opencrop.io import crop_image, load_image, save_image
+from opencrop.io import crop_image, load_image, probe_image, save_image
 
 
 def _manifest(shared_data: Path) -> list[dict]:
@@ -47,6 +47,19 @@ def test_exif_orientations_become_upright(shared_data: Path) -> None:
         px = load_image(d / f"orientation__Landscape_{k}.jpg").pixels.astype(float)
         assert px.shape == ref.shape
         assert np.abs(px - ref).mean() < 3, k  # a wrong transform differs by 35–85 levels
+
+
+def test_probe_image_reads_the_header_as_load_image_does(shared_data: Path, tmp_path: Path) -> None:
+    d = shared_data / "odd-images"
+    box = np.array([[10.0, 20.0, 200.0, 150.0]])
+    for k in range(1, 9):
+        path = d / f"orientation__Landscape_{k}.jpg"
+        full, head = load_image(path), probe_image(path)
+        assert (head.width, head.height, head.orientation) == (full.width, full.height, full.orientation), k
+        assert head.pixels.shape == (0, 0, 3)
+        np.testing.assert_array_equal(head.from_stored(box), full.from_stored(box))
+    with pytest.raises(DecodeError, match="not found"):
+        probe_image(tmp_path / "missing.jpg")
 
 
 def test_cmyk_matches_rgb_twin(shared_data: Path) -> None:

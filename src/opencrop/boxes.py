@@ -10,7 +10,8 @@ HCIC's evaluation. Other conventions met in datasets:
 * normalised xyxy ``[0, 1]``: LVRN anchors; x divided by the width, y by the height.
 
 Every function takes an array of shape ``[..., 4]`` (NumPy or torch) and returns the same kind. This module is
-the one place where these conversions and the IoU / GIoU / displacement formulas live.
+the one place where these conversions and the IoU / GIoU / displacement formulas live (and
+:func:`kmeans_boxes`, k-means with the IoU distance, which uses them).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ __all__ = [
     "cxcywh_to_xyxy",
     "denormalize_xyxy",
     "generalized_box_iou",
+    "kmeans_boxes",
     "nms",
     "normalize_xyxy",
     "xywh_to_xyxy",
@@ -246,3 +248,66 @@ def nms(boxes: Array, scores: Array, iou_threshold: float) -> Array:
             break
         keep = new
     return order[keep].astype(np.int64)
+
+
+def kmeans_boxes(boxes: np.ndarray, k: int, seed: int = 0, iters: int = 100, n_init: int = 5) -> np.ndarray:
+    """k-means of xyxy ``boxes [N, 4]`` (any units, e.g. normalised) with the distance ``1 − IoU`` (YOLOv2's anchor
+    priors, Redmon & Farhadi 2017, on whole boxes: position and size, not sizes only) → ``[k, 4]`` xyxy centres.
+
+    ``n_init`` runs from seeded k-means++ starts (each next centre drawn with probability ∝ ``1 − max IoU`` to the
+    chosen ones), each followed by Lloyd iterations: every box joins the centre of highest IoU (the first among
+    ties), every centre becomes the coordinate-wise mean of its boxes; a centre left without boxes moves to the box
+    of lowest best IoU. A run stops when the assignment no longer changes or after ``iters`` rounds; the run with
+    the highest mean IoU of the boxes to their centres is returned. Deterministic for a given ``seed``. When there
+    are at most ``k`` distinct boxes, the distinct boxes are returned, repeated cyclically.
+
+    Example:
+        >>> b = np.array([[0, 0, 1, 1], [0, 0, 1.1, 1], [5, 5, 6, 6], [5, 5, 6, 6.1]])
+        >>> sorted(kmeans_boxes(b, 2).round(2).tolist())
+        [[0.0, 0.0, 1.05, 1.0], [5.0, 5.0, 6.0, 6.05]]
+    """
+    b = np.asarray(boxes, np.float64).reshape(-1, 4)
+    if k < 1 or n_init < 1:
+        raise ValueError(f"kmeans_boxes: k and n_init must be >= 1, got {k}, {n_init}")
+    if len(b) == 0:
+        raise ValueError("kmeans_boxes: no boxes to cluster")
+    if not np.all((b[:, 2] > b[:, 0]) & (b[:, 3] > b[:, 1])):
+        raise ValueError("kmeans_boxes: every box needs x2 > x1 and y2 > y1")
+    distinct = np.unique(b, axis=0)
+    if len(distinct) <= k:
+        return distinct[np.arange(k) % len(distinct)].copy()
+    best_c, best_fit = b[:k], -1.0
+    for rng in (np.random.default_rng([seed, i]) for i in range(n_init)):
+        c = _kmeans_boxes_run(b, k, rng, iters)
+        fit = float(box_iou(b, c).max(axis=1).mean())
+        if fit > best_fit:
+            best_c, best_fit = c, fit
+    return best_c
+
+
+def _kmeans_boxes_run(b: np.ndarray, k: int, rng: np.random.Generator, iters: int) -> np.ndarray:
+    """One k-means++ start + Lloyd iterations of :func:`kmeans_boxes`."""
+    centres = [b[rng.integers(len(b))]]
+    best = box_iou(b, np.asarray(centres))[:, 0]
+    for _ in range(1, k):
+        d = np.clip(1.0 - best, 0.0, None)
+        j = int(rng.choice(len(b), p=d / d.sum())) if d.sum() > 0 else int(np.argmin(best))
+        centres.append(b[j])
+        best = np.maximum(best, box_iou(b, b[j][None])[:, 0])
+    c = np.asarray(centres)
+    assign = np.full(len(b), -1)
+    for _ in range(iters):
+        iou = box_iou(b, c)
+        new = np.argmax(iou, axis=1)
+        if np.array_equal(new, assign):
+            break
+        assign = new
+        fit = iou[np.arange(len(b)), assign]
+        for j in range(k):
+            members = assign == j
+            if members.any():
+                c[j] = b[members].mean(axis=0)
+            else:  # an empty cluster takes the worst-covered box
+                w = int(np.argmin(fit))
+                c[j], fit[w] = b[w], 1.0
+    return c

@@ -38,6 +38,7 @@ __all__ = [
     "encode_image",
     "load_frame",
     "load_image",
+    "probe_image",
     "save_image",
     "write_atomic",
 ]
@@ -397,6 +398,27 @@ def load_image(
     # keep the decoded (possibly DCT-reduced) picture: the output crop reuses it when it is large enough
     return Frame(name, up_w, up_h, _analysis_from(rgb, analysis_size), fmt, n_frames, rgb.mode == "RGBA", orient,
                  _data=data, _path=path, _decoded=(rgb, decoded_w / w0) if reusable else None)
+
+
+def probe_image(path: str | os.PathLike) -> Frame:
+    """Read only the header of the image file ``path`` → a :class:`Frame` whose ``width`` / ``height`` (upright)
+    and ``orientation`` are set and whose ``pixels`` are empty (``[0, 0, 3]``): enough for :meth:`Frame.from_stored`
+    (e.g. to normalise dataset annotations) without decoding the picture.
+
+    Raises:
+        DecodeError: missing or corrupt file. UnsupportedImageError: not an image, or zero-size.
+    """
+    name = str(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        im = _open(Path(path), name)
+        with im:
+            orient = _orientation(im, name)
+            w0, h0 = im.size
+    up_w, up_h = (h0, w0) if orient in (5, 6, 7, 8) else (w0, h0)
+    if up_w <= 0 or up_h <= 0:
+        raise UnsupportedImageError(name, f"zero-size image ({up_w}×{up_h})")
+    return Frame(name, up_w, up_h, np.zeros((0, 0, 3), np.uint8), orientation=orient, _path=Path(path))
 
 
 def _check_size(size: tuple[int, int], name: str, max_pixels: int) -> None:

@@ -255,6 +255,125 @@ def test_training_resumes_exactly_with_the_ema_teacher(tmp_path, monkeypatch):
     assert straight.history[0]["train_loss"] != straight.history[-1]["train_loss"]
 
 
+# ---------------------------------------------------------------------------------------------- k-means anchors
+def _grid_records(tmp_path, n, w=72, h=48, tag="im"):
+    """Records whose good crops (MOS ≥ 4) depend on the record: in image ``i`` the grid crops starting at
+    ``x1 = (3, 9, 21)[i % 3]`` have MOS 5, the others ≤ 2 (so the good crops differ between records)."""
+    rng = np.random.default_rng(1)
+    recs = []
+    for i in range(n):
+        p = tmp_path / f"{tag}{i}.png"
+        Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(p)
+        crops = gaic_grid(w, h)
+        mos = 5 - np.abs(crops[:, 0] - (3, 9, 21)[i % 3]) / 2
+        recs.append(CropRecord(name=f"{tag}{i}.jpg", image_path=p, width=w, height=h, crops=crops, scores=mos))
+    return recs
+
+
+def test_kmeans_anchor_prior_sets_the_initial_boxes(tmp_path):
+    from opencrop.boxes import cxcywh_to_xyxy, kmeans_boxes, xyxy_to_cxcywh
+    from opencrop.models.setcrop import good_crops_normalised
+
+    recs = _grid_records(tmp_path, 5)
+    good = good_crops_normalised(recs)
+    expected = np.concatenate([r.crops[r.scores >= 4] / [72, 48, 72, 48] for r in recs])
+    np.testing.assert_allclose(good, expected, rtol=1e-12)
+    m = _small(anchor_init="kmeans").eval()
+    assert not any(p.requires_grad for p in m.transformer.decoder.ref_point_head.parameters())
+    m.init_from_data(recs)
+    centres = kmeans_boxes(good, 8, seed=0)
+    prior = m.anchor_boxes.detach().sigmoid().double().numpy()
+    np.testing.assert_allclose(prior, xyxy_to_cxcywh(centres), atol=1e-5)
+    # the initial boxes are the priors (the last box layer starts at ~0), on any image, at every decoder layer
+    x = torch.from_numpy(_image(96, 64, seed=3)).permute(2, 0, 1)[None].float() / 255
+    with torch.no_grad():
+        boxes = m.forward_features(x)["boxes"]
+    assert boxes.shape == (2, 1, 8, 4)
+    np.testing.assert_allclose(boxes.double().numpy(), np.broadcast_to(xyxy_to_cxcywh(centres), (2, 1, 8, 4)),
+                               atol=0.01)
+    # without the option the initial boxes are not the priors: centre = ref point, size ≈ 0.5 × 0.5
+    with torch.no_grad():
+        plain = _small().eval().forward_features(x)["boxes"][-1, 0].double().numpy()
+    np.testing.assert_allclose(plain[:, 2:], 0.5, atol=0.01)
+    assert np.abs(plain - xyxy_to_cxcywh(centres)).max() > 0.1
+    # the query boxes the model proposes are the k-means centres in pixels
+    qb, _ = m.query_boxes(m.prepare(_image(96, 64)))
+    np.testing.assert_allclose(qb, cxcywh_to_xyxy(xyxy_to_cxcywh(centres)) * [96, 64, 96, 64], atol=1.5)
+    # box_lr: the box head and the priors form their own group; the unused ref_point_head is in none
+    groups = _small(anchor_init="kmeans", box_lr=1e-5, backbone_lr=0).optimizer_groups(1e-4)
+    assert [g.get("lr") for g in groups] == [None, 1e-5]
+    assert len(groups[1]["params"]) == 7  # bbox_embed: 3 weights + 3 biases, + anchor_boxes
+    with pytest.raises(ValueError, match="anchor_init"):
+        SetCrop(backbone="mobilenet_v2", anchor_init="grid")
+
+
+def test_trainer_initialises_the_anchors_from_the_training_split_only_and_resumes_exactly(tmp_path, monkeypatch):
+    from opencrop.boxes import kmeans_boxes, xyxy_to_cxcywh
+    from opencrop.models.setcrop import good_crops_normalised
+    from opencrop.train import trainer as trainer_mod
+    from opencrop.train.recipe import Recipe
+    from opencrop.train.trainer import train
+
+    recs = _grid_records(tmp_path, 8)
+    test = _grid_records(tmp_path, 3, tag="test")
+    seen: list[list[str]] = []
+    real_init = SetCrop.init_from_data
+
+    def spy(self, records):
+        seen.append([r.name for r in records])
+        real_init(self, records)
+
+    monkeypatch.setattr(SetCrop, "init_from_data", spy)
+
+    def recipe() -> Recipe:
+        return Recipe.from_dict({
+            "model": {"name": "setcrop", "kwargs": {**SMALL, "anchor_init": "kmeans", "backbone_lr": 0,
+                                                    "train_sizes": None}},
+            "data": {"format": "gaicd", "val_split": "holdout", "holdout_fraction": 0.25, "test_split": "test",
+                     "crops_per_image": None, "flip": 0.0, "photometric": "none"},
+            "optim": {"name": "adamw", "lr": 1e-3, "weight_decay": 1e-4, "grad_clip": 0.1},
+            "train": {"epochs": 2, "seed": 3, "amp": False, "batch_size": 1, "num_workers": 0},
+        })
+
+    straight = train(recipe(), tmp_path / "a", records={"train": recs, "test": test}, progress=False)
+    import json
+
+    split = json.loads((tmp_path / "a" / "split.json").read_text())
+    assert seen == [split["train"]] and len(split["train"]) == 6
+    assert not set(seen[0]) & ({r.name for r in test} | set(split["val"]))
+    # the run started from the k-means centres of the training records' good crops
+    train_recs = [r for r in recs if r.name in split["train"]]
+    start = xyxy_to_cxcywh(kmeans_boxes(good_crops_normalised(train_recs), 8, seed=0))
+    first = create_model("setcrop", **{**SMALL, "anchor_init": "kmeans"})
+    torch.manual_seed(0)
+    first.init_from_data(train_recs)
+    np.testing.assert_allclose(first.anchor_boxes.detach().sigmoid().numpy(), start, atol=1e-5)
+    # a resumed run takes its priors from last.pt: the hook is not called again, the result is bit-exact
+    real_save = trainer_mod.save_atomic
+    calls = {"n": 0}
+
+    def kill_after_first(obj, path):
+        real_save(obj, path)
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(trainer_mod, "save_atomic", kill_after_first)
+    with pytest.raises(KeyboardInterrupt):
+        train(recipe(), tmp_path / "b", records={"train": recs, "test": test}, progress=False)
+    monkeypatch.setattr(trainer_mod, "save_atomic", real_save)
+    seen.clear()
+    resumed = train(recipe(), tmp_path / "b", records={"train": recs, "test": test}, resume=True, progress=False)
+    assert seen == []
+    a = torch.load(tmp_path / "a" / "last.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "b" / "last.pt", weights_only=True)["model"]
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    assert resumed.history[-1]["train_loss"] == straight.history[-1]["train_loss"]
+    moved = a["anchor_boxes"].sigmoid().numpy()
+    assert 0 < np.abs(moved - start).max() < 0.2  # the priors are trained, starting from the centres
+
+
 # ---------------------------------------------------------------------------------------------- evaluation
 def test_evaluation_uses_the_proposals_for_set_metrics_and_the_top_query_on_gt_data(tmp_path):
     from opencrop.data.registry import load_dataset

@@ -13,6 +13,9 @@ the released code §6.5); the user guide is ``docs/setcrop.md``.
 * Heads shared by every decoder layer (as the released code): ``bbox_embed`` (3-layer MLP) predicts
   ``(cx, cy, w, h) = sigmoid(MLP(h) + [logit(ref), 0, 0])`` normalised to the input image; ``class_embed``
   (linear, bias −log 99) a 1-class validity logit. Training uses every layer's output (auxiliary losses).
+* Option ``anchor_init="kmeans"`` (opencrop's, not the paper's): per-query learnable box priors (cxcywh logits)
+  whose centre is the reference point and which the box head refines, ``sigmoid(MLP(h) + prior)``; the trainer's
+  ``init_from_data`` hook sets them to k-means (IoU distance) centres of the training split's good crops.
 * Loss (:func:`opencrop.nn.set_losses.set_criterion`): Hungarian matching to the good crops, focal + L1 + GIoU,
   quality label smoothing (GAICD), EMA self-distillation (CPC, :class:`EmaTeacher`).
 
@@ -59,7 +62,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from opencrop.boxes import box_iou, clip_boxes, cxcywh_to_xyxy, xyxy_to_cxcywh
+from opencrop.boxes import box_iou, clip_boxes, cxcywh_to_xyxy, kmeans_boxes, xyxy_to_cxcywh
 from opencrop.cues.types import Cues
 from opencrop.errors import ModelFileError
 from opencrop.models.base import Request
@@ -75,6 +78,7 @@ __all__ = [
     "SetCrop",
     "SetPrepared",
     "convert_conditional_detr_state_dict",
+    "good_crops_normalised",
     "ratio_adjust",
     "setcrop",
 ]
@@ -90,6 +94,32 @@ class SetPrepared(PreparedImage):
     reports ratios no valid query fits."""
 
     notes: list[str] = field(default_factory=list)
+
+
+def good_crops_normalised(records: Sequence[Any], thresh: float | None = 4.0, top_k: int | None = None,
+                          nms_iou: float = 0.0) -> np.ndarray:
+    """The good crops (:func:`~opencrop.nn.set_losses.good_crop_mask`) of ``records`` → ``[N, 4]`` **normalised
+    xyxy** of each upright image (stored-pixel annotations mapped through the file's EXIF orientation, as the
+    training data). Reads only the image headers. Raises ``ValueError`` when no record has a crop."""
+    from opencrop.io import probe_image
+
+    out = []
+    for r in records:
+        if r.crops is None or r.scores is None or len(r.crops) == 0:
+            continue
+        crops = np.asarray(r.crops, np.float64).reshape(-1, 4)
+        mos = np.asarray(r.scores, np.float64).reshape(-1)
+        ok = np.isfinite(mos) & (crops[:, 2] > crops[:, 0]) & (crops[:, 3] > crops[:, 1])
+        crops, mos = crops[ok], mos[ok]
+        if len(crops) == 0:
+            continue
+        good = good_crop_mask(torch.as_tensor(mos), torch.as_tensor(crops), thresh, top_k, nms_iou).numpy()
+        frame = probe_image(r.image_path)
+        up = frame.from_stored(crops[good])
+        out.append(up / np.array([frame.width, frame.height, frame.width, frame.height]))
+    if not out:
+        raise ValueError("setcrop: no annotated crops in the training records to initialise the anchors from")
+    return np.concatenate(out)
 
 
 def _freeze_batchnorm(module: nn.Module) -> nn.Module:
@@ -197,6 +227,13 @@ class SetCrop(LearnedCropModel):
         ema_decay, distill_weight: teacher decay (0.5) and weight of its focal term (0.5).
         backbone_lr: learning rate of the backbone's trainable parameters (1e-5; 0 freezes the whole backbone;
             ``None`` = the recipe's lr). Read by the trainer through :meth:`optimizer_groups`.
+        anchor_init: ``None`` (the paper: each query's reference point is ``sigmoid(ref_point_head(query))``, a
+            centre only) or ``"kmeans"`` (opencrop's option, not the paper's): every query also owns a learnable
+            **box prior** ``anchor_boxes [Q, 4]`` (cxcywh logits) — its reference point is the prior's centre and
+            the box head refines the whole prior, ``sigmoid(MLP(h) + prior)``. The trainer initialises the priors
+            to k-means (IoU distance) centres of the **training split's** good crops (:meth:`init_from_data`);
+            before that they are the centred half-size box.
+        box_lr: learning rate of the box head and the box priors (``None`` = the recipe's lr).
         valid_threshold, fit_iou: inference — the validity a query needs to count as valid (0.5) and the IoU its
             ratio-adjusted box must keep with it to *fit* a requested ratio (0.5).
         init_checkpoint: a COCO Conditional-DETR checkpoint to start from (not saved in the config).
@@ -243,12 +280,16 @@ class SetCrop(LearnedCropModel):
         ema_decay: float = 0.5,
         distill_weight: float = 0.5,
         backbone_lr: float | None = 1e-5,
+        anchor_init: str | None = None,
+        box_lr: float | None = None,
         valid_threshold: float = 0.5,
         fit_iou: float = 0.5,
         init_checkpoint: str | None = None,
     ) -> None:
         if backbone not in _BACKBONES:
             raise ValueError(f"setcrop: backbone must be one of {_BACKBONES}, got {backbone!r}")
+        if anchor_init not in (None, "kmeans"):
+            raise ValueError(f"setcrop: anchor_init must be None or 'kmeans', got {anchor_init!r}")
         if tap not in ("f4", "f5"):
             raise ValueError(f"setcrop: tap must be 'f4' or 'f5', got {tap!r}")
         if num_queries < 1 or dec_layers < 1 or enc_layers < 0:
@@ -268,7 +309,8 @@ class SetCrop(LearnedCropModel):
             "cost_giou": float(cost_giou), "cls_weight": float(cls_weight), "bbox_weight": float(bbox_weight),
             "giou_weight": float(giou_weight), "focal_alpha": float(focal_alpha), "focal_gamma": float(focal_gamma),
             "ema_start_epoch": ema_start_epoch, "ema_decay": float(ema_decay), "distill_weight": float(distill_weight),
-            "backbone_lr": backbone_lr, "valid_threshold": float(valid_threshold), "fit_iou": float(fit_iou),
+            "backbone_lr": backbone_lr, "anchor_init": anchor_init, "box_lr": box_lr,
+            "valid_threshold": float(valid_threshold), "fit_iou": float(fit_iou),
         }
         pre = Preprocess(resize="short_side", size=int(input_size), multiple=1, pixel_scale=255.0,
                          max_size=config["max_input_size"])
@@ -284,6 +326,7 @@ class SetCrop(LearnedCropModel):
         self.aux_loss = bool(aux_loss)
         self.good_thresh, self.good_num, self.good_nms = good_thresh, good_num, float(good_nms)
         self.backbone_lr = backbone_lr
+        self.anchor_init, self.box_lr = anchor_init, box_lr
         self.valid_threshold, self.fit_iou = float(valid_threshold), float(fit_iou)
         self.ema_start_epoch = None if ema_start_epoch is None else int(ema_start_epoch)
 
@@ -313,6 +356,13 @@ class SetCrop(LearnedCropModel):
         self.query_embed = nn.Embedding(int(num_queries), d)
         self.class_embed = nn.Linear(d, 1)
         self.bbox_embed = MLP(d, d, 4, 3)
+        self.anchor_boxes: nn.Parameter | None = None
+        if anchor_init is not None:
+            # per-query box priors (cxcywh logits); the reference point is their centre, so ref_point_head is
+            # unused and frozen (kept for checkpoint compatibility)
+            self.anchor_boxes = nn.Parameter(torch.zeros(int(num_queries), 4))
+            for p in self.transformer.decoder.ref_point_head.parameters():
+                p.requires_grad_(False)
         self.reset_heads()
         if init_checkpoint is not None:
             self.load_conditional_detr(init_checkpoint)
@@ -334,9 +384,14 @@ class SetCrop(LearnedCropModel):
         Tensor[L, B, Q, 4]`` normalised cxcywh, ``"size": (W, H)``} for every decoder layer (last = output)."""
         feat = self.backbone(images)[self.tap_index]
         src = self.input_proj(feat)
-        hs, reference = self.transformer(src, self.position(src), self.query_embed.weight)
-        offset = torch.cat([inverse_sigmoid(reference), torch.zeros_like(reference)], dim=-1)
-        boxes = (self.bbox_embed(hs) + offset[None]).sigmoid()
+        if self.anchor_boxes is None:  # the paper: reference = sigmoid(ref_point_head(query)), a centre
+            hs, reference = self.transformer(src, self.position(src), self.query_embed.weight)
+            offset = torch.cat([inverse_sigmoid(reference), torch.zeros_like(reference)], dim=-1)[None]
+        else:  # anchor_init: the reference point is the box prior's centre; the head refines the whole prior
+            prior = self.anchor_boxes[None].expand(images.shape[0], -1, -1)
+            hs, _ = self.transformer(src, self.position(src), self.query_embed.weight, prior[..., :2].sigmoid())
+            offset = prior[None]
+        boxes = (self.bbox_embed(hs) + offset).sigmoid()
         logits = self.class_embed(hs).squeeze(-1)
         return {"logits": logits, "boxes": boxes, "size": (images.shape[-1], images.shape[-2])}
 
@@ -363,13 +418,32 @@ class SetCrop(LearnedCropModel):
 
     # ------------------------------------------------------------------ training
     def optimizer_groups(self, lr: float) -> list[dict[str, Any]]:
-        """Parameter groups for the trainer: the transformer and heads at ``lr``, the backbone at ``backbone_lr``."""
-        rest = [p for n, p in self.named_parameters() if p.requires_grad and not n.startswith("backbone.")]
-        bb = [p for n, p in self.named_parameters() if p.requires_grad and n.startswith("backbone.")]
-        groups: list[dict[str, Any]] = [{"params": rest}]
+        """Parameter groups for the trainer: the transformer and heads at ``lr``, the backbone at ``backbone_lr``,
+        the box head and box priors at ``box_lr`` (when set)."""
+        box_names = ("bbox_embed.", "anchor_boxes")
+        params = [(n, p) for n, p in self.named_parameters() if p.requires_grad]
+        bb = [p for n, p in params if n.startswith("backbone.")]
+        box = [p for n, p in params if self.box_lr is not None and n.startswith(box_names)]
+        ids = {id(p) for p in bb + box}
+        groups: list[dict[str, Any]] = [{"params": [p for _, p in params if id(p) not in ids]}]
         if bb:
             groups.append({"params": bb, "lr": float(self.backbone_lr if self.backbone_lr is not None else lr)})
+        if box:
+            groups.append({"params": box, "lr": float(self.box_lr)})  # type: ignore[arg-type]
         return groups
+
+    def init_from_data(self, records: Sequence[Any]) -> None:
+        """Trainer hook, called once at the start of a fresh run with the **training** records only (never the
+        validation or test split): with ``anchor_init="kmeans"`` set the box priors to the k-means centres
+        (:func:`~opencrop.boxes.kmeans_boxes`, IoU distance, seed 0) of the good crops (:func:`good_crop_mask`, the
+        same rule as the matching targets) of every record, normalised to its upright image. No-op otherwise."""
+        if self.anchor_boxes is None:
+            return
+        centres = kmeans_boxes(good_crops_normalised(records, self.good_thresh, self.good_num, self.good_nms),
+                               self.anchor_boxes.shape[0], seed=0)
+        with torch.no_grad():
+            prior = inverse_sigmoid(torch.as_tensor(xyxy_to_cxcywh(centres), dtype=torch.float32))
+            self.anchor_boxes.copy_(prior.to(self.anchor_boxes.device))
 
     def on_train_epoch_start(self, epoch: int) -> None:
         """Trainer hook (0-based ``epoch``): start the EMA teacher at ``ema_start_epoch``."""
@@ -502,7 +576,8 @@ def convert_conditional_detr_state_dict(
         out[name] = v
     if unknown:
         raise ModelFileError(source, f"{len(unknown)} tensor(s) with no SetCrop counterpart: {unknown[:5]}")
-    missing = [k for k in target if k not in out and not k.startswith(("class_embed.", "query_embed.", "teacher."))]
+    missing = [k for k in target if k not in out
+               and not k.startswith(("class_embed.", "query_embed.", "teacher.", "anchor_boxes"))]
     if missing:
         raise ModelFileError(source, f"not a Conditional-DETR checkpoint of this architecture: {len(missing)} "
                                      f"tensor(s) missing, e.g. {missing[:5]}")

@@ -224,8 +224,11 @@ class ConditionalDecoder(nn.Module):
         for proj in (first.sa_qcontent_proj, first.sa_kcontent_proj, first.sa_v_proj):
             proj.weight.requires_grad_(False)
 
-    def forward(self, memory: Tensor, pos: Tensor, query_pos: Tensor) -> tuple[Tensor, Tensor]:
-        reference = self.ref_point_head(query_pos).sigmoid()
+    def forward(self, memory: Tensor, pos: Tensor, query_pos: Tensor,
+                reference: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """``reference [B, Q, 2]`` given (SetCrop's box priors) replaces ``sigmoid(ref_point_head(query_pos))``."""
+        if reference is None:
+            reference = self.ref_point_head(query_pos).sigmoid()
         out = torch.zeros_like(query_pos)
         inter = []
         for i, layer in enumerate(self.layers):
@@ -241,7 +244,8 @@ class SetTransformer(nn.Module):
     """Encoder (``enc_layers`` × :class:`TransformerEncoderLayer`) + :class:`ConditionalDecoder`.
 
     Forward: ``src [B, d, h, w]`` (projected features), ``pos [B, d, h, w]``, ``query_embed [Q, d]`` →
-    ``(hs [L, B, Q, d], reference [B, Q, 2])``. Parameters with more than one dimension are Xavier-uniform
+    ``(hs [L, B, Q, d], reference [B, Q, 2])``; an optional ``reference [B, Q, 2]`` (normalised x, y) replaces the
+    decoder's ``ref_point_head``. Parameters with more than one dimension are Xavier-uniform
     initialised (DETR's ``_reset_parameters``).
     """
 
@@ -259,11 +263,12 @@ class SetTransformer(nn.Module):
             if p.dim() > 1:
                 nn.init.xavier_uniform_(p)
 
-    def forward(self, src: Tensor, pos: Tensor, query_embed: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, src: Tensor, pos: Tensor, query_embed: Tensor,
+                reference: Tensor | None = None) -> tuple[Tensor, Tensor]:
         b = src.shape[0]
         memory = src.flatten(2).transpose(1, 2)
         pos = pos.flatten(2).transpose(1, 2)
         for layer in self.encoder.layers:
             memory = layer(memory, pos)
         query_pos = query_embed[None].expand(b, -1, -1)
-        return self.decoder(memory, pos, query_pos)
+        return self.decoder(memory, pos, query_pos, reference)

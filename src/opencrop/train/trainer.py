@@ -15,9 +15,10 @@
   scheduler, AMP scaler, epoch, step, RNG states (python, numpy, torch, cuda) and the best metric, so that
   ``resume=True`` continues bit-exactly; the best model goes to ``best.pt`` (a plain opencrop model file).
 * Optional model hooks: ``optimizer_groups(lr)`` (parameter groups, e.g. a backbone learning rate),
-  ``on_train_epoch_start(epoch)`` (0-based, before each epoch) and ``on_optimizer_step()`` (after each step);
-  SetCrop uses them for its backbone lr and EMA teacher, whose state lives in the model's buffers (so in
-  ``last.pt``).
+  ``on_train_epoch_start(epoch)`` (0-based, before each epoch), ``on_optimizer_step()`` (after each step) and
+  ``init_from_data(train_records)`` (once, on a fresh run, with the training records only: never the validation
+  hold-out or the test split); SetCrop uses them for its backbone lr, EMA teacher (state in the model's buffers,
+  so in ``last.pt``) and k-means anchor priors.
 * Logs: ``log.csv``, TensorBoard under ``tb/`` when ``tensorboard`` is importable, a progress line on stderr.
 * AMP on CUDA; multi-GPU through ``torchrun`` (DDP, detected from ``LOCAL_RANK``; only rank 0 writes).
 
@@ -409,6 +410,10 @@ def train(
     if not isinstance(model, LearnedCropModel):
         raise RecipeError(f"{recipe.source}: model.name {recipe.model.name!r} is not a learned model")
     model.to(dev).train()
+    if not resume and callable(getattr(model, "init_from_data", None)):
+        # data-dependent initialisation from the training records only (SetCrop's k-means anchors); a resumed run
+        # gets its values from last.pt
+        model.init_from_data(list(train_recs))
     # a model may ask for parameter groups (SetCrop: backbone at its own lr)
     groups = (model.optimizer_groups(recipe.optim.lr) if hasattr(model, "optimizer_groups")
               else [p for p in model.parameters() if p.requires_grad])
