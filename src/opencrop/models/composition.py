@@ -344,7 +344,8 @@ class CompositionModel(CandidateScorer):
         n_people = len(cues.people) if cues is not None else 0
         which[: min(n_people, len(which))] = False  # _subjects puts the people first, salient regions last
         across = np.arange(len(p.subjects)) < p.n_detected
-        return fit_subjects(p.subjects, faces, ww, hh, p.width, p.height, p.saliency, which, across)
+        return fit_subjects(p.subjects, faces, ww, hh, p.width, p.height, p.saliency, which, across,
+                            _animals(p.cues, len(p.subjects), p.n_detected))
 
     @staticmethod
     def _fits(p: Prepared, r: float, objs: np.ndarray) -> np.ndarray:
@@ -388,6 +389,26 @@ def _plausible(cues: Cues | None) -> Detections:
     return Detections(f.boxes[ok], f.scores[ok], [lab for lab, k in zip(f.labels, ok, strict=False) if k])
 
 
+def _animals(cues: Cues | None, n: int, n_detected: int) -> np.ndarray:
+    """``bool [n]``: which of :meth:`CompositionModel._subjects`' ``n`` boxes are detected animals
+    (:data:`opencrop.cues.constraints.ANIMALS`; the detections come first, people before objects)."""
+    from opencrop.cues.constraints import ANIMALS
+
+    out = np.zeros(n, bool)
+    if cues is None or not (len(cues.people) or len(cues.objects)):
+        return out  # no detections, or faces standing in for them
+    labels = [*cues.people.labels[: len(cues.people)], *cues.objects.labels[: len(cues.objects)]]
+    for i in range(min(n, n_detected, len(labels))):
+        out[i] = labels[i] in ANIMALS
+    return out
+
+
+#: the share of an animal's box, from its top, where its head is looked for when the whole animal is wider than
+#: the window: standing, sitting or lying, seen from the side or the front, an animal's head is in the upper part
+#: of its box, and saliency over the whole box peaks on its body (chelsea at 9:16: the most salient window-wide
+#: part of the cat was its middle, between the eyes, and the crop trimmed both)
+ANIMAL_HEAD = 0.5
+
 #: a subject box whose top edge lies within this share of the image height from the image's top is cut by the
 #: photo itself: its top is not the subject's top
 EDGE = 0.02
@@ -395,14 +416,15 @@ EDGE = 0.02
 
 def fit_subjects(subjects: np.ndarray, faces: np.ndarray, win_w: float, win_h: float, width: float,
                  height: float, sal: np.ndarray | None = None, which: np.ndarray | None = None,
-                 across: np.ndarray | None = None) -> np.ndarray:
+                 across: np.ndarray | None = None, animal: np.ndarray | None = None) -> np.ndarray:
     """Subject boxes ``[S, 4]`` (xyxy pixels of a ``width × height`` image) cut to what a ``win_w × win_h``
     window can hold, the way :func:`opencrop.cues.constraints.fit_heads` fits a head. A subject taller than the
     window keeps its top (a roof, a stem, the eyes: a frame trims the foot) when the top lies in the picture (more
     than :data:`EDGE` of the height below the image's top), from a little above the largest detected face inside
     it when there is one (an animal's face: its top less a quarter of its height); otherwise it is left as it is.
     A subject wider than the window keeps the part around that face, else the part holding the most of the
-    saliency map ``sal`` (any grid over the image) inside the box, else its middle. Only the boxes ``which``
+    saliency map ``sal`` (any grid over the image) inside the box — for the boxes ``animal`` (``bool [S]``) inside
+    the top :data:`ANIMAL_HEAD` of the box, where the head is, not the body — else its middle. Only the boxes ``which``
     (``bool [S]``, default all) are fitted, and across (along x) only the boxes ``across`` (default all: salient
     regions, already the salient part, are left their width); boxes that fit are unchanged. The layout model,
     trained on subjects that a crop can keep whole, then places the part that can be kept instead of centring an
@@ -430,7 +452,10 @@ def fit_subjects(subjects: np.ndarray, faces: np.ndarray, win_w: float, win_h: f
             if face is not None:
                 x1 = (face[0] + face[2]) / 2 - win_w / 2
             elif sal is not None:
-                x1 = _most_salient_span(sal, b, win_w, width, height)
+                part = b.copy()
+                if animal is not None and animal[i]:
+                    part[3] = part[1] + ANIMAL_HEAD * (part[3] - part[1])
+                x1 = _most_salient_span(sal, part, win_w, width, height)
             else:
                 x1 = (b[0] + b[2]) / 2 - win_w / 2
             x1 = float(np.clip(x1, b[0], b[2] - win_w))
