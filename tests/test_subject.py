@@ -323,6 +323,21 @@ def test_fit_subjects_keeps_the_head_end_of_a_wide_animal() -> None:
     assert np.allclose(head[[1, 3]], box[0, [1, 3]]) and 0 < ANIMAL_HEAD < 1  # rows: not taller than the window
 
 
+def test_fit_subjects_an_implausible_face_anchors_only_an_animal() -> None:
+    """apple.jpg at 16:9: BlazeFace's 0.62 "face" on the apple's lower half set where the kept part of the apple
+    began (37 px below the apple's top); an implausible face is an animal's face or nothing."""
+    from opencrop.models.composition import fit_subjects
+
+    box, face = np.array([[38.0, 44.0, 464.0, 498.0]]), np.array([[108.0, 140.0, 448.0, 481.0]])
+    args = (face, 512.0, 288.0, 512.0, 512.0)
+    apple = fit_subjects(box, *args, animal=np.array([False]), plausible=np.array([False]))[0]
+    assert apple[1] == pytest.approx(44) and apple[3] == pytest.approx(44 + 288)  # the box's top
+    cat = fit_subjects(box, *args, animal=np.array([True]), plausible=np.array([False]))[0]
+    assert cat[1] == pytest.approx(140 - 0.25 * 341)  # an animal's face: a little above it
+    person = fit_subjects(box, *args, animal=np.array([False]), plausible=np.array([True]))[0]
+    assert person[1] == pytest.approx(cat[1])
+
+
 def test_animals_marks_the_detected_animals_among_the_subjects() -> None:
     from opencrop.models.composition import _animals
 
