@@ -6,7 +6,8 @@ score(crop) = Σ weight · term, every term listed once in :data:`WEIGHTS` (high
   and the crop's relation to the image's subject boxes → per-image-normalised MOS (z-score, ≈ −2…2).
   Subject boxes are detections (people, faces, objects) when the cues give them, else salient regions (both when
   the detections are details of a scene), each cut to the part the ratio's largest window can keep
-  (:func:`fit_subjects`: the top of a tall subject, the most salient part of a wide one).
+  (:func:`fit_subjects`: the top of a tall subject, the most salient part of a wide one, of its top half for
+  an animal: its head end).
 * ``keep``    — fraction of the image's saliency mass inside the crop (0…1).
 * ``cut``     — saliency on the crop's inner borders, the mean over the four edges of the strongest salient
   response along each edge that lies inside the image (0…1): an edge must not slice through a subject.
@@ -412,7 +413,7 @@ def _animals(cues: Cues | None, n: int, n_detected: int) -> np.ndarray:
 #: the window: standing, sitting or lying, seen from the side or the front, an animal's head is in the upper part
 #: of its box, and saliency over the whole box peaks on its body (chelsea at 9:16: the most salient window-wide
 #: part of the cat was its middle, between the eyes, and the crop trimmed both; subject benchmark, 2026-12-07:
-#: 0.4 / 0.5 / 0.6 → 91.2 / 91.2 / 89.6 % of crops good, 1 (the whole box) 89.6 %)
+#: 0.4 / 0.5 / 0.6 → 91.2 / 91.2 / 89.6 % of crops good, 1 (the whole box, as before) 89.6 %)
 ANIMAL_HEAD = 0.5
 
 #: a subject box whose top edge lies within this share of the image height from the image's top is cut by the
