@@ -305,6 +305,48 @@ def test_fit_subjects_keeps_the_salient_part_of_a_wide_subject() -> None:
     assert np.allclose(kept, box)
 
 
+def test_fit_subjects_keeps_the_head_end_of_a_wide_animal() -> None:
+    """chelsea at 9:16: the most salient window-wide part of the whole cat box is its middle (fur between the
+    eyes) and the crop trimmed both eyes; for an animal the span is looked for in the top of its box, where the
+    head is (:data:`ANIMAL_HEAD`)."""
+    from opencrop.models.composition import ANIMAL_HEAD, fit_subjects
+
+    sal = np.zeros((50, 100), np.float32)
+    sal[5:15, 10:30] = 1.0  # the head: upper left of the box (pixels 100..300, 50..150 of a 1000 x 500 image)
+    sal[30:48, 45:75] = 1.0  # the body: lower middle, more salient mass (pixels 450..750)
+    box = np.array([[50.0, 20.0, 950.0, 490.0]])
+    args = (np.zeros((0, 4)), 400.0, 500.0, 1000.0, 500.0, sal)
+    body = fit_subjects(box, *args)[0]
+    assert body[0] <= 450 and body[2] >= 750  # any other object: the most salient part
+    head = fit_subjects(box, *args, animal=np.array([True]))[0]
+    assert head[0] <= 100 and head[2] >= 300 and head[2] - head[0] == pytest.approx(400)
+    assert np.allclose(head[[1, 3]], box[0, [1, 3]]) and 0 < ANIMAL_HEAD < 1  # rows: not taller than the window
+
+
+def test_fit_subjects_an_implausible_face_anchors_only_an_animal() -> None:
+    """apple.jpg at 16:9: BlazeFace's 0.62 "face" on the apple's lower half set where the kept part of the apple
+    began (37 px below the apple's top); an implausible face is an animal's face or nothing."""
+    from opencrop.models.composition import fit_subjects
+
+    box, face = np.array([[38.0, 44.0, 464.0, 498.0]]), np.array([[108.0, 140.0, 448.0, 481.0]])
+    args = (face, 512.0, 288.0, 512.0, 512.0)
+    apple = fit_subjects(box, *args, animal=np.array([False]), plausible=np.array([False]))[0]
+    assert apple[1] == pytest.approx(44) and apple[3] == pytest.approx(44 + 288)  # the box's top
+    cat = fit_subjects(box, *args, animal=np.array([True]), plausible=np.array([False]))[0]
+    assert cat[1] == pytest.approx(140 - 0.25 * 341)  # an animal's face: a little above it
+    person = fit_subjects(box, *args, animal=np.array([False]), plausible=np.array([True]))[0]
+    assert person[1] == pytest.approx(cat[1])
+
+
+def test_animals_marks_the_detected_animals_among_the_subjects() -> None:
+    from opencrop.models.composition import _animals
+
+    cues = Cues(600, 400, people=_det([[0, 0, 50, 100]], [0.9], ["person"]),
+                objects=_det([[100, 100, 300, 300], [300, 100, 500, 300]], [0.9, 0.8], ["dog", "car"]))
+    assert _animals(cues, 5, 3).tolist() == [False, True, False, False, False]  # then two salient regions
+    assert not _animals(None, 2, 0).any()
+
+
 def test_scene_details_leave_the_layout_the_salient_regions() -> None:
     from opencrop.models.composition import CompositionModel, salient_regions
 
@@ -337,7 +379,8 @@ FIXED = [  # (photo, ratio): benchmark crops that cut a must-keep part or lost t
     ("camera", "16:9"), ("coffee", "9:16"), ("baboon.jpg", "16:9"), ("baboon.jpg", "1.91:1"), ("home.jpg", "16:9"),
     ("home.jpg", "1.91:1"), ("building.jpg", "4:5"), ("stereo_motorcycle", "4:5"), ("stereo_motorcycle", "9:16"),
     ("home.jpg", "1:1"), ("home.jpg", "4:5"), ("china.jpg", "16:9"), ("china.jpg", "1.91:1"), ("building.jpg", "1:1"),
-    ("building.jpg", "9:16"),
+    ("building.jpg", "9:16"), ("chelsea", "9:16"),
+    ("home.jpg", "9:16"),  # the SSD calls the building a "bird": the animal rule keeps its top half (the tower)
 ]
 
 
