@@ -445,3 +445,36 @@ def test_recipes_follow_the_specification(name, queries, soft, ema, good, nms, m
     small = {**kw, **{k: v for k, v in SMALL.items() if k != "num_queries"}, "pretrained_backbone": False}
     m = create_model("setcrop", **small)
     assert m.config["num_queries"] == queries and (m.teacher is not None) == (ema is not None)
+
+
+def test_rank_nms_puts_near_duplicates_after_distinct_crops() -> None:
+    from opencrop.models.setcrop_post import propose_from_queries
+
+    # queries 0 and 1 are near duplicates (IoU 0.9), 2 overlaps 0 at IoU 1/3, 3 is far away
+    qb = np.array([[0, 0, 100, 100], [0, 0, 100, 90], [50, 0, 150, 100], [200, 0, 300, 100]], np.float64)
+    val = np.array([0.9, 0.8, 0.7, 0.6])
+    assert box_iou(qb[:1], qb[1:2])[0, 0] == pytest.approx(0.9)
+    boxes, scores = propose_from_queries(qb, val, 300, 100, Request(ratio=None), 0.5, 0.5)
+    np.testing.assert_array_equal(boxes, qb)  # the paper: by validity
+    np.testing.assert_allclose(scores, val)
+    boxes, scores = propose_from_queries(qb, val, 300, 100, Request(ratio=None), 0.5, 0.5, rank_nms=0.8)
+    np.testing.assert_array_equal(boxes, qb[[0, 2, 3, 1]])  # the duplicate of 0 goes last, the others keep order
+    np.testing.assert_allclose(scores, [0.9, 0.7, 0.6, 0.8 - 1])
+    boxes, _ = propose_from_queries(qb, val, 300, 100, Request(ratio=None), 0.5, 0.5, rank_nms=0.3)
+    np.testing.assert_array_equal(boxes, qb[[0, 3, 1, 2]])  # at 0.3 query 2 is suppressed too
+
+
+def test_rank_nms_is_a_saved_inference_option(tmp_path) -> None:
+    m = _small(rank_nms=0.8).eval()
+    assert m.config["rank_nms"] == 0.8 and _small().config["rank_nms"] is None
+    prep = m.prepare(np.random.default_rng(0).integers(0, 256, (96, 128, 3), dtype=np.uint8))
+    qb, _ = m.query_boxes(prep)
+    boxes, scores = m.propose(prep, Request(ratio=None))
+    assert sorted(map(tuple, boxes)) == sorted(map(tuple, qb))  # a reordering, no box lost
+    assert np.all(np.diff(scores) <= 0)
+    path = m.save_weights(tmp_path / "s.pt")
+    assert create_model("setcrop", weights=str(path)).rank_nms == 0.8
+    off = create_model("setcrop", weights=str(path), rank_nms=1.0)  # nothing overlaps more than 1: the paper's order
+    p = off.prepare(_image(128, 96))
+    qb, val = off.query_boxes(p)
+    np.testing.assert_array_equal(off.propose(p, Request(ratio=None))[0], qb[np.argsort(-val, kind="stable")])

@@ -227,6 +227,8 @@ class OnnxSetCrop(_OnnxModel, CandidateScorer):
         self.preprocess = Preprocess.from_dict(self._preprocess)
         self.valid_threshold = float(self.config.get("valid_threshold", 0.5))
         self.fit_iou = float(self.config.get("fit_iou", 0.5))
+        nms_iou = self.config.get("rank_nms")
+        self.rank_nms = None if nms_iou is None else float(nms_iou)
 
     def prepare(self, frame: Any, cues: Cues | None = None) -> OnnxSetPrepared:
         """Preprocess ``frame`` and run the graph: the query boxes in analysis pixels and their validities."""
@@ -254,7 +256,7 @@ class OnnxSetCrop(_OnnxModel, CandidateScorer):
         if request.boxes is not None:
             return super().propose(prepared, request)
         return propose_from_queries(prepared.query_boxes, prepared.validity, prepared.width, prepared.height,
-                                    request, self.valid_threshold, self.fit_iou, prepared.notes)
+                                    request, self.valid_threshold, self.fit_iou, prepared.notes, self.rank_nms)
 
 
 @dataclass

@@ -236,6 +236,10 @@ class SetCrop(LearnedCropModel):
         box_lr: learning rate of the box head and the box priors (``None`` = the recipe's lr).
         valid_threshold, fit_iou: inference — the validity a query needs to count as valid (0.5) and the IoU its
             ratio-adjusted box must keep with it to *fit* a requested ratio (0.5).
+        rank_nms: inference, opencrop's option (not the paper's nor the released code's): rank the queries that
+            greedy NMS at this IoU suppresses after the kept ones in ``propose(ratio=None)``, so the top k are
+            distinct crops (:func:`~opencrop.models.setcrop_post.propose_from_queries`; ``None`` = off, the paper;
+            ``1.0`` turns off a value saved in a model file).
         init_checkpoint: a COCO Conditional-DETR checkpoint to start from (not saved in the config).
     """
 
@@ -284,6 +288,7 @@ class SetCrop(LearnedCropModel):
         box_lr: float | None = None,
         valid_threshold: float = 0.5,
         fit_iou: float = 0.5,
+        rank_nms: float | None = None,
         init_checkpoint: str | None = None,
     ) -> None:
         if backbone not in _BACKBONES:
@@ -311,6 +316,7 @@ class SetCrop(LearnedCropModel):
             "ema_start_epoch": ema_start_epoch, "ema_decay": float(ema_decay), "distill_weight": float(distill_weight),
             "backbone_lr": backbone_lr, "anchor_init": anchor_init, "box_lr": box_lr,
             "valid_threshold": float(valid_threshold), "fit_iou": float(fit_iou),
+            "rank_nms": None if rank_nms is None else float(rank_nms),
         }
         pre = Preprocess(resize="short_side", size=int(input_size), multiple=1, pixel_scale=255.0,
                          max_size=config["max_input_size"])
@@ -328,6 +334,7 @@ class SetCrop(LearnedCropModel):
         self.backbone_lr = backbone_lr
         self.anchor_init, self.box_lr = anchor_init, box_lr
         self.valid_threshold, self.fit_iou = float(valid_threshold), float(fit_iou)
+        self.rank_nms = None if rank_nms is None else float(rank_nms)
         self.ema_start_epoch = None if ema_start_epoch is None else int(ema_start_epoch)
 
         from opencrop.nn import create_backbone
@@ -537,7 +544,7 @@ class SetCrop(LearnedCropModel):
             return super().propose(prepared, request)
         qb, val = self.query_boxes(prepared)
         return propose_from_queries(qb, val, prepared.width, prepared.height, request, self.valid_threshold,
-                                    self.fit_iou, getattr(prepared, "notes", None))
+                                    self.fit_iou, getattr(prepared, "notes", None), self.rank_nms)
 
     # ------------------------------------------------------------------ weights
     def load_conditional_detr(self, path: str | os.PathLike[str]) -> None:

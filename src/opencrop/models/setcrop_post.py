@@ -9,7 +9,7 @@ import math
 
 import numpy as np
 
-from opencrop.boxes import box_iou, clip_boxes
+from opencrop.boxes import box_iou, clip_boxes, nms
 from opencrop.models.base import Request
 
 __all__ = ["best_query_scores", "propose_from_queries", "ratio_adjust"]
@@ -53,17 +53,24 @@ def best_query_scores(boxes: np.ndarray, query_boxes: np.ndarray, validity: np.n
 
 
 def propose_from_queries(qb: np.ndarray, val: np.ndarray, width: int, height: int, request: Request,
-                         valid_threshold: float, fit_iou: float, notes: list[str] | None = None
-                         ) -> tuple[np.ndarray, np.ndarray]:
+                         valid_threshold: float, fit_iou: float, notes: list[str] | None = None,
+                         rank_nms: float | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Boxes for a request without ``boxes`` from the query boxes ``qb [Q, 4]`` (clipped to the image) and their
     validities ``val [Q]``, best first: by validity (``ratio=None``), or every query box adjusted to the ratio
     (:func:`ratio_adjust`) scored ``σ · IoU(adjusted, query)``, minus 1 for the boxes that do not *fit*
     (validity ≥ ``valid_threshold`` and IoU kept ≥ ``fit_iou``). ``request.allow`` is called on the boxes in the
     order they are returned; the boxes it rules out score ``-inf``. When no box fits a ratio, a note is appended to
-    ``notes`` (once)."""
+    ``notes`` (once). ``rank_nms`` (opencrop's option, not the paper's; ``ratio=None`` only): the queries that greedy
+    NMS at that IoU suppresses (:func:`opencrop.boxes.nms` by validity) rank after every kept one (score − 1), so
+    the top k are k different compositions rather than near duplicates."""
     if request.ratio is None:
-        order = np.argsort(-val, kind="stable")
-        boxes, scores = qb[order], val[order].copy()
+        s = np.asarray(val, np.float64).copy()
+        if rank_nms is not None and len(qb):
+            suppressed = np.ones(len(qb), bool)
+            suppressed[nms(np.asarray(qb, np.float64), s, float(rank_nms))] = False
+            s -= suppressed
+        order = np.argsort(-s, kind="stable")
+        boxes, scores = qb[order], s[order]
         if request.allow is not None:
             scores[~np.asarray(request.allow(boxes), bool)] = -np.inf
         return boxes, scores
