@@ -45,10 +45,35 @@ BOXES = torch.tensor([[[10, 10, 60, 50], [50, 20, 120, 90], [0, 40, 30, 96], [-1
 MASK = BOXES[..., 0] >= 0
 
 
+def _plain_graph(g: GraphTransformer, x: torch.Tensor, a: torch.Tensor, s: torch.Tensor,
+                 mask: torch.Tensor) -> torch.Tensor:
+    """The graph transformer as the module docstring states it, with none of the forward's shortcuts: every row of
+    every layer, keys / values / queries projected per node, all heads in one softmax, the plain feed-forward."""
+    keep = mask[..., None].to(x.dtype)
+    x = x * keep
+    g_w = torch.softmax((a.mean(1) * s.mean(1)).masked_fill(~mask[:, None, :], float("-inf")), dim=-1)
+    bias = (a + s).masked_fill(~mask[:, None, None, :], float("-inf"))
+    k_, n, e = x.shape
+    h = g.heads
+    for layer in g.layers:
+        x_ma = torch.relu(g.nl_gcn(g.fc_gcn(g_w @ x)))
+        key, val = layer.attn.to_kv(layer.norm1(x)).chunk(2, dim=-1)
+        q = layer.attn.to_q(x_ma)
+
+        def split(t: torch.Tensor) -> torch.Tensor:
+            return t.view(k_, n, h, e // h).transpose(1, 2)  # [K, h, n, E/h]
+
+        w = torch.softmax(split(q) @ split(key).transpose(-1, -2) * e ** -0.5 + bias, dim=-1)
+        y = x + layer.attn.to_out((w @ split(val)).transpose(1, 2).reshape(k_, n, e))
+        x = (y + layer.ff(layer.norm2(y))) * keep
+    return x
+
+
 def _reference_scores(m: S2CNet, feats: torch.Tensor, rois: torch.Tensor, boxes: torch.Tensor,
                       mask: torch.Tensor) -> torch.Tensor:
     """The graph without the shortcuts: every crop's full (1 + bbox_num)-node graph, padded to bbox_num, node
-    features and relations computed per crop and node, every row of every layer, the full v2 head."""
+    features and relations computed per crop and node, every row of every layer (:func:`_plain_graph`), the full
+    v2 head as convolutions."""
     boxes, mask = fit_object_boxes(boxes, mask, m.bbox_num)
     k, d = rois.shape[0], m.bbox_num
     bidx = rois[:, 0].long()
@@ -60,7 +85,7 @@ def _reference_scores(m: S2CNet, feats: torch.Tensor, rois: torch.Tensor, boxes:
     x = x * node_mask[..., None]
     centres = (all_boxes[..., :2] + all_boxes[..., 2:]) / 2 / all_boxes.new_tensor([w_in, h_in])
     a, s = m.relations(x, centres)
-    out = m.graph(x, a, s, node_mask, crop_only=False)
+    out = _plain_graph(m.graph, x, a, s, node_mask)
     if m.head_kind == "crop":
         return m.head(out[:, 0]).reshape(-1)
     return m.head(out.reshape(k, 1 + d, 16, 16)).reshape(-1)
@@ -151,6 +176,63 @@ def test_aggregation_weights_are_a_softmax_over_real_nodes():
     torch.testing.assert_close(g[0, 1, :2], row1)
     assert torch.all(g[..., 2] == 0)
     torch.testing.assert_close(g.sum(-1), torch.ones(1, 3))
+
+
+def test_shared_relations_equal_the_relations_of_the_gathered_graphs():
+    """forward_shared (object-object terms once per image) = forward on every crop's full node list, for one image
+    (broadcast path) and for several (gathered path)."""
+    torch.manual_seed(3)
+    rel = GraphRelations(node_dim=16, rel_dim=8, heads=3).double()
+    for b in (1, 3):
+        crop, crop_c = torch.randn(7, 16, dtype=torch.float64), torch.rand(7, 2, dtype=torch.float64)
+        objs, obj_c = torch.randn(b, 4, 16, dtype=torch.float64), torch.rand(b, 4, 2, dtype=torch.float64)
+        objs[-1, 2:] = 0  # padded nodes (zero features and centres) as forward_scores passes them
+        obj_c[-1, 2:] = 0
+        idx = torch.randint(0, b, (7,))
+        a, s = rel.forward_shared(crop, objs, crop_c, obj_c, idx)
+        ea, es = rel(torch.cat([crop[:, None], objs[idx]], 1), torch.cat([crop_c[:, None], obj_c[idx]], 1))
+        assert a.shape == ea.shape == (7, 3, 5, 5)
+        torch.testing.assert_close(a, ea, atol=1e-12, rtol=0)
+        torch.testing.assert_close(s, es, atol=1e-12, rtol=0)
+
+
+def test_fast_graph_equals_the_plain_graph_with_and_without_autograd():
+    """The per-head attention, the written-out softmax and the inference feed-forward (reused buffer, in-place GELU)
+    give the plain graph's tokens; with autograd, under no_grad and in inference mode (and no_grad again after it:
+    the buffer of inference mode is not reused outside it)."""
+    torch.manual_seed(4)
+    g = GraphTransformer(dim=16, depth=2, heads=4, mlp_dim=32).double()
+    x = torch.randn(3, 5, 16, dtype=torch.float64)
+    a, s = torch.randn(3, 4, 5, 5, dtype=torch.float64), torch.randn(3, 4, 5, 5, dtype=torch.float64)
+    mask = torch.tensor([[True] * 5, [True, True, False, False, False], [True, False, True, False, True]])
+    ref = _plain_graph(g, x, a, s, mask)
+    torch.testing.assert_close(g(x, a, s, mask), ref, atol=1e-12, rtol=0)
+    for mode in (torch.no_grad, torch.inference_mode, torch.no_grad):
+        with mode():
+            torch.testing.assert_close(g(x, a, s, mask), ref.detach(), atol=1e-12, rtol=0)
+            torch.testing.assert_close(g(x[:2], a[:2], s[:2], mask[:2]), ref[:2].detach(), atol=1e-12, rtol=0)
+            torch.testing.assert_close(g(x, a, s, mask, crop_only=True), ref[:, :1].detach(), atol=1e-12, rtol=0)
+    full = torch.ones_like(mask)  # every node real: the masking multiplications are skipped
+    with torch.no_grad():
+        torch.testing.assert_close(g(x, a, s, full), _plain_graph(g, x, a, s, full), atol=1e-12, rtol=0)
+
+
+def test_eval_head_on_rows_equals_the_convolution_head():
+    """v2's head after its first conv, in eval mode on [K, 768] rows (1×1 convs as products, BatchNorms as their
+    running affine maps) = the module on [K, 768, 1, 1] maps."""
+    from opencrop.models.s2cnet import _head_rows
+
+    m = _model(**V2).double()
+    torch.manual_seed(5)
+    for bn in (m.head[1], m.head[4]):
+        bn.running_mean.normal_()
+        bn.running_var.uniform_(0.5, 2.0)
+        bn.weight.data.normal_()
+        bn.bias.data.normal_()
+    y = torch.randn(9, 768, dtype=torch.float64)
+    with torch.no_grad():
+        torch.testing.assert_close(_head_rows(m.head[1:], y), m.head[1:](y[:, :, None, None]).reshape(-1),
+                                   atol=1e-12, rtol=0)
 
 
 # ---------------------------------------------------------------------------------------------- masking

@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 import warnings
 from typing import Any
 
@@ -168,6 +169,83 @@ class GraphRelations(nn.Module):
         s = self.semantic(self.fc_rn_theta(nodes), self.fc_rn_phi(nodes))
         return a, s
 
+    def forward_shared(self, crop: Tensor, objects: Tensor, crop_c: Tensor, obj_c: Tensor,
+                       index: Tensor) -> tuple[Tensor, Tensor]:
+        """:meth:`forward` of the graphs ``[crop_k, objects[index_k]]`` without building them: the object-object
+        terms (embeddings, distances, dot products) are computed once per image, only the crop rows and columns
+        per crop. The same function, reassociated.
+
+        Args:
+            crop (Tensor[K, E]), crop_c (Tensor[K, 2]): each crop's node feature and normalised centre.
+            objects (Tensor[B, D, E]), obj_c (Tensor[B, D, 2]): each image's object nodes and centres.
+            index (Tensor[K]): each crop's image.
+
+        Returns:
+            ``(A, S)``, each ``Tensor[K, h, 1 + D, 1 + D]`` (node 0 = the crop).
+        """
+        th_c, ph_c = self.pos_ascension_theta(crop_c), self.pos_ascension_phi(crop_c)
+        th_o, ph_o = self.pos_ascension_theta(obj_c), self.pos_ascension_phi(obj_c)
+        norms = _node_blocks(th_c.pow(2).sum(-1), th_o.pow(2).sum(-1), index)  # [K, n]: ‖θ_i‖²
+        norms_phi = _node_blocks(ph_c.pow(2).sum(-1), ph_o.pow(2).sum(-1), index)
+        d2 = norms[:, :, None] - 2.0 * _dot_blocks(th_c, ph_c, th_o, ph_o, index) + norms_phi[:, None, :]
+        d = d2.clamp_min(0.0).add(1e-12).sqrt() / math.sqrt(self.rel_dim)  # as pairwise_distance
+        sim = _dot_blocks(self.fc_rn_theta(crop), self.fc_rn_phi(crop), self.fc_rn_theta(objects),
+                          self.fc_rn_phi(objects), index) / math.sqrt(self.rel_dim)
+        a = self.pos_to_head(d.unsqueeze(-1)).permute(0, 3, 1, 2)
+        return a, self.app_to_head(sim.unsqueeze(-1)).permute(0, 3, 1, 2)
+
+
+def _node_blocks(crop: Tensor, objects: Tensor, index: Tensor) -> Tensor:
+    """Per-node values ``[K, 1 + D]`` from the crops' ``[K]`` and the images' objects' ``[B, D]``."""
+    return torch.cat([crop[:, None], _per_crop(objects, index)], dim=1)
+
+
+def _dot_blocks(p_c: Tensor, q_c: Tensor, p_o: Tensor, q_o: Tensor, index: Tensor) -> Tensor:
+    """Dot products ``p_i · q_j`` ``[K, 1 + D, 1 + D]`` over the nodes ``[crop_k, objects[index_k]]``, from the
+    crops' rows ``p_c``, ``q_c`` ``[K, R]`` and the images' object rows ``p_o``, ``q_o`` ``[B, D, R]``: the
+    object-object block once per image, the crop row and column per crop."""
+    k, (b, d, r) = p_c.shape[0], p_o.shape
+    if b == 1 and not torch.compiler.is_exporting():
+        row, col = p_c @ q_o[0].t(), q_c @ p_o[0].t()  # [K, D]: p_crop · q_obj, p_obj · q_crop
+    else:  # every image's objects, then each crop's own image (B small: the waste is K·B·D·R)
+        pick = torch.arange(k, device=index.device)
+        row = (p_c @ q_o.reshape(b * d, r).t()).view(k, b, d)[pick, index]
+        col = (q_c @ p_o.reshape(b * d, r).t()).view(k, b, d)[pick, index]
+    top = torch.cat([(p_c * q_c).sum(-1)[:, None], row], dim=1)[:, None]  # [K, 1, 1 + D]
+    rest = torch.cat([col[:, :, None], _per_crop(p_o @ q_o.transpose(1, 2), index)], dim=2)  # [K, D, 1 + D]
+    return torch.cat([top, rest], dim=1)
+
+
+def _softmax(x: Tensor) -> Tensor:
+    """``x.softmax(-1)`` written out (``exp(x − max) / Σ``): the same function, about twice as fast as the fused kernel
+    on the short rows here (``n ≤ 1 + bbox_num`` keys). Each row needs one finite entry (the crop node is real)."""
+    e = (x - x.amax(-1, keepdim=True)).exp()
+    return e / e.sum(-1, keepdim=True)
+
+
+#: per-thread scratch for the feed-forward's hidden activations at inference (:func:`_feed_forward`)
+_SCRATCH = threading.local()
+
+
+def _feed_forward(ff: nn.Sequential, x: Tensor) -> Tensor:
+    """``ff(x)`` for ``ff = Linear → GELU → Linear``; without autograd the hidden ``[rows, mlp_dim]`` activations go
+    into a reused per-thread buffer with GELU in place (bitwise the same result). The hidden layer is the largest
+    temporary of a score call (157 crops × 6 nodes × 1024 floats ≈ 3.9 MB); a fresh allocation of that size is
+    handed back to the OS and page-faulted in again on every call, which cost ≈ 1–3 ms per layer."""
+    lin1, act, lin2 = ff[0], ff[1], ff[2]
+    if torch.is_grad_enabled() or torch.compiler.is_exporting() or not isinstance(act, nn.GELU):
+        return ff(x)
+    rows, width = x.numel() // x.shape[-1], lin1.out_features
+    key = (x.dtype, x.device, torch.is_inference_mode_enabled())  # inference tensors cannot be written outside it
+    buf = getattr(_SCRATCH, "buffers", {}).get(key)
+    if buf is None or buf.numel() < rows * width:
+        buf = torch.empty(rows * width, dtype=x.dtype, device=x.device)
+        _SCRATCH.buffers = {**getattr(_SCRATCH, "buffers", {}), key: buf}
+    hidden = buf[: rows * width].view(rows, width)
+    torch.addmm(lin1.bias, x.reshape(rows, -1), lin1.weight.t(), out=hidden)
+    torch.ops.aten.gelu_(hidden, approximate=act.approximate)
+    return torch.addmm(lin2.bias, hidden, lin2.weight.t()).view(*x.shape[:-1], lin2.out_features)
+
 
 class _Attention(nn.Module):
     """Multi-head attention with queries from the aggregated messages and additive per-head biases."""
@@ -185,14 +263,18 @@ class _Attention(nn.Module):
     def forward(self, kv: Tensor, queries: Tensor, bias: Tensor) -> Tensor:
         """``kv`` ``[K, n, 2E]`` (``to_kv`` of the normalised nodes), ``queries`` ``[K, m, E]``, ``bias``
         ``[K, h, m, n]`` (−inf at padded keys) → ``[K, m, E]``."""
-        k_, n = kv.shape[:2]
-        m, e, h = queries.shape[1], queries.shape[2], self.heads
-        k, v = kv.view(k_, n, 2, h, e // h).permute(2, 0, 3, 1, 4)  # 2 × [K, h, n, e/h]
-        q = self.to_q(queries).view(k_, m, h, e // h).transpose(1, 2)  # [K, h, m, e/h]
-        # written out, not F.scaled_dot_product_attention: the ONNX exporter's SDPA decomposition breaks the reshape
-        # below, and one formula for torch and the exported graph keeps their scores within float rounding
-        out = ((q @ k.transpose(-1, -2)) * self.scale + bias.to(q.dtype)).softmax(-1) @ v
-        return self.to_out(out.transpose(1, 2).reshape(k_, m, e))
+        e, w = queries.shape[2], queries.shape[2] // self.heads
+        q, bias = self.to_q(queries), bias.to(queries.dtype)
+        # written out, not F.scaled_dot_product_attention: the ONNX exporter's SDPA decomposition breaks the head
+        # reshapes, and one formula for torch and the exported graph keeps their scores within float rounding. One
+        # head at a time: its column slices of q / k / v are strided [K, rows, E/h] matrices that bmm reads in
+        # place, where [K·h, rows, E/h] batches would first copy q, k and v (≈ 40 % of this function's time)
+        heads = []
+        for i in range(self.heads):
+            cols = slice(i * w, (i + 1) * w)
+            logits = torch.baddbmm(bias[:, i], q[:, :, cols], kv[:, :, cols].transpose(1, 2), alpha=self.scale)
+            heads.append(torch.bmm(_softmax(logits), kv[:, :, e + i * w: e + (i + 1) * w]))
+        return self.to_out(torch.cat(heads, dim=-1))
 
     def single_query(self, xn: Tensor, queries: Tensor, bias: Tensor) -> Tensor:
         """The same as ``forward(to_kv(xn), queries, bias)`` for one query row (``queries`` ``[K, 1, E]``, ``bias``
@@ -204,7 +286,7 @@ class _Attention(nn.Module):
         q = self.to_q(queries[:, 0]).view(k_, h, e // h)
         u = torch.einsum("khd,hde->khe", q, w_k)  # [K, h, E]
         logits = torch.einsum("khe,kne->khn", u, xn) * self.scale + bias[:, :, 0].to(xn.dtype)
-        mix = torch.einsum("khn,kne->khe", logits.softmax(-1), xn)  # [K, h, E]
+        mix = torch.einsum("khn,kne->khe", _softmax(logits), xn)  # [K, h, E]
         return self.to_out(torch.einsum("khe,hde->khd", mix, w_v).reshape(k_, 1, e))
 
 
@@ -217,10 +299,18 @@ class _Layer(nn.Module):
         self.ff = nn.Sequential(nn.Linear(dim, mlp_dim), nn.GELU(), nn.Linear(mlp_dim, dim))
 
 
+def _per_crop(t: Tensor, idx: Tensor) -> Tensor:
+    """``t[idx]``: the rows of a per-image tensor ``[B, ...]`` for each crop (image index ``idx`` ``[K]``); for one
+    image a broadcast view instead of a gathered copy (every index is then 0)."""
+    if t.shape[0] == 1 and not torch.compiler.is_exporting():
+        return t.expand(idx.shape[0], *t.shape[1:])
+    return t[idx]
+
+
 def _per_row(fn: Any, distinct: tuple[Tensor, Tensor, Tensor]) -> Tensor:
     """``fn`` applied to the distinct rows ``(crop [K, E], objects [B, D, E], index [K])`` → ``[K, 1 + D, E']``."""
     crop, objs, idx = distinct
-    return torch.cat([fn(crop)[:, None], fn(objs)[idx]], dim=1)
+    return torch.cat([fn(crop)[:, None], _per_crop(fn(objs), idx)], dim=1)
 
 
 class GraphTransformer(nn.Module):
@@ -287,10 +377,24 @@ class GraphTransformer(nn.Module):
                 q = self.aggregate(x, g[:, rows])
                 att = layer.attn(layer.attn.to_kv(layer.norm1(x)), q, bias[:, :, rows])
             y = x[:, rows] + att
-            x = y + layer.ff(layer.norm2(y))
+            x = y + _feed_forward(layer.ff, layer.norm2(y))
             if rows != slice(0, 1) and not all_real:
                 x = x * keep
         return x
+
+
+def _head_rows(layers: nn.Sequential, y: Tensor) -> Tensor:
+    """The rest of GAIC's head in eval mode on ``[K, C]`` rows instead of ``[K, C, 1, 1]`` maps: its 1×1 convs as
+    matrix products and its BatchNorms as their running affine maps (the same function; a 1×1 convolution call on
+    a 1×1 map costs more than the product itself) → ``Tensor[K]``."""
+    for mod in layers:
+        if isinstance(mod, nn.Conv2d):
+            y = F.linear(y, mod.weight.flatten(1), mod.bias)  # gaic_head's later convs are all 1×1
+        elif isinstance(mod, nn.BatchNorm2d):
+            y = F.batch_norm(y, mod.running_mean, mod.running_var, mod.weight, mod.bias, False, 0.0, mod.eps)
+        else:  # ReLU, Dropout (identity in eval), Identity
+            y = mod(y)
+    return y.reshape(-1)
 
 
 # ---------------------------------------------------------------------------------------------- model
@@ -484,16 +588,10 @@ class S2CNet(LearnedCropModel):
             obj = emb[k:].view(b, d, -1) * mask[..., None].to(crop.dtype)
             obj_c = centres(boxes).to(crop.dtype)  # [B, D, 2]
 
-            def nodes(f_crop: Tensor, f_obj: Tensor) -> Tensor:
-                """Crop row per crop, object rows per image (computed once per image, gathered per crop)."""
-                return torch.cat([f_crop[:, None], f_obj[bidx]], dim=1)
-
-            x = nodes(crop, obj)
-            node_mask = torch.cat([mask.new_ones(k, 1), mask[bidx]], dim=1)
-            a = rel.spatial(nodes(rel.pos_ascension_theta(crop_c), rel.pos_ascension_theta(obj_c)),
-                            nodes(rel.pos_ascension_phi(crop_c), rel.pos_ascension_phi(obj_c)))
-            s = rel.semantic(nodes(rel.fc_rn_theta(crop), rel.fc_rn_theta(obj)),
-                             nodes(rel.fc_rn_phi(crop), rel.fc_rn_phi(obj)))
+            # the crop row per crop, the object rows per image (computed once per image, broadcast per crop)
+            x = torch.cat([crop[:, None], _per_crop(obj, bidx)], dim=1)
+            node_mask = _node_blocks(mask.new_ones(k), mask, bidx)
+            a, s = rel.forward_shared(crop, obj, crop_c, obj_c, bidx)
             distinct: tuple[Tensor, Tensor, Tensor] | None = (crop, obj, bidx)
         else:
             x, node_mask = crop[:, None], torch.ones(k, 1, dtype=torch.bool, device=crop.device)
@@ -505,8 +603,9 @@ class S2CNet(LearnedCropModel):
         n = out.shape[1]  # ≤ 1 + bbox_num: the dropped all-padding channels are zeros, so slice the conv
         first = self.head[0]  # its kernel covers the whole token map: the conv is one matrix product
         y = torch.addmm(first.bias, out.reshape(k, -1), first.weight[:, :n].reshape(first.weight.shape[0], -1).t())
-        y = y[:, :, None, None]
-        return self.head[1:](y).reshape(-1)
+        if self.training or torch.compiler.is_exporting():
+            return self.head[1:](y[:, :, None, None]).reshape(-1)
+        return _head_rows(self.head[1:], y)
 
     def _objects(self, boxes: Tensor | None, mask: Tensor | None, b: int, rois: Tensor) -> tuple[Tensor, Tensor]:
         """Checked, real-first, ``bbox_num``-wide object boxes ``[B, D, 4]`` and mask, with the columns padded in
