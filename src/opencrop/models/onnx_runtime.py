@@ -161,6 +161,14 @@ class _OnnxModel:
             raise ModelFileError(self.path, f"graph inputs {graph_inputs} do not match the metadata "
                                             f"{self.input_names} (or need unknown providers {unknown})")
 
+    def _pixels(self, frame: Any) -> tuple[np.ndarray, int, int]:
+        """``([H, W, 3]`` uint8 analysis pixels of ``frame``, ``W``, ``H)``; a bad frame names this model."""
+        try:
+            pixels = pixels_of(frame)
+        except ValueError as e:
+            raise ValueError(f"{self.name}.prepare: {e}") from None
+        return pixels, int(pixels.shape[1]), int(pixels.shape[0])
+
 
 class OnnxScorer(_OnnxModel, CandidateScorer):
     """An exported candidate scorer run by onnxruntime (module docstring).
@@ -181,11 +189,7 @@ class OnnxScorer(_OnnxModel, CandidateScorer):
     def prepare(self, frame: Any, cues: Cues | None = None) -> OnnxPrepared:
         """Preprocess ``frame`` (a :class:`~opencrop.io.Frame` or ``[H, W, 3]`` uint8 analysis pixels) and compute
         the extra inputs from ``cues``."""
-        try:
-            pixels = pixels_of(frame)
-        except ValueError as e:
-            raise ValueError(f"{self.name}.prepare: {e}") from None
-        h, w = int(pixels.shape[0]), int(pixels.shape[1])
+        pixels, w, h = self._pixels(frame)
         x, (sx, sy) = preprocess_array(self.preprocess, pixels)
         extra = {n: np.asarray(EXTRA_INPUTS[n](cues, w, h, sx, sy, self.config), self._dtypes[n])
                  for n in self.input_names[2:]}
@@ -234,11 +238,7 @@ class OnnxSetCrop(_OnnxModel, CandidateScorer):
         """Preprocess ``frame`` and run the graph: the query boxes in analysis pixels and their validities."""
         from opencrop.boxes import clip_boxes
 
-        try:
-            pixels = pixels_of(frame)
-        except ValueError as e:
-            raise ValueError(f"{self.name}.prepare: {e}") from None
-        h, w = int(pixels.shape[0]), int(pixels.shape[1])
+        pixels, w, h = self._pixels(frame)
         x, (sx, sy) = preprocess_array(self.preprocess, pixels)
         boxes, validity = self.session.run(["boxes", "validity"], {"image": x})
         qb = clip_boxes(np.asarray(boxes, np.float64) / np.array([sx, sy, sx, sy]), w, h)
@@ -295,11 +295,7 @@ class OnnxGenCrop(_OnnxModel, CandidateScorer):
     def prepare(self, frame: Any, cues: Cues | None = None) -> OnnxGenCropPrepared:
         from opencrop.models.gencrop_post import pick_subject, subject_mask
 
-        try:
-            pixels = pixels_of(frame)
-        except ValueError as e:
-            raise ValueError(f"{self.name}.prepare: {e}") from None
-        h, w = int(pixels.shape[0]), int(pixels.shape[1])
+        pixels, w, h = self._pixels(frame)
         cues = cues if cues is not None else Cues(w, h)
         subject, source = pick_subject(cues, w, h)
         lb = self.preprocess
