@@ -4,10 +4,11 @@ score(crop) = Σ weight · term, every term listed once in :data:`WEIGHTS` (high
 
 * ``layout``  — the layout model learned from GAICD-v1 human judgments (:mod:`opencrop.layout`): crop geometry
   and the crop's relation to the image's subject boxes → per-image-normalised MOS (z-score, ≈ −2…2).
-  Subject boxes are detections (people, faces, objects) when the cues give them, else salient regions (both when
-  the detections are details of a scene), each cut to the part the ratio's largest window can keep
-  (:func:`fit_subjects`: the top of a tall subject, the most salient part of a wide one, of its top half for
-  an animal: its head end).
+  Subject boxes are detections (people, faces, objects, each object with the small salient parts sticking out of
+  its box: :func:`object_extents`) when the cues give them, else salient regions (their connected extent) and the
+  detector's weaker object proposals (:func:`proposals_in`), both when the detections are details of a scene, each
+  cut to the part the ratio's largest window can keep (:func:`fit_subjects`: the top of a tall subject, the most
+  salient part of a wide one, of its top half for an animal: its head end).
 * ``keep``    — fraction of the image's saliency mass inside the crop (0…1).
 * ``cut``     — saliency on the crop's inner borders, the mean over the four edges of the strongest salient
   response along each edge that lies inside the image (0…1): an edge must not slice through a subject.
