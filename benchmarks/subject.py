@@ -20,6 +20,9 @@ libvips attention. Contact sheets (one PNG per photo, every method side by side)
 
     python benchmarks/subject.py [--sheets /tmp/subject-sheets] [--methods opencrop vips-attention ...]
         [--out docs/benchmarks.md] [--photos chelsea rocket]
+    python benchmarks/subject.py --timing 3    # opencrop's process CPU per photo instead (analysis; crops)
+
+``--timing`` uses only the public API, so it also times another checkout: ``PYTHONPATH=<other>/src``.
 """
 
 from __future__ import annotations
@@ -369,6 +372,31 @@ def failures(results: dict, method: str) -> list[str]:
     return out
 
 
+def timing(photos: list[Photo], reps: int) -> str:
+    """Median over the photos of the best of ``reps`` runs of process CPU ms (all threads): ``Cropper.analyze``
+    (decode, default cues, prepare) and the five ratios' crops of that analysis."""
+    import time
+
+    from opencrop import Cropper
+
+    cropper = Cropper()
+    ratios = [ratio_value(r) for r in RATIOS]
+    cropper.crop(photos[0].pixels, ratios=ratios)  # warm-up: model files, runtimes
+    ana = np.full((reps, len(photos)), np.inf)
+    crp = np.full((reps, len(photos)), np.inf)
+    for k in range(reps):
+        for i, p in enumerate(photos):
+            t = time.process_time()
+            an = cropper.analyze(p.pixels)
+            ana[k, i] = time.process_time() - t
+            t = time.process_time()
+            cropper.crop(an, ratios=ratios)
+            crp[k, i] = time.process_time() - t
+    a, c = ana.min(axis=0) * 1000, crp.min(axis=0) * 1000
+    return (f"{len(photos)} photos, best of {reps}: analyze median {np.median(a):.1f} ms, five crops median "
+            f"{np.median(c):.2f} ms (mean {c.mean():.2f}) process CPU per photo")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--methods", nargs="*", default=list(METHODS), choices=list(METHODS))
@@ -376,10 +404,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sheets", type=Path, help="folder for one contact sheet PNG per photo")
     ap.add_argument("--out", type=Path, help="write the tables into this markdown file (docs/benchmarks.md)")
     ap.add_argument("--json", type=Path, help="write every box and score as JSON")
+    ap.add_argument("--timing", type=int, metavar="REPS", help="time opencrop (REPS runs per photo) and exit")
     args = ap.parse_args(argv)
     photos, skipped = load_photos(args.photos)
     for s in skipped:
         print(f"skipped {s}", file=sys.stderr)
+    if args.timing:
+        print(timing(photos, args.timing))
+        return 0
     results = run(photos, args.methods, args.sheets)
     methods = [m for m in args.methods if any(m in r for r in results.values())]
     lines, _ = summary(results, methods)

@@ -90,6 +90,8 @@ def analyze(image: np.ndarray, want: Iterable[str] = DEFAULT_CUES, degrade: bool
                 cues.people = both[0]
             if "objects" in want:
                 cues.objects = both[1]
+                if len(both) > 2:
+                    cues.proposals = both[2]
     if "person_mask" in want and (len(cues.faces) or len(cues.people)):
         from opencrop.cues.segmentation import person_mask
 
@@ -99,12 +101,13 @@ def analyze(image: np.ndarray, want: Iterable[str] = DEFAULT_CUES, degrade: bool
     return cues
 
 
-def _ssd_job(image: np.ndarray, want: set[str]) -> Callable[[], tuple[Detections, Detections]] | None:
-    """The SSD call ``want`` needs: people and objects from one pass, or people alone (person head only)."""
+def _ssd_job(image: np.ndarray, want: set[str]) -> Callable[[], tuple[Detections, ...]] | None:
+    """The SSD call ``want`` needs: people, objects and the weaker object proposals from one pass, or people alone
+    (person head only)."""
     if "objects" in want:
-        from opencrop.cues.objects import detect_people_and_objects
+        from opencrop.cues.objects import detect_with_proposals
 
-        return lambda: detect_people_and_objects(image)
+        return lambda: detect_with_proposals(image)
     if "people" in want:
         from opencrop.cues.objects import detect_people
 

@@ -27,8 +27,8 @@ from opencrop.errors import ModelFileError
 from opencrop.modelfiles import derived_dir, resolve, verify_derived, write_derived
 
 __all__ = [
-    "BACKENDS", "COCO_LABELS", "backend", "convert_for_onnxruntime", "detect_objects", "detect_people",
-    "detect_people_and_objects", "ensure_available",
+    "BACKENDS", "COCO_LABELS", "PROPOSAL_SCORE", "backend", "convert_for_onnxruntime", "detect_objects",
+    "detect_people", "detect_people_and_objects", "detect_with_proposals", "ensure_available", "proposals_of",
 ]
 
 # TF Object Detection API COCO label map: id → name (ids 12, 26, 29, 30, 45, 66, 68, 69, 71, 83 are unused).
@@ -350,3 +350,25 @@ def detect_people_and_objects(
     """
     rows = _raw(image)
     return _people(rows, image, min_person_score), _objects(rows, image, min_object_score, False)
+
+
+#: the score from which a detection below its class's threshold is kept as an object proposal (any class; the
+#: SSD's class may be wrong, its box still says "a thing"): starry_night.jpg's cypress is a 0.21 "bird"
+PROPOSAL_SCORE = 0.2
+
+
+def proposals_of(rows: np.ndarray, image: np.ndarray, min_person_score: float, min_object_score: float,
+                 min_score: float = PROPOSAL_SCORE) -> Detections:
+    """The SSD rows (``_raw``) scoring at least ``min_score`` but below their class's threshold, any class: boxes
+    ``[N, 4]`` xyxy pixels of ``image``, best first."""
+    thr = np.where(rows[:, 0] == 1, min_person_score, min_object_score)
+    return _to_detections(rows[(rows[:, 1] >= min_score) & (rows[:, 1] < thr)], image)
+
+
+def detect_with_proposals(image: np.ndarray, min_person_score: float = 0.5, min_object_score: float = 0.4
+                          ) -> tuple[Detections, Detections, Detections]:
+    """``(people, objects, proposals)`` from one SSD pass: :func:`detect_people_and_objects` and the weaker boxes
+    (:func:`proposals_of`)."""
+    rows = _raw(image)
+    return (_people(rows, image, min_person_score), _objects(rows, image, min_object_score, False),
+            proposals_of(rows, image, min_person_score, min_object_score))

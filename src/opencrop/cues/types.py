@@ -45,7 +45,10 @@ class Cues:
 
     ``degraded`` names the wanted cues that could not run (only when the caller asked to degrade; ``notes`` says
     why). ``subjects`` are user-given boxes (``--subject``) and ``focus`` a user point (``--focus``); both outrank
-    detections. ``saliency`` is ``[H', W']`` float32 in [0, 1] covering the whole image (any resolution).
+    detections. ``proposals`` are the SSD's weaker boxes (any class, scoring from
+    :data:`opencrop.cues.objects.PROPOSAL_SCORE` up to their class's threshold): object proposals for a photo where
+    nothing passes the thresholds. ``saliency`` is ``[H', W']`` float32 in [0, 1] covering the whole image (any
+    resolution).
 
     Given inputs (dataset record fields, :data:`opencrop.models.base.FIELD_NAMES`), set by evaluation and
     training from the record and by the user through the API; ``None`` = not given (a model then derives what it
@@ -59,6 +62,7 @@ class Cues:
     faces: Detections = field(default_factory=Detections)
     people: Detections = field(default_factory=Detections)
     objects: Detections = field(default_factory=Detections)
+    proposals: Detections = field(default_factory=Detections)
     saliency: np.ndarray | None = None
     person_mask: np.ndarray | None = None
     subjects: np.ndarray = field(default_factory=_empty_boxes)
