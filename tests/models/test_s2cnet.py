@@ -217,6 +217,57 @@ def test_fast_graph_equals_the_plain_graph_with_and_without_autograd():
         torch.testing.assert_close(g(x, a, s, full), _plain_graph(g, x, a, s, full), atol=1e-12, rtol=0)
 
 
+def test_shared_key_attention_equals_the_attention_on_the_gathered_keys():
+    """The first layer's attention with ``W_qᵀ k`` / ``W_o v`` folded once per image (``shared_keys``) = the per-head
+    attention on every crop's gathered keys / values, for one image (broadcast path) and several (gathered path),
+    with padded keys (−inf bias) and query subsets, and the same gradients."""
+    from opencrop.models.s2cnet import _Attention
+
+    torch.manual_seed(6)
+    att = _Attention(16, 4).double()
+    for b, m in ((1, 5), (3, 5), (3, 1)):
+        kv_c = torch.randn(7, 32, dtype=torch.float64, requires_grad=True)
+        kv_o = torch.randn(b, 4, 32, dtype=torch.float64, requires_grad=True)
+        q = torch.randn(7, m, 16, dtype=torch.float64, requires_grad=True)
+        bias = torch.randn(7, 4, m, 5, dtype=torch.float64)
+        bias[2, :, :, 3:] = float("-inf")  # padded object keys of crop 2
+        idx = torch.randint(0, b, (7,))
+        fast = att.shared_keys(kv_c, kv_o, q, bias, idx)
+        ref = att(torch.cat([kv_c[:, None], kv_o[idx]], dim=1), q, bias)
+        assert fast.shape == (7, m, 16)
+        torch.testing.assert_close(fast, ref, atol=1e-12, rtol=0)
+        grad = torch.randn_like(ref)
+        params = [kv_c, kv_o, q, att.to_q.weight, att.to_out.weight, att.to_out.bias]
+        for gf, gr in zip(torch.autograd.grad((fast * grad).sum(), params),
+                          torch.autograd.grad((ref * grad).sum(), params), strict=True):
+            torch.testing.assert_close(gf, gr, atol=1e-10, rtol=0)
+
+
+@pytest.mark.parametrize("cfg", [V1, V2], ids=["v1", "v2"])
+def test_float32_scores_match_the_plain_graph_at_the_published_sizes(cfg):
+    """The optimised float32 forward (every shortcut, 40 crops of 2 images with 10 / 7 real boxes: padding in one)
+    scores within 1e-5 of the plain float64 graph (:func:`_reference_scores`) of the same weights and inputs."""
+    m = _model(7, **cfg)
+    g = torch.Generator().manual_seed(8)
+    with torch.no_grad():
+        feats = m.forward_features(torch.randn(2, 3, 256, 384, generator=g))
+    xy = torch.rand(40, 2, generator=g) * torch.tensor([300.0, 180.0])
+    rois = torch.cat([torch.arange(40)[:, None] % 2, xy, xy + 20 + torch.rand(40, 2, generator=g) * 150], dim=1)
+    bxy = torch.rand(2, 10, 2, generator=g) * torch.tensor([300.0, 180.0])
+    boxes = torch.cat([bxy, bxy + 10 + torch.rand(2, 10, 2, generator=g) * 150], dim=-1)
+    mask = torch.ones(2, 10, dtype=torch.bool)
+    mask[1, 7:] = False
+    ref = _reference_scores(m.double(), feats.double(), rois.double(), boxes.double(), mask)
+    m.float()
+    for mode in (torch.no_grad, torch.inference_mode):
+        with mode():
+            fast = m.forward_scores(feats, rois, object_boxes=boxes, object_mask=mask)
+            alone = m.forward_scores(feats[:1], rois[::2], object_boxes=boxes[:1], object_mask=mask[:1])
+        assert fast.dtype == torch.float32
+        torch.testing.assert_close(fast.double(), ref, atol=1e-5, rtol=0)
+        torch.testing.assert_close(alone.double(), ref[::2], atol=1e-5, rtol=0)
+
+
 def test_eval_head_on_rows_equals_the_convolution_head():
     """v2's head after its first conv, in eval mode on [K, 768] rows (1×1 convs as products, BatchNorms as their
     running affine maps) = the module on [K, 768, 1, 1] maps."""

@@ -276,6 +276,41 @@ class _Attention(nn.Module):
             heads.append(torch.bmm(_softmax(logits), kv[:, :, e + i * w: e + (i + 1) * w]))
         return self.to_out(torch.cat(heads, dim=-1))
 
+    def shared_keys(self, kv_crop: Tensor, kv_obj: Tensor, queries: Tensor, bias: Tensor, index: Tensor) -> Tensor:
+        """The same as ``forward(cat(kv_crop[:, None], kv_obj[index]), queries, bias)``, reassociated for keys /
+        values whose object rows are shared by all crops of an image (the first layer): ``q·k = m·(W_qᵀ k)`` and
+        ``W_o Σ_j α_j v_j = Σ_j α_j (W_o v_j)``, with ``W_qᵀ k`` and ``W_o v`` of the object rows once per image and
+        of the crop row once per crop. ``to_q`` and ``to_out`` then never run on the ``K·m`` query rows (two
+        ``E × E`` products per row replaced by ``h·(1 + D)``-wide ones).
+
+        Args:
+            kv_crop (Tensor[K, 2E]), kv_obj (Tensor[B, D, 2E]): ``to_kv`` of the normalised crop and object nodes.
+            queries (Tensor[K, m, E]): the aggregated messages (before ``to_q``).
+            bias (Tensor[K, h, m, 1 + D]): per-head biases (−inf at padded keys).
+            index (Tensor[K]): each crop's image.
+
+        Returns:
+            ``Tensor[K, m, E]``.
+        """
+        k_, m, e = queries.shape
+        b, d, h = kv_obj.shape[0], kv_obj.shape[1], self.heads
+        w = e // h
+        w_q = self.to_q.weight.view(h, w, e)  # q_h = W_q[h] x
+        w_o = self.to_out.weight.view(e, h, w)  # to_out(o) = Σ_h W_o[:, h] o_h + b
+        kt_c = torch.einsum("khw,hwe->khe", kv_crop[:, :e].view(k_, h, w), w_q)  # [K, h, E]: W_qᵀ k per head
+        vo_c = torch.einsum("khw,ehw->khe", kv_crop[:, e:].view(k_, h, w), w_o)  # [K, h, E]: W_o v per head
+        kt_o = torch.einsum("bdhw,hwe->bhde", kv_obj[..., :e].view(b, d, h, w), w_q).reshape(b, h * d, e)
+        vo_o = torch.einsum("bdhw,ehw->bhde", kv_obj[..., e:].view(b, d, h, w), w_o).reshape(b, h * d, e)
+        one = b == 1 and not torch.compiler.is_exporting()
+        lc = torch.bmm(queries, kt_c.transpose(1, 2))  # [K, m, h]: the crop key
+        lo = queries @ kt_o[0].t() if one else torch.bmm(queries, _per_crop(kt_o, index).transpose(1, 2))
+        logits = torch.cat([lc[..., None], lo.view(k_, m, h, d)], dim=-1)  # [K, m, h, 1 + D]
+        alpha = _softmax(torch.add(bias.to(queries.dtype).transpose(1, 2), logits, alpha=self.scale))
+        ao = alpha[..., 1:].reshape(k_, m, h * d)
+        out = torch.bmm(alpha[..., 0].contiguous(), vo_c)  # [K, m, E] (bmm on the strided column: 4× slower)
+        out = out + (ao @ vo_o[0] if one else torch.bmm(ao, _per_crop(vo_o, index)))
+        return out + self.to_out.bias
+
     def single_query(self, xn: Tensor, queries: Tensor, bias: Tensor) -> Tensor:
         """The same as ``forward(to_kv(xn), queries, bias)`` for one query row (``queries`` ``[K, 1, E]``, ``bias``
         ``[K, h, 1, n]``), reassociated: ``q·(W_k x_j) = (W_kᵀ q)·x_j`` and ``Σ_j α_j W_v x_j = W_v Σ_j α_j x_j``,
@@ -368,9 +403,10 @@ class GraphTransformer(nn.Module):
         for i, layer in enumerate(self.layers):
             rows = slice(0, 1) if crop_only and i == last else slice(None)
             if i == 0 and distinct is not None:
-                kv = _per_row(lambda t, lay=layer: lay.attn.to_kv(lay.norm1(t)), distinct)
+                crop, objs, idx = distinct
                 q = F.relu(self.nl_gcn(g[:, rows] @ _per_row(self.fc_gcn, distinct)))
-                att = layer.attn(kv, q, bias[:, :, rows])
+                att = layer.attn.shared_keys(layer.attn.to_kv(layer.norm1(crop)),
+                                             layer.attn.to_kv(layer.norm1(objs)), q, bias[:, :, rows], idx)
             elif rows == slice(0, 1):
                 att = layer.attn.single_query(layer.norm1(x), self.aggregate(x, g[:, rows]), bias[:, :, rows])
             else:
