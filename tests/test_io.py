@@ -190,3 +190,31 @@ def test_output_resize_of_a_box_matches_crop_then_resize() -> None:
         assert 10 * np.log10(255**2 / max(np.mean((out - ref) ** 2), 1e-12)) > 45
         inner = (slice(8, -8), slice(8, -8))
         assert np.abs(out[inner] - ref[inner]).max() <= 2
+
+
+def test_output_shrink_below_2x_is_bilinear_close_to_bicubic_and_exact_size(tmp_path: Path) -> None:
+    """A JPEG output whose shrink-on-load left a factor below 2 is resized with OpenCV's two-tap bilinear: the exact
+    size, and within 40 dB of Pillow's bicubic; larger factors and RGBA images keep Pillow's bicubic."""
+    from opencrop import io as oio
+
+    p = tmp_path / "photo.jpg"
+    _photo(1500, 1000).save(p, quality=92)
+    img = load_image(p, output_need=lambda w, h: (1000, 1000))
+    box = (250, 0, 1250, 1000)
+    out = crop_image(img, box, size=(512, 512))
+    full, f = img.full((1000, 1000))
+    assert f == 1.0 and out.size == (512, 512) and out.mode == "RGB"
+    ref = np.asarray(full.resize((512, 512), Image.Resampling.BICUBIC, box=box, reducing_gap=2.0)).astype(float)
+    assert 10 * np.log10(255**2 / np.mean((np.asarray(out, float) - ref) ** 2)) > 40
+    calls: list[tuple[int, int]] = []
+    real = oio._shrink_linear
+    try:
+        oio._shrink_linear = lambda im, b, s: calls.append(s) or real(im, b, s)  # type: ignore[assignment]
+        assert crop_image(img, box, size=(300, 300)).size == (300, 300)  # factor 3.3: Pillow
+        rgba = load_image(np.dstack([np.asarray(full), np.full(full.size[::-1], 200, np.uint8)]))
+        assert crop_image(rgba, box, size=(512, 512)).mode == "RGBA"  # premultiplied by Pillow
+        assert calls == []
+        crop_image(img, box, size=(640, 640))
+        assert calls == [(640, 640)]
+    finally:
+        oio._shrink_linear = real  # type: ignore[assignment]
