@@ -453,6 +453,10 @@ def test_recipes_follow_the_specification(name, queries, soft, ema, good, nms, m
         "adamw", 1e-4, 1e-4, 0.1, 1e-5)
     assert (r.schedule.milestones, r.train.epochs, r.train.batch_size, r.data.flip) == (milestones, epochs, 1, 0.0)
     assert r.data.crops_per_image is None  # every annotated crop: the good crops and the smoothing need them all
+    # opencrop's additions stay off in the paper recipes (absent, or at the paper's value)
+    m = create_model("setcrop", **{**kw, "pretrained_backbone": False})
+    assert m.anchor_boxes is None and m.box_lr is None and m.rank_nms is None
+    assert (m.loss_cfg.quality_target, m.loss_cfg.valid_loss, m.loss_cfg.rank_weight) == (False, "focal", 0.0)
     small = {**kw, **{k: v for k, v in SMALL.items() if k != "num_queries"}, "pretrained_backbone": False}
     m = create_model("setcrop", **small)
     assert m.config["num_queries"] == queries and (m.teacher is not None) == (ema is not None)
