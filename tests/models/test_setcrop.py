@@ -307,7 +307,12 @@ def test_kmeans_anchor_prior_sets_the_initial_boxes(tmp_path):
         SetCrop(backbone="mobilenet_v2", anchor_init="grid")
 
 
-def test_trainer_initialises_the_anchors_from_the_training_split_only_and_resumes_exactly(tmp_path, monkeypatch):
+RANKING = {"quality_target": True, "quality_power": 2.0, "valid_loss": "qfl", "rank_weight": 1.0}
+
+
+@pytest.mark.parametrize("extra", [{}, RANKING], ids=["paper-loss", "ranking-options"])
+def test_trainer_initialises_the_anchors_from_the_training_split_only_and_resumes_exactly(tmp_path, monkeypatch,
+                                                                                         extra):
     from opencrop.boxes import kmeans_boxes, xyxy_to_cxcywh
     from opencrop.models.setcrop import good_crops_normalised
     from opencrop.train import trainer as trainer_mod
@@ -328,7 +333,7 @@ def test_trainer_initialises_the_anchors_from_the_training_split_only_and_resume
     def recipe() -> Recipe:
         return Recipe.from_dict({
             "model": {"name": "setcrop", "kwargs": {**SMALL, "anchor_init": "kmeans", "backbone_lr": 0,
-                                                    "train_sizes": None}},
+                                                    "train_sizes": None, **extra}},
             "data": {"format": "gaicd", "val_split": "holdout", "holdout_fraction": 0.25, "test_split": "test",
                      "crops_per_image": None, "flip": 0.0, "photometric": "none"},
             "optim": {"name": "adamw", "lr": 1e-3, "weight_decay": 1e-4, "grad_clip": 0.1},
@@ -372,6 +377,12 @@ def test_trainer_initialises_the_anchors_from_the_training_split_only_and_resume
     assert resumed.history[-1]["train_loss"] == straight.history[-1]["train_loss"]
     moved = a["anchor_boxes"].sigmoid().numpy()
     assert 0 < np.abs(moved - start).max() < 0.2  # the priors are trained, starting from the centres
+    if extra:  # opencrop's ranking options are model-file config keys and reach the criterion
+        saved = create_model("setcrop", weights=tmp_path / "b" / "best.pt")
+        assert {k: saved.config[k] for k in RANKING} == RANKING
+        assert saved.loss_cfg.quality_target and saved.loss_cfg.valid_loss == "qfl"
+        assert saved.loss_cfg.quality_power == 2.0 and saved.loss_cfg.rank_weight == 1.0
+        assert "train_rank" in straight.history[-1]
 
 
 # ---------------------------------------------------------------------------------------------- evaluation
@@ -442,6 +453,10 @@ def test_recipes_follow_the_specification(name, queries, soft, ema, good, nms, m
         "adamw", 1e-4, 1e-4, 0.1, 1e-5)
     assert (r.schedule.milestones, r.train.epochs, r.train.batch_size, r.data.flip) == (milestones, epochs, 1, 0.0)
     assert r.data.crops_per_image is None  # every annotated crop: the good crops and the smoothing need them all
+    # opencrop's additions stay off in the paper recipes (absent, or at the paper's value)
+    m = create_model("setcrop", **{**kw, "pretrained_backbone": False})
+    assert m.anchor_boxes is None and m.box_lr is None and m.rank_nms is None
+    assert (m.loss_cfg.quality_target, m.loss_cfg.valid_loss, m.loss_cfg.rank_weight) == (False, "focal", 0.0)
     small = {**kw, **{k: v for k, v in SMALL.items() if k != "num_queries"}, "pretrained_backbone": False}
     m = create_model("setcrop", **small)
     assert m.config["num_queries"] == queries and (m.teacher is not None) == (ema is not None)

@@ -1,5 +1,6 @@
 """SetCrop targets, matching and losses (opencrop.nn.set_losses): brute-force matching, hand-computed focal costs,
-good crops, quality smoothing, the teacher term."""
+good crops, quality smoothing, the teacher term; opencrop's validity-ranking options (quality targets, quality focal
+loss, ranking term) against hand-computed values."""
 
 from __future__ import annotations
 
@@ -15,7 +16,10 @@ from opencrop.nn.set_losses import (
     good_crop_mask,
     hungarian_match,
     match_cost,
+    matched_rank_loss,
+    quality_focal_loss,
     quality_soft_targets,
+    relative_quality,
     set_criterion,
     sigmoid_focal_loss,
     validity_targets,
@@ -166,3 +170,79 @@ def test_set_criterion_teacher_term():
     t_only = sigmoid_focal_loss(logits[0, 0], teacher[0]).sum() / 2  # 2 good crops
     want = 0.5 * float(base["ce"]) + 0.5 * float(t_only.detach())
     assert float(mixed["ce"]) == pytest.approx(want, rel=1e-5)
+
+
+# ------------------------------------------------------------------ opencrop's validity-ranking options
+QCFG = SetLossConfig(quality_target=True)
+
+
+def test_relative_quality_hand_computed():
+    mos = torch.tensor([4.5, 4.0, 3.0, 1.5])
+    # (MOS − 2) / (4.5 − 2), clamped to [0, 1]
+    assert relative_quality(mos, QCFG).tolist() == pytest.approx([1.0, 0.8, 0.4, 0.0])
+    sq = relative_quality(mos, SetLossConfig(quality_target=True, quality_power=2.0))
+    assert sq.tolist() == pytest.approx([1.0, 0.64, 0.16, 0.0])
+    assert relative_quality(torch.tensor([1.8, 1.2]), QCFG).tolist() == [1.0, 1.0]  # best ≤ soft_low: all alike
+    with pytest.raises(ValueError, match="quality_power"):
+        SetLossConfig(quality_power=0.0)
+    with pytest.raises(ValueError, match="valid_loss"):
+        SetLossConfig(valid_loss="bce")
+
+
+def test_quality_aware_soft_and_matched_targets():
+    crops = torch.tensor([[0.5, 0.5, 0.6, 0.6], [0.3, 0.3, 0.4, 0.4], [0.7, 0.7, 0.3, 0.3]])
+    mos = torch.tensor([3.5, 2.75, 4.8])
+    near = crops[0] * torch.tensor([1.0, 1.0, 0.97, 0.97])  # IoU 0.94 with crop 0
+    far = torch.tensor([0.5, 0.5, 0.45, 0.45])  # IoU 0.5625 with crop 0
+    preds = torch.stack([near, crops[1], far, crops[2]])
+    soft = quality_soft_targets(preds, crops, mos, QCFG)
+    # 0.5 · (MOS − 2) / (4.8 − 2): 3.5 → 0.5 · 1.5 / 2.8, 2.75 → 0.5 · 0.75 / 2.8, far → 0, the best → 0.5
+    assert soft.tolist() == pytest.approx([0.5 * 1.5 / 2.8, 0.5 * 0.75 / 2.8, 0.0, 0.5])
+    # matched queries take their crops' relative quality instead of 1
+    base = torch.tensor([0.5, 0.2, 0.0, 0.4])
+    mboxes = torch.tensor([[0.5, 0.5, 0.9, 0.9], [0.5, 0.5, 0.5, 0.5]])
+    t = validity_targets(4, torch.tensor([0, 2]), mboxes, base, QCFG, torch.tensor([0.8, 1.0]))
+    assert t.tolist() == pytest.approx([0.8, 0.2, 1.0, 0.4])
+    with pytest.raises(ValueError, match="matched_quality"):
+        validity_targets(4, torch.tensor([0, 2]), mboxes, base, QCFG)
+
+
+def test_quality_focal_loss_hand_computed():
+    logits = torch.tensor([0.0, 0.0, math.log(3.0)])  # σ = 0.5, 0.5, 0.75
+    targets = torch.tensor([1.0, 0.5, 0.25])
+    want = [0.25 * math.log(2.0), 0.0, 0.25 * (-0.25 * math.log(0.75) - 0.75 * math.log(0.25))]
+    assert quality_focal_loss(logits, targets).tolist() == pytest.approx(want, rel=1e-5)
+
+
+def test_matched_rank_loss_hand_computed():
+    logits = torch.tensor([2.0, 0.0, 1.0, 0.0])
+    targets = torch.tensor([1.0, 0.5, 0.8, 0.5])
+    sp = lambda x: math.log1p(math.exp(x))  # noqa: E731
+    # query 0 (t 1) over 1, 2, 3; query 2 (t 0.8) over 1, 3: mean of five softplus(l_j − l_i)
+    want = (sp(-2) + sp(-1) + sp(-2) + sp(-1) + sp(-1)) / 5
+    assert float(matched_rank_loss(logits, targets, torch.tensor([0, 2]))) == pytest.approx(want, rel=1e-6)
+    assert float(matched_rank_loss(logits, torch.ones(4), torch.tensor([0, 2]))) == 0.0  # no lower target
+    assert float(matched_rank_loss(logits, targets, torch.zeros(0, dtype=torch.int64))) == 0.0
+
+
+def test_set_criterion_with_the_ranking_options():
+    logits, boxes, crops, mos, good = _toy(n_layers=1)
+    cfg = SetLossConfig(quality_target=True, valid_loss="qfl", rank_weight=1.5)
+    out = set_criterion(logits, boxes, crops, mos, good, cfg)
+    # rebuild the single layer's terms by hand from the same matching
+    tgt = crops[0][good[0]]
+    qi, ti = hungarian_match(match_cost(logits[0, 0].detach(), boxes[0, 0].detach(), tgt, cfg))
+    soft = quality_soft_targets(boxes[0, 0], crops[0], mos[0], cfg)
+    mq = relative_quality(mos[0], cfg)[good[0]][ti]  # good crops MOS 4.3, 4.1 → 1, 2.1 / 2.3
+    assert sorted(mq.tolist()) == pytest.approx([2.1 / 2.3, 1.0])
+    t = validity_targets(5, qi, tgt[ti], soft, cfg, mq)
+    ce = float(quality_focal_loss(logits[0, 0], t).sum().detach()) / 2  # 2 good crops
+    rank = float(matched_rank_loss(logits[0, 0], t, qi).detach())
+    assert float(out["ce"]) == pytest.approx(ce, rel=1e-5)
+    assert float(out["rank"]) == pytest.approx(rank, rel=1e-5)
+    want = 2 * ce + 5 * float(out["l1"]) + 2 * float(out["giou"]) + 1.5 * rank
+    assert float(out["loss"].detach()) == pytest.approx(want, rel=1e-5)
+    out["loss"].backward()
+    assert logits.grad.abs().sum() > 0
+    # off (the paper): no rank part, and the defaults leave the loss as before
+    assert "rank" not in set_criterion(logits, boxes, crops, mos, good, CFG)

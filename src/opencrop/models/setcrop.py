@@ -234,6 +234,11 @@ class SetCrop(LearnedCropModel):
             to k-means (IoU distance) centres of the **training split's** good crops (:meth:`init_from_data`);
             before that they are the centred half-size box.
         box_lr: learning rate of the box head and the box priors (``None`` = the recipe's lr).
+        quality_target, quality_power, valid_loss, rank_weight: opencrop's validity-ranking options, not the
+            paper's (off: ``False``, 1, ``"focal"``, 0; :mod:`opencrop.nn.set_losses`): matched targets = the
+            matched crop's relative quality ``clamp((MOS − 2) / (MOS_max − 2), 0, 1) ** quality_power`` and the
+            smoothed ones ``soft_bound ·`` that of their crop; quality focal loss instead of the focal loss; a
+            pairwise logistic ranking term (matched queries above every query with a lower target).
         valid_threshold, fit_iou: inference — the validity a query needs to count as valid (0.5) and the IoU its
             ratio-adjusted box must keep with it to *fit* a requested ratio (0.5).
         rank_nms: inference, opencrop's option (not the paper's nor the released code's): rank the queries that
@@ -286,6 +291,10 @@ class SetCrop(LearnedCropModel):
         backbone_lr: float | None = 1e-5,
         anchor_init: str | None = None,
         box_lr: float | None = None,
+        quality_target: bool = False,
+        quality_power: float = 1.0,
+        valid_loss: str = "focal",
+        rank_weight: float = 0.0,
         valid_threshold: float = 0.5,
         fit_iou: float = 0.5,
         rank_nms: float | None = None,
@@ -315,6 +324,8 @@ class SetCrop(LearnedCropModel):
             "giou_weight": float(giou_weight), "focal_alpha": float(focal_alpha), "focal_gamma": float(focal_gamma),
             "ema_start_epoch": ema_start_epoch, "ema_decay": float(ema_decay), "distill_weight": float(distill_weight),
             "backbone_lr": backbone_lr, "anchor_init": anchor_init, "box_lr": box_lr,
+            "quality_target": bool(quality_target), "quality_power": float(quality_power),
+            "valid_loss": str(valid_loss), "rank_weight": float(rank_weight),
             "valid_threshold": float(valid_threshold), "fit_iou": float(fit_iou),
             "rank_nms": None if rank_nms is None else float(rank_nms),
         }
@@ -326,7 +337,8 @@ class SetCrop(LearnedCropModel):
             cost_class=cost_class, cost_bbox=cost_bbox, cost_giou=cost_giou, cls_weight=cls_weight,
             bbox_weight=bbox_weight, giou_weight=giou_weight, focal_alpha=focal_alpha, focal_gamma=focal_gamma,
             soft_iou_thresh=soft_iou_thresh, soft_bound=soft_bound, valid_smooth=valid_smooth,
-            distill_weight=distill_weight,
+            distill_weight=distill_weight, quality_target=bool(quality_target), quality_power=float(quality_power),
+            valid_loss=str(valid_loss), rank_weight=float(rank_weight),
         )
         self.train_sizes = sizes
         self.aux_loss = bool(aux_loss)
