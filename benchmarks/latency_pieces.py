@@ -10,27 +10,14 @@ output), the output resize (``crop_image``) and the JPEG encode.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from cues_latency import _median_ms
 from latency import TARGETS, _jpeg, photos
-
-
-def _ms(fn: Callable[[], object], reps: int = 7) -> tuple[float, float]:
-    fn()
-    wall, cpu = [], []
-    for _ in range(reps):
-        t, c = time.perf_counter(), time.process_time()
-        fn()
-        wall.append((time.perf_counter() - t) * 1000)
-        cpu.append((time.process_time() - c) * 1000)
-    return statistics.median(cpu), statistics.median(wall)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -70,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
             "JPEG encode": lambda: _jpeg(pic),  # noqa: B023
         }
         for k, fn in pieces.items():
-            per.setdefault(k, []).append(_ms(fn))
+            per.setdefault(k, []).append(_median_ms(fn, 7)[::-1])  # (cpu, wall)
     print(f"| piece ({ratio}) | CPU ms | wall ms |\n|---|---:|---:|")
     for k, v in per.items():
         print(f"| {k} | {np.median([c for c, _ in v]):.1f} | {np.median([w for _, w in v]):.1f} |")

@@ -15,13 +15,13 @@ from __future__ import annotations
 import functools
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from cues_latency import _median_ms
 from latency import TARGETS, photos
 
 
@@ -31,13 +31,7 @@ def _psnr(a: Image.Image | np.ndarray, b: Image.Image | np.ndarray) -> float:
 
 
 def _cpu_ms(fn, reps: int = 9) -> float:
-    fn()
-    out = []
-    for _ in range(reps):
-        t = time.process_time()
-        fn()
-        out.append((time.process_time() - t) * 1000)
-    return statistics.median(out)
+    return _median_ms(fn, reps)[1]
 
 
 def main() -> int:

@@ -11,10 +11,13 @@ of each and the largest output difference.
 
 from __future__ import annotations
 
-import statistics
-import time
+import sys
+from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from cues_latency import _median_ms
 
 BT = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], np.float64)
 G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], np.float64)
@@ -58,14 +61,7 @@ def _winograd(c: int, h: int, k: int, w: np.ndarray, b: np.ndarray) -> bytes:
 
 
 def _cpu_ms(fn, reps: int = 30) -> float:
-    fn()
-    fn()
-    out = []
-    for _ in range(reps):
-        t = time.process_time()
-        fn()
-        out.append((time.process_time() - t) * 1000)
-    return statistics.median(out)
+    return _median_ms(fn, reps)[1]
 
 
 def main() -> int:

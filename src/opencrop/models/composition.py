@@ -117,7 +117,7 @@ def salient_regions(sal: np.ndarray, width: float, height: float, max_regions: i
         return np.zeros((0, 4)), np.zeros(0)
     sy, sx = height / sal.shape[0], width / sal.shape[1]
     cells = np.array([[objs[i][1].start, objs[i][0].start, objs[i][1].stop, objs[i][0].stop] for i in order], float)
-    low, _ = ndimage.label(sal > sal.mean() + EXTENT_STD * sal.std())
+    low, _ = _extent_labels(sal)
     for k, i in enumerate(order):
         cells[k] = _extent(cells[k], low, np.unique(low[lab == i + 1]))
     weights = mass[order] / max(float(mass[keep].sum()), 1e-9)
@@ -131,6 +131,12 @@ EXTENT_STD = 0.4
 
 #: the most an extent grows a box per side, as a fraction of the box's width / height
 EXTENT_MAX = 0.25
+
+
+def _extent_labels(sal: np.ndarray) -> tuple[np.ndarray, int]:
+    """The connected components of ``sal`` above its mean + :data:`EXTENT_STD` · std (``ndimage.label``: labels
+    ``int [H', W']``, 0 = none, and their count): the weaker salient area a blob or a detection extends into."""
+    return ndimage.label(sal > sal.mean() + EXTENT_STD * sal.std())
 
 
 def _extent(box: np.ndarray, low: np.ndarray, ids: np.ndarray, stop_at_edge: bool = True) -> np.ndarray:
@@ -171,7 +177,7 @@ def object_extents(boxes: np.ndarray, sal: np.ndarray, width: float, height: flo
         return b
     mh, mw = sal.shape
     sx, sy = mw / width, mh / height
-    low, n = ndimage.label(sal > sal.mean() + EXTENT_STD * sal.std())
+    low, n = _extent_labels(sal)
     if n == 0:
         return b
     objs = ndimage.find_objects(low)
