@@ -3,6 +3,8 @@ forward against a plain reference, object boxes from cues, the CropModel protoco
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -266,6 +268,94 @@ def test_float32_scores_match_the_plain_graph_at_the_published_sizes(cfg):
         assert fast.dtype == torch.float32
         torch.testing.assert_close(fast.double(), ref, atol=1e-5, rtol=0)
         torch.testing.assert_close(alone.double(), ref[::2], atol=1e-5, rtol=0)
+
+
+def _published_inputs(m: S2CNet, seed: int = 8):
+    """Features of 2 images, 40 crops and 10 / 7 real boxes (as the published-size test above)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        feats = m.forward_features(torch.randn(2, 3, 256, 384, generator=g))
+    xy = torch.rand(40, 2, generator=g) * torch.tensor([300.0, 180.0])
+    rois = torch.cat([torch.arange(40)[:, None] % 2, xy, xy + 20 + torch.rand(40, 2, generator=g) * 150], dim=1)
+    bxy = torch.rand(2, 10, 2, generator=g) * torch.tensor([300.0, 180.0])
+    boxes = torch.cat([bxy, bxy + 10 + torch.rand(2, 10, 2, generator=g) * 150], dim=-1)
+    mask = torch.ones(2, 10, dtype=torch.bool)
+    mask[1, 7:] = False
+    return feats, rois, boxes, mask
+
+
+@pytest.mark.parametrize("cfg", [V1, V2], ids=["v1", "v2"])
+def test_onednn_products_equal_the_plain_products_and_fall_back(cfg, monkeypatch):
+    """float32 inference through oneDNN's fused linear (packed weights, GELU and residual adds fused) scores within
+    1e-5 of the same model with oneDNN switched off (the plain MKL products) and of the plain float64 graph; the
+    packed weights follow in-place weight changes and dtype round trips; a torch without the private ops (probe
+    fails) uses the plain ops; autograd never takes the oneDNN path."""
+    import opencrop.models.s2cnet as s2c
+
+    m = _model(9, **cfg)
+    feats, rois, boxes, mask = _published_inputs(m)
+
+    def reference():  # on a float64 copy: m's own weights keep their storage (and packed copies)
+        return _reference_scores(copy.deepcopy(m).double(), feats.double(), rois.double(), boxes.double(), mask)
+
+    ref = reference()
+
+    def run(mode=torch.no_grad):
+        with mode():
+            return m.forward_scores(feats, rois, object_boxes=boxes, object_mask=mask)
+
+    fast = run()
+    monkeypatch.setattr(s2c, "_ONEDNN", False)
+    plain = run()
+    monkeypatch.setattr(s2c, "_ONEDNN", None)
+    torch.testing.assert_close(fast.double(), ref, atol=1e-5, rtol=0)
+    torch.testing.assert_close(plain.double(), ref, atol=1e-5, rtol=0)
+    torch.testing.assert_close(run(torch.inference_mode), fast, atol=1e-6, rtol=0)
+    if s2c._onednn():  # the fast path is taken where the ops exist (this CI's torch has them)
+        lin = m.graph.layers[0].ff[0]
+        with torch.no_grad():
+            packed = s2c._packed(lin, "weight", lin.weight, s2c._same, torch.zeros(4, lin.in_features))
+        assert packed is not None and packed.is_mkldnn
+        with torch.enable_grad():
+            assert s2c._packed(lin, "weight", lin.weight, s2c._same, torch.zeros(4, lin.in_features)) is None
+    with torch.no_grad():  # in-place change of a packed weight (version counter): repacked
+        m.graph.layers[1].ff[2].weight.mul_(3.0)
+        m.head.weight.mul_(2.0) if cfg["head"] == "crop" else m.head[0].weight.mul_(2.0)
+    ref2 = reference()
+    assert (ref2 - ref).abs().max() > 1e-2
+    torch.testing.assert_close(run().double(), ref2, atol=1e-5, rtol=0)
+    m.double().float()  # new storage, possibly at a freed address: repacked, not mistaken for the old weights
+    torch.testing.assert_close(run().double(), ref2, atol=1e-5, rtol=0)
+
+    def missing(*args, **kwargs):
+        raise RuntimeError("no oneDNN linear in this build")
+
+    monkeypatch.setattr(torch.ops.mkldnn, "_linear_pointwise", missing)
+    monkeypatch.setattr(s2c, "_ONEDNN", None)
+    assert s2c._onednn() is False
+    torch.testing.assert_close(run().double(), ref2, atol=1e-5, rtol=0)
+    m.train()
+    loss = m.forward_scores(feats, rois, object_boxes=boxes, object_mask=mask).sum()  # autograd: plain ops
+    loss.backward()
+    assert m.graph.layers[0].ff[0].weight.grad is not None
+
+
+def test_onednn_path_with_a_model_made_in_inference_mode():
+    """Weights created inside ``torch.inference_mode`` keep no version counter: used unpacked, same scores."""
+    import opencrop.models.s2cnet as s2c
+
+    with torch.inference_mode():
+        m = _model(10, **V2)
+        feats, rois, boxes, mask = _published_inputs(m)
+        fast = m.forward_scores(feats, rois, object_boxes=boxes, object_mask=mask)
+    m2 = _model(10, **V2)
+    with torch.no_grad():
+        s2c._ONEDNN, saved = False, s2c._ONEDNN
+        try:
+            plain = m2.forward_scores(feats.clone(), rois.clone(), object_boxes=boxes.clone(), object_mask=mask)
+        finally:
+            s2c._ONEDNN = saved
+    torch.testing.assert_close(fast, plain, atol=1e-5, rtol=0)
 
 
 def test_eval_head_on_rows_equals_the_convolution_head():
