@@ -250,15 +250,7 @@ def test_float32_scores_match_the_plain_graph_at_the_published_sizes(cfg):
     """The optimised float32 forward (every shortcut, 40 crops of 2 images with 10 / 7 real boxes: padding in one)
     scores within 1e-5 of the plain float64 graph (:func:`_reference_scores`) of the same weights and inputs."""
     m = _model(7, **cfg)
-    g = torch.Generator().manual_seed(8)
-    with torch.no_grad():
-        feats = m.forward_features(torch.randn(2, 3, 256, 384, generator=g))
-    xy = torch.rand(40, 2, generator=g) * torch.tensor([300.0, 180.0])
-    rois = torch.cat([torch.arange(40)[:, None] % 2, xy, xy + 20 + torch.rand(40, 2, generator=g) * 150], dim=1)
-    bxy = torch.rand(2, 10, 2, generator=g) * torch.tensor([300.0, 180.0])
-    boxes = torch.cat([bxy, bxy + 10 + torch.rand(2, 10, 2, generator=g) * 150], dim=-1)
-    mask = torch.ones(2, 10, dtype=torch.bool)
-    mask[1, 7:] = False
+    feats, rois, boxes, mask = _published_inputs(m)
     ref = _reference_scores(m.double(), feats.double(), rois.double(), boxes.double(), mask)
     m.float()
     for mode in (torch.no_grad, torch.inference_mode):
@@ -271,7 +263,7 @@ def test_float32_scores_match_the_plain_graph_at_the_published_sizes(cfg):
 
 
 def _published_inputs(m: S2CNet, seed: int = 8):
-    """Features of 2 images, 40 crops and 10 / 7 real boxes (as the published-size test above)."""
+    """Features of 2 images, 40 crops and 10 / 7 real boxes (the published sizes; padding in the second image)."""
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         feats = m.forward_features(torch.randn(2, 3, 256, 384, generator=g))
