@@ -585,6 +585,27 @@ def test_a_symmetric_subject_wider_than_the_window_keeps_its_middle(monkeypatch:
     assert (c.box[0] + c.box[2]) / 2 > 265, c.box
 
 
+def test_china_mirrored_keeps_the_roof_at_9_16(cropper: Cropper) -> None:
+    """The symmetry rule is no side preference: china.jpg mirrored left to right keeps the whole roof at 9:16 too
+    (before it: x0 265, the right eave trimmed)."""
+    pytest.importorskip("sklearn")
+    b = _bench()
+    photos, skipped = b.load_photos(["china.jpg"])
+    if not photos:
+        pytest.skip(f"photo not installed: {skipped}")
+    (p,) = photos
+    w = p.pixels.shape[1]
+
+    def flip(q: np.ndarray) -> np.ndarray:
+        return np.array([w - q[2], q[1], w - q[0], q[3]])
+
+    m = b.Photo(p.name, np.ascontiguousarray(p.pixels[:, ::-1]), flip(p.subject),
+                {k: flip(v) for k, v in p.keep.items()}, p.source)
+    (c,) = cropper.crop(m.pixels, ratios=["9:16"])
+    fit, whole = b.Judge.of(m, b.ratio_value("9:16")).score(m, c.box)
+    assert fit >= 0.9 and whole, (c.box, fit)
+
+
 FIXED = [  # (photo, ratio): benchmark crops that cut a must-keep part or lost the subject before these fixes
     ("camera", "16:9"), ("coffee", "9:16"), ("baboon.jpg", "16:9"), ("baboon.jpg", "1.91:1"), ("home.jpg", "16:9"),
     ("home.jpg", "1.91:1"), ("building.jpg", "4:5"), ("stereo_motorcycle", "4:5"), ("stereo_motorcycle", "9:16"),
