@@ -523,6 +523,89 @@ def test_a_proposal_keeps_a_dark_subject_the_saliency_misses() -> None:
     assert without[2] > 490, without  # the moon's side: the proposal is what changes the crop
 
 
+def _pagoda(glow: bool) -> np.ndarray:
+    """A 600 × 400 synthetic "pagoda": four stacked roofs mirror-symmetric about x = 250, 300 px wide at the
+    foot (wider than a 9:16 window, 225 px), and optionally a bright patch against its right side, where the
+    saliency map then peaks (china.jpg: the lower right eave and the pink sky beside it)."""
+    from PIL import Image, ImageDraw
+
+    im = Image.new("RGB", (600, 400), (150, 170, 200))
+    d = ImageDraw.Draw(im)
+    for y, hw in ((320, 150), (240, 130), (160, 110), (90, 85)):
+        d.polygon([(250 - hw, y), (250 + hw, y), (220 + hw, y - 40), (280 - hw, y - 40)], fill=(200, 60, 30))
+        d.rectangle([290 - hw, y, 210 + hw, y + 40], fill=(120, 30, 20))
+    d.rectangle([242, 20, 258, 50], fill=(200, 60, 30))
+    if glow:
+        d.rectangle([350, 250, 400, 360], fill=(255, 240, 60))
+    return np.asarray(im)
+
+
+def test_symmetry_axis_reads_vertical_edges_only() -> None:
+    """The axis of the roofs' mirror symmetry is found although the shape sits off the box's centre; horizontal
+    stripes (a staff, lines of text: their own mirror about any axis) and a lopsided wedge are not symmetric."""
+    from scipy import ndimage
+
+    from opencrop.models.composition import SYMMETRY, _gray, symmetry_axis
+
+    gx = ndimage.sobel(_gray(_pagoda(False)), 1)
+    axis, strength = symmetry_axis(gx, np.array([60.0, 0, 480, 400]))  # the box reaches further right
+    assert axis == pytest.approx(250, abs=1) and strength >= SYMMETRY
+    stripes = np.zeros((100, 200), np.float32)
+    stripes[::10] = 255
+    assert symmetry_axis(ndimage.sobel(stripes, 1), np.array([20.0, 0, 180, 100]))[1] < SYMMETRY
+    wedge = np.where(np.arange(200)[None, :] < np.arange(100)[:, None] * 1.5 + 20, 200.0, 0.0)  # one slanted side
+    assert symmetry_axis(ndimage.sobel(wedge, 1), np.array([0.0, 0, 200, 100]))[1] < SYMMETRY
+
+
+def test_mirrored_map_keeps_the_mass_and_mirrors_the_box_rows() -> None:
+    from opencrop.models.composition import mirrored_map
+
+    m = np.zeros((10, 20))
+    m[2:6, 12:15] = 1.0  # mass right of the axis at x = 10
+    m[8, 1] = 5.0  # a row outside the box: untouched
+    out = mirrored_map(m, np.array([6.0, 2, 16, 6]), 10.0)
+    assert out.sum() == pytest.approx(m.sum())
+    assert out[2:6] == pytest.approx(out[2:6, ::-1])  # cells 0..19 mirror about 10 (cell c ↔ 19 − c)
+    assert out[8, 1] == 5.0 and out[2, 6] == pytest.approx(0.5)
+
+
+def test_a_symmetric_subject_wider_than_the_window_keeps_its_middle(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A salient region wider than the window whose edges mirror about an axis (:data:`SYMMETRY`) is read as
+    symmetric about it: the 9:16 crop of the synthetic pagoda is centred on its axis (x = 250) with or without a
+    bright patch beside its right side; without the rule the patch pulls it right (china.jpg 9:16 trimmed the
+    roof's left eave)."""
+    import opencrop.models.composition as comp
+
+    cr = Cropper(cues=False)
+    for glow in (True, False):
+        (c,) = cr.crop(_pagoda(glow), ratios=["9:16"])
+        assert abs((c.box[0] + c.box[2]) / 2 - 250) <= 8, (glow, c.box)
+    monkeypatch.setattr(comp, "SYMMETRY", 2.0)  # no region is symmetric enough
+    (c,) = cr.crop(_pagoda(True), ratios=["9:16"])
+    assert (c.box[0] + c.box[2]) / 2 > 265, c.box
+
+
+def test_china_mirrored_keeps_the_roof_at_9_16(cropper: Cropper) -> None:
+    """The symmetry rule is no side preference: china.jpg mirrored left to right keeps the whole roof at 9:16 too
+    (before it: x0 265, the right eave trimmed)."""
+    pytest.importorskip("sklearn")
+    b = _bench()
+    photos, skipped = b.load_photos(["china.jpg"])
+    if not photos:
+        pytest.skip(f"photo not installed: {skipped}")
+    (p,) = photos
+    w = p.pixels.shape[1]
+
+    def flip(q: np.ndarray) -> np.ndarray:
+        return np.array([w - q[2], q[1], w - q[0], q[3]])
+
+    m = b.Photo(p.name, np.ascontiguousarray(p.pixels[:, ::-1]), flip(p.subject),
+                {k: flip(v) for k, v in p.keep.items()}, p.source)
+    (c,) = cropper.crop(m.pixels, ratios=["9:16"])
+    fit, whole = b.Judge.of(m, b.ratio_value("9:16")).score(m, c.box)
+    assert fit >= 0.9 and whole, (c.box, fit)
+
+
 FIXED = [  # (photo, ratio): benchmark crops that cut a must-keep part or lost the subject before these fixes
     ("camera", "16:9"), ("coffee", "9:16"), ("baboon.jpg", "16:9"), ("baboon.jpg", "1.91:1"), ("home.jpg", "16:9"),
     ("home.jpg", "1.91:1"), ("building.jpg", "4:5"), ("stereo_motorcycle", "4:5"), ("stereo_motorcycle", "9:16"),
@@ -534,6 +617,7 @@ FIXED = [  # (photo, ratio): benchmark crops that cut a must-keep part or lost t
     ("messi5.jpg", "9:16"),  # room beside the head
     ("starry_night.jpg", "1:1"), ("starry_night.jpg", "16:9"), ("starry_night.jpg", "9:16"),  # the SSD's proposal
     ("starry_night.jpg", "1.91:1"),
+    ("china.jpg", "9:16"),  # a symmetric salient region wider than the window keeps its middle (the whole roof)
 ]
 
 
