@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     k = len(boxes)
     rois = torch.cat([torch.zeros(k, 1), torch.as_tensor(boxes, dtype=torch.float32)
                       * torch.tensor([p.sx, p.sy, p.sx, p.sy])], 1)
-    obj, mask = m._objects(p.extra["object_boxes"], p.extra["object_mask"], 1, rois)
+    obj, _ = m._objects(p.extra["object_boxes"], p.extra["object_mask"], 1, rois)
     d = obj.shape[1]
     all_rois = torch.cat([rois, torch.cat([torch.zeros(d, 1), obj[0]], 1)])
     stages: dict[str, float] = {}
