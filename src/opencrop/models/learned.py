@@ -15,7 +15,7 @@ A :class:`LearnedCropModel` is both a ``torch.nn.Module`` (used by :mod:`opencro
   or, for the models whose :attr:`~LearnedCropModel.precisions` list it, ``"bf16"``: :meth:`score` then runs the
   per-candidate network under the model's reduced-precision context (:meth:`~LearnedCropModel.precision_context`,
   CPU only, bfloat16 products with float32 accumulation). The backbone (:meth:`prepare`) stays float32: in bf16
-  it was not faster here and caused most of the score differences (``docs/benchmarks-learned.md``). Training,
+  its speed-up was inconsistent and it caused most of the score differences (``docs/benchmarks-learned.md``). Training,
   ``forward`` and export stay float32.
 
 Box conventions: ``rois`` rows are ``(batch_index, x1, y1, x2, y2)`` in **network-input pixels** (the resized
@@ -138,12 +138,12 @@ class LearnedCropModel(nn.Module, CandidateScorer):
         self.config: dict[str, Any] = dict(config or {})
         #: where the trained weights came from (path or tag); ``None`` = random initialisation
         self.weights_source: str | None = None
-        #: precision of :meth:`prepare` / :meth:`score` (:meth:`set_precision`; not saved with the weights)
+        #: precision of :meth:`score` (:meth:`set_precision`; not saved with the weights)
         self.precision: str = "fp32"
 
     # ------------------------------------------------------------------ inference precision
     def set_precision(self, precision: str) -> LearnedCropModel:
-        """Set the precision of :meth:`prepare` / :meth:`score` → ``self``.
+        """Set the inference precision (:meth:`score`; :meth:`prepare` stays float32) → ``self``.
 
         Raises:
             ValueError: ``precision`` not one of :data:`PRECISIONS`, not in this model's :attr:`precisions`, or
