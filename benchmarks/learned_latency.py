@@ -11,6 +11,15 @@ with the photo's detected people / objects and with the full ``bbox_num`` object
 files give), interleaved with GAIC run by run, and prints each one's time as a multiple of GAIC's (target ≤ 1.5×).
 The detector itself is not timed (every pipeline runs cues; S2CNet's are people + objects).
 
+``--precision bf16`` builds GAIC and S2CNet with ``precision="bf16"`` (``LearnedCropModel.set_precision``: bfloat16
+products, CPU) and also times GAIC at fp32, interleaved: every S2CNet row is then given as a multiple of both GAICs
+(bf16 against bf16 is like for like; bf16 S2CNet against fp32 GAIC alone does not show the target met):
+
+    PYTHONPATH=src python benchmarks/learned_latency.py --s2cnet --precision bf16 --threads 1 [--backbone-bf16]
+
+``--backbone-bf16`` (an experiment, not a model option) also runs the bf16 models' ``prepare`` (backbone + fusion)
+under ``torch.autocast("cpu", torch.bfloat16)``.
+
 ``--setcrop`` adds SetCrop (a set predictor, random weights: its time does not depend on them) in the two
 configurations of :data:`SETCROP_CONFIGS`, interleaved with GAIC run by run: decode + shrink to its own input short
 side, ``prepare`` (the whole network: backbone, transformer, heads) and ``propose`` for 1:1, 16:9 and any ratio
@@ -29,6 +38,7 @@ the whole network: backbone, transformer, 256 proposals scored, subject gating) 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import io
 import statistics
@@ -129,6 +139,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="also SetCrop (published R50-DC5 and CPU-sized), interleaved with GAIC (ratio vs GAIC)")
     ap.add_argument("--setcrop-only-cpu", action="store_true", help="with --setcrop: only the CPU-sized SetCrop")
     ap.add_argument("--md", type=Path, default=None, help="append the result to this Markdown file")
+    ap.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                    help="inference precision of GAIC and S2CNet (bf16: GAIC fp32 is timed too, as a second baseline)")
+    ap.add_argument("--backbone-bf16", action="store_true",
+                    help="with --precision bf16: the bf16 models' prepare under torch.autocast too (experiment)")
     ap.add_argument("--model", choices=["gaic", "gencrop"], default="gaic")
     ap.add_argument("--backbone", default="mobilenet_v2", help="GenCrop backbone (mobilenet_v2 | resnet50)")
     args = ap.parse_args(argv)
@@ -142,19 +156,34 @@ def main(argv: list[str] | None = None) -> int:
     from opencrop.models import create_model
 
     torch.set_num_threads(args.threads)
-    model = (create_model("gaic", weights=args.weights) if args.weights else create_model("gaic")).eval()
+    if args.precision != "fp32" and (args.model != "gaic" or args.setcrop):
+        ap.error("--precision bf16 is implemented for GAIC and S2CNet only (not with --setcrop / --model gencrop)")
+    if args.backbone_bf16 and args.precision == "fp32":
+        ap.error("--backbone-bf16 needs --precision bf16")
+
+    def prepare(m: object, img: np.ndarray, cues: object) -> object:
+        low = args.backbone_bf16 and getattr(m, "precision", "fp32") != "fp32"
+        with torch.autocast("cpu", dtype=torch.bfloat16) if low else contextlib.nullcontext():
+            return m.prepare(img, cues) if cues is not None else m.prepare(img)
+
+    def gaic(precision: str) -> object:
+        return create_model("gaic", weights=args.weights, precision=precision).eval()
+
     jpeg = test_jpeg()
     img0 = decode_shrunk(jpeg)
-    # (label, model, cues) — GAIC first; S2CNet with the photo's detected objects and with the full box count
-    runs: list[tuple[str, object, object]] = [("GAIC-MobileNetV2", model, None)]
+    # (label, model, cues) — GAIC first (the baselines); S2CNet with the photo's detected objects and with the full
+    # box count
+    runs: list[tuple[str, object, object]] = [("GAIC-MobileNetV2", gaic("fp32"), None)]
+    if args.precision != "fp32":
+        runs.insert(0, (f"GAIC-MobileNetV2 {args.precision}", gaic(args.precision), None))
     if args.s2cnet:
         from opencrop.models.s2cnet import PUBLISHED_CONFIGS
 
         for tag in ("gaicd_v1", "gaicd_v2"):
             torch.manual_seed(0)
-            m = create_model("s2cnet", **PUBLISHED_CONFIGS[tag]).eval()
+            m = create_model("s2cnet", precision=args.precision, **PUBLISHED_CONFIGS[tag]).eval()
             for kind, ob in object_sets(img0, m.bbox_num).items():
-                runs.append((f"S2CNet {tag} ({len(ob)} objects, {kind})", m,
+                runs.append((f"S2CNet {tag} {args.precision} ({len(ob)} objects, {kind})", m,
                              Cues(img0.shape[1], img0.shape[0], object_boxes=ob)))
     setcrops: dict[str, object] = {}
     if args.setcrop:
@@ -182,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
             boxes = np.concatenate([gaic_grid(w, h), ratio_windows(w, h, "1:1", max_count=40),
                                     ratio_windows(w, h, "16:9", max_count=40)])
             t1, c1 = time.perf_counter(), time.process_time()
-            p = m.prepare(img, cues) if cues is not None else m.prepare(img)
+            p = prepare(m, img, cues)
             t2 = time.perf_counter()
             s = m.score(p, boxes)
             t3, c3 = time.perf_counter(), time.process_time()
@@ -193,12 +222,13 @@ def main(argv: list[str] | None = None) -> int:
                     times[lab][k].append(1000 * v)
             n_boxes = len(boxes)
     lines = []
-    base = None
+    meds = {lab: {k: statistics.median(v) for k, v in times[lab].items()} for lab, _, _ in runs}
+    bases = [lab for lab, _, _ in runs if lab.startswith("GAIC")]  # GAIC at --precision first, then fp32
     for lab, _m, _ in runs:
-        med = {k: statistics.median(v) for k, v in times[lab].items()}
-        base = (med["total"], med["cpu"]) if base is None else base
-        ratio = ("" if lab.startswith("GAIC") else
-                 f"; **{med['total'] / base[0]:.2f}× GAIC** (CPU time {med['cpu'] / base[1]:.2f}×)")
+        med = meds[lab]
+        ratio = "" if lab.startswith("GAIC") else "".join(
+            f"; **{med['total'] / meds[b]['total']:.2f}× {b}** (CPU time {med['cpu'] / meds[b]['cpu']:.2f}×)"
+            for b in bases)
         if lab in setcrops:
             lines.append(f"{lab}, {args.threads} threads, 1500×1000 JPEG → {notes[lab]}: decode+shrink "
                          f"{med['decode']:.1f} ms, prepare {med['prepare']:.1f} ms, propose {med['score']:.1f} ms, "
@@ -221,7 +251,8 @@ def main(argv: list[str] | None = None) -> int:
 
         with open(args.md, "a") as fh:
             body = "\n".join(f"* {ln}." for ln in lines)
-            fh.write(f"### Latency ({date})\n\nMachine: {machine()}; {args.threads} torch thread(s).\n\n{body}\n\n")
+            fh.write(f"### Latency ({date})\n\nMachine: {machine()}; {args.threads} torch thread(s); precision "
+                     f"{args.precision}{' (backbone bf16 too)' if args.backbone_bf16 else ''}.\n\n{body}\n\n")
     return 0
 
 

@@ -262,6 +262,9 @@ class Cropper:
         set_given(cues, frame, **given)
         if self.random_weights:
             cues.notes.append(f"model {self.model_name!r} runs with random weights (--random-weights)")
+        if getattr(self.model, "precision", "fp32") != "fp32":
+            cues.notes.append(f"model {self.model_name!r} scores in {self.model.precision} (precision="
+                              f"{self.model.precision!r}): close to, not equal to, its fp32 scores")
         return Analysis(frame, cues, self.model.prepare(frame, cues))
 
     def _cues(self, pixels: np.ndarray) -> Cues:

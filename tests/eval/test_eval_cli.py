@@ -219,3 +219,23 @@ def test_ratio_window_candidates() -> None:
     assert boxes[:, 2].max() <= 400 + 1e-9 and boxes.min() >= -1e-9
     with pytest.raises(ValueError, match="unknown candidate set"):
         candidate_boxes("nope", 10, 10)
+
+
+def test_eval_precision_is_recorded_or_refused(tiny: dict[str, Path], tmp_path: Path,
+                                               capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--precision bf16`` reaches the model and the ``--json`` record; a model without it is exit 2 with the
+    reason, as is a rule-based model."""
+    import opencrop.models.learned as learned
+
+    monkeypatch.setattr(learned, "bf16_supported", lambda: True)  # the option's checks, on any CPU
+    out = tmp_path / "res.json"
+    base = ["--dataset", f"gaicd:{tiny['gaicd']}", "--split", "all", "--quiet", "--random-weights", "--no-cues"]
+    assert main(["eval", "--model", "gaic", "--precision", "bf16", "--json", str(out), *base]) == 0
+    assert json.loads(out.read_text())["precision"] == "bf16"
+    assert main(["eval", "--model", "gaic", "--json", str(out), *base]) == 0
+    assert json.loads(out.read_text())["precision"] == "fp32"
+    capsys.readouterr()
+    assert main(["eval", "--model", "gafic", "--precision", "bf16", *base]) == 2
+    assert "not supported by this model" in capsys.readouterr().err
+    assert main(["eval", "--model", "baseline-area", "--precision", "bf16", *base]) == 2
+    assert "does not take" in capsys.readouterr().err

@@ -124,3 +124,49 @@ def test_weights_roundtrip_and_clear_errors(tmp_path):
         b.load_weights(tmp_path / "bare.pth")
     with pytest.raises(ModelFileError, match="no such"):
         b.load_weights(tmp_path / "missing.pt")
+
+
+def test_precision_option_is_checked_reported_and_not_saved(tmp_path, monkeypatch):
+    """``precision``: fp32 by default; bad values, models without bf16 and CPUs without native bf16 are errors
+    (before building); bf16 is reported (``model.precision``, the Cropper's notes, not the saved config); GAIC's
+    bf16 scores are within 2 % of the fp32 scores' spread (random weights enlarged by 0.05·N(0, 1))."""
+    import opencrop.models.learned as learned
+    from opencrop.api import Cropper
+    from opencrop.candidates import gaic_grid
+    from opencrop.models import create_model
+
+    assert create_model("gaic").precision == "fp32"
+    with pytest.raises(ValueError, match=r"precision must be one of \('fp32', 'bf16'\), got 'fp16'"):
+        create_model("gaic", precision="fp16")
+    with pytest.raises(ValueError, match="not supported by this model"):
+        create_model("hcic", backbone="mobilenet_v2", precision="bf16")
+    with pytest.raises(TypeError):  # a rule-based model takes no precision
+        create_model("composition", precision="bf16")
+    monkeypatch.setattr(learned, "bf16_supported", lambda: False)
+    with pytest.raises(ValueError, match="native bfloat16"):
+        create_model("gaic", precision="bf16")
+    monkeypatch.setattr(learned, "bf16_supported", lambda: True)
+    torch.manual_seed(0)
+    m = create_model("gaic", precision="bf16")
+    assert m.precision == "bf16"
+    path = m.save_weights(tmp_path / "gaic.pt")
+    assert "precision" not in torch.load(path, weights_only=True)["config"]
+    assert create_model("gaic", weights=str(path)).precision == "fp32"
+    assert create_model("gaic", weights=str(path), precision="bf16").precision == "bf16"
+    with pytest.raises(ValueError, match="precision"):
+        from opencrop.models.export import export_onnx
+
+        export_onnx(m, tmp_path / "gaic.onnx")
+    res = Cropper(m, cues=False, random_weights=True).run(np.zeros((64, 96, 3), np.uint8), ["1:1"])
+    assert any("bf16" in n for n in res.notes), res.notes
+
+    g = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for p in m.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=g))
+    img = np.random.default_rng(0).integers(0, 255, (256, 384, 3), dtype=np.uint8)
+    boxes = gaic_grid(384, 256)
+    prepared = m.set_precision("fp32").prepare(img)
+    s32 = m.score(prepared, boxes)
+    s16 = m.set_precision("bf16").score(prepared, boxes)
+    assert np.abs(s16 - s32).max() <= 0.02 * np.ptp(s32) and not np.array_equal(s16, s32)

@@ -599,3 +599,65 @@ def test_published_box_files_batch_with_variable_counts(shared_data):
     assert torch.isfinite(s).all()
     torch.testing.assert_close(alone, s[2:], atol=1e-12, rtol=0)
     torch.testing.assert_close(ref, s, atol=1e-10, rtol=0)
+
+
+def _spread_weights(m: nn.Module, seed: int = 3) -> None:
+    """Random weights enlarged by 0.05 · N(0, 1): scores spread over ≈ 1.5 instead of ≈ 0.002 (default init)."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in m.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=g))
+
+
+@pytest.mark.parametrize("cfg", [V1, V2], ids=["v1", "v2"])
+def test_bf16_scores_close_to_fp32_and_fp32_unchanged(cfg, monkeypatch):
+    """precision='bf16' (CPU, bfloat16 products with float32 accumulation) at the published sizes, through the
+    CropModel protocol: every score within 8 % of the fp32 scores' spread, per-image Spearman ≥ 0.99 (random weights
+    enlarged by 0.05·N(0, 1); measured 1 % / 0.9993 for v1, 5.7 % / 0.996 for v2). The bf16 products really run
+    (bf16-packed weights cached beside the fp32 ones), the per-thread switch is off after the call, and switching
+    back to fp32 gives bitwise the fp32 scores of before."""
+    from scipy.stats import spearmanr
+
+    import opencrop.models.learned as learned
+    import opencrop.models.s2cnet as s2c
+    from opencrop.candidates import gaic_grid
+
+    monkeypatch.setattr(learned, "bf16_supported", lambda: True)  # numerics are checked on any CPU (emulated there)
+    m = _model(3, **cfg)
+    _spread_weights(m)
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 255, (256, 384, 3), dtype=np.uint8)
+    xy = rng.uniform(0, 250, (m.bbox_num, 2))
+    cues = Cues(384, 256, object_boxes=np.concatenate([xy, xy + rng.uniform(30, 120, (m.bbox_num, 2))], 1))
+    boxes = gaic_grid(384, 256)
+    prepared = m.prepare(img, cues)
+    s32 = m.score(prepared, boxes)
+    assert m.set_precision("bf16") is m and m.precision == "bf16"
+    s16 = m.score(prepared, boxes)
+    assert s16.dtype == np.float32 and np.isfinite(s16).all()
+    assert np.abs(s16 - s32).max() <= 0.08 * np.ptp(s32), (np.abs(s16 - s32).max(), np.ptp(s32))
+    assert spearmanr(s32, s16)[0] >= 0.99
+    assert not np.array_equal(s16, s32)  # really another computation
+    ff = m.graph.layers[0].ff[0]
+    assert {"weight", "weight:bf16"} <= set(s2c._PACKED[ff])
+    assert s2c._PACKED[ff]["weight:bf16"][2].dtype == torch.bfloat16
+    assert not s2c._low()
+    m.set_precision("fp32")
+    np.testing.assert_array_equal(m.score(prepared, boxes), s32)
+
+
+def test_bf16_needs_the_cpu_and_onednn(monkeypatch):
+    """A bf16 score call off the CPU or without oneDNN's fused linear is an error, not a silent float32 run."""
+    import opencrop.models.learned as learned
+    import opencrop.models.s2cnet as s2c
+
+    monkeypatch.setattr(learned, "bf16_supported", lambda: True)
+    m = _model(0, **V2).set_precision("bf16")
+    prepared = m.prepare(np.zeros((64, 96, 3), np.uint8), Cues(96, 64, object_boxes=np.zeros((0, 4))))
+    monkeypatch.setattr(s2c, "_ONEDNN", False)
+    with pytest.raises(ValueError, match="oneDNN"):
+        m.score(prepared, np.array([[0, 0, 96, 64.0]]))
+    monkeypatch.setattr(s2c, "_ONEDNN", None)
+    monkeypatch.setattr(S2CNet, "device", property(lambda self: torch.device("meta")))
+    with pytest.raises(ValueError, match="CPU"):
+        m.score(prepared, np.array([[0, 0, 96, 64.0]]))

@@ -20,6 +20,9 @@ def register(sub: argparse._SubParsersAction, group: Callable[[str, str], argpar
     )
     p.add_argument("--model", required=True, help="registered model name (see `opencrop models`)")
     p.add_argument("--weights", help="weight file passed to the model (only when given)")
+    p.add_argument("--precision", choices=["fp32", "bf16"],
+                   help="inference precision of a learned model (bf16: gaic / s2cnet on a CPU with native bf16; "
+                        "recorded in --json)")
     p.add_argument("--dataset", required=True, metavar="FORMAT:DIR", help="e.g. gaicd:/data/GAICD, flms:/data/FLMS")
     p.add_argument("--split", help="split name (default: the format's test split)")
     p.add_argument("--subset", choices=["human"], help="HCIC human subset")
@@ -72,12 +75,16 @@ def _run(args: argparse.Namespace) -> int:
         print(f"opencrop eval: {args.dataset}: no images in split {args.split or 'default'}", file=sys.stderr)
         return 1
     try:
-        model = create_model(args.model, **({"weights": args.weights} if args.weights else {}))
+        model = create_model(args.model, **({"weights": args.weights} if args.weights else {}),
+                             **({"precision": args.precision} if args.precision else {}))
     except KeyError as e:
         print(f"opencrop eval: {e.args[0]}", file=sys.stderr)
         return 2
     except TypeError as e:  # e.g. --weights for a model without weights
         print(f"opencrop eval: model {args.model!r} does not take these options: {e}", file=sys.stderr)
+        return 2
+    except ValueError as e:  # e.g. --precision bf16 for a model without it
+        print(f"opencrop eval: {e}", file=sys.stderr)
         return 2
     except OpenCropError as e:  # a missing or corrupt weight file
         print(f"opencrop eval: {e}", file=sys.stderr)
@@ -133,6 +140,7 @@ def _run(args: argparse.Namespace) -> int:
             "candidates": res.candidates,
             "metrics": res.metrics,
             "random_weights": cropper.random_weights,
+            "precision": getattr(model, "precision", "fp32"),
             "degraded": cropper.degraded,
             "paper": paper,
             "per_image": res.per_image,

@@ -225,12 +225,25 @@ def build_with_weights(cls: type, weights: str | os.PathLike[str] | None, **cfg:
     :func:`opencrop.modelfiles.resolve` finds) the file's saved config is the default architecture, explicit ``cfg``
     keys override it, no ImageNet weights are fetched, the weights are loaded, ``weights_source`` is set to the tag
     or the path, and the model is returned in eval mode. Every learned model's registry builder uses this.
+    ``precision`` (``"fp32"`` / ``"bf16"``, an inference option, not part of the saved config) is applied with
+    :meth:`~opencrop.models.learned.LearnedCropModel.set_precision`.
 
     Raises:
+        ValueError: a ``precision`` the model does not support.
         ModelFileError: a tag whose file is absent (the message names the tag, the file, where it looked, the
             environment variable and the import command), a tag of another model, or a missing / damaged / unfitting
             file.
     """
+    precision = cfg.pop("precision", None)
+    if precision is not None:  # checked before building (and loading weights)
+        if not hasattr(cls, "check_precision"):
+            raise TypeError(f"{getattr(cls, 'name', cls.__name__)}: takes no precision option")
+        cls.check_precision(precision)
+    model = _build(cls, weights, **cfg)
+    return model if precision is None else model.set_precision(precision)
+
+
+def _build(cls: type, weights: str | os.PathLike[str] | None, **cfg: Any) -> Any:
     if weights is None:
         return cls(**cfg)
     tag = _pretrained_tag(weights)

@@ -102,6 +102,9 @@ def _check_exportable(model: Any) -> None:
     if not isinstance(model, LearnedCropModel):
         raise TypeError(f"only learned models export to ONNX; {getattr(model, 'name', type(model).__name__)!r} is not "
                         "one (the composition model and the baselines need no torch and run as they are)")
+    if getattr(model, "precision", "fp32") != "fp32":
+        raise ValueError(f"model {model.name!r} has precision {model.precision!r}: the ONNX export writes the "
+                         "float32 graph; call set_precision('fp32') first")
     if model.export_kind not in KINDS:
         raise TypeError(f"model {model.name!r} has export_kind {model.export_kind!r}; known: {sorted(KINDS)}")
     if model.export_kind != "scorer":

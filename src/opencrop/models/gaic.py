@@ -63,6 +63,8 @@ class GAIC(LearnedCropModel):
 
     name = "gaic"
     needs: frozenset[str] = frozenset()
+    #: bf16: the head under ``torch.autocast`` (bfloat16), RoI / RoD on the float32 features
+    precisions: tuple[str, ...] = ("fp32", "bf16")
 
     def __init__(
         self,

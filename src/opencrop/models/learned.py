@@ -11,6 +11,12 @@ A :class:`LearnedCropModel` is both a ``torch.nn.Module`` (used by :mod:`opencro
 * CropModel protocol: :meth:`prepare` preprocesses the image and runs the backbone once under
   ``torch.inference_mode()``; :meth:`score` maps any number of boxes into the network input and scores them in
   one call. One ``prepare`` serves every candidate of every requested aspect ratio.
+* Precision (:attr:`~LearnedCropModel.precision`, ``create_model(name, precision="bf16")``): ``"fp32"`` (default)
+  or, for the models whose :attr:`~LearnedCropModel.precisions` list it, ``"bf16"``: :meth:`score` then runs the
+  per-candidate network under the model's reduced-precision context (:meth:`~LearnedCropModel.precision_context`,
+  CPU only, bfloat16 products with float32 accumulation). The backbone (:meth:`prepare`) stays float32: in bf16
+  its speed-up was inconsistent and it caused most of the score differences (``docs/benchmarks-learned.md``). Training,
+  ``forward`` and export stay float32.
 
 Box conventions: ``rois`` rows are ``(batch_index, x1, y1, x2, y2)`` in **network-input pixels** (the resized
 image, systems.md §1.2 "GAIC / HCIC RoI ops input"); :meth:`score` takes xyxy float pixels of the analysis image
@@ -34,7 +40,9 @@ key             shape / type                meaning
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,7 +64,20 @@ from opencrop.models.checkpoint import (  # re-exported: the checkpoint I/O live
 )
 from opencrop.models.preprocess import Preprocess
 
-__all__ = ["LearnedCropModel", "PreparedImage", "build_with_weights", "load_checkpoint_file", "opencrop_version"]
+__all__ = ["PRECISIONS", "LearnedCropModel", "PreparedImage", "bf16_supported", "build_with_weights",
+           "load_checkpoint_file", "opencrop_version"]
+
+#: inference precisions of :meth:`LearnedCropModel.prepare` / :meth:`~LearnedCropModel.score`
+PRECISIONS = ("fp32", "bf16")
+
+
+def bf16_supported() -> bool:
+    """Whether this CPU computes bfloat16 natively for oneDNN (avx512_bf16 / AMX); without it torch emulates it,
+    slower than float32, so ``precision="bf16"`` is refused there rather than silently slower."""
+    try:
+        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
 
 
 @dataclass
@@ -108,6 +129,8 @@ class LearnedCropModel(nn.Module, CandidateScorer):
     #: symbolic axes of those inputs, ``{input: {axis: dim name}}`` (e.g. a variable number of object boxes:
     #: ``{"object_boxes": {1: "objects"}}``); unnamed axes are fixed at the example's size
     export_dims: dict[str, dict[int, str]] = {}  # noqa: RUF012  (read-only class default)
+    #: inference precisions this model supports (:meth:`set_precision`); ``"bf16"`` only where measured and tested
+    precisions: tuple[str, ...] = ("fp32",)
 
     def __init__(self, preprocess: Preprocess, config: dict[str, Any] | None = None) -> None:
         super().__init__()
@@ -115,6 +138,50 @@ class LearnedCropModel(nn.Module, CandidateScorer):
         self.config: dict[str, Any] = dict(config or {})
         #: where the trained weights came from (path or tag); ``None`` = random initialisation
         self.weights_source: str | None = None
+        #: precision of :meth:`score` (:meth:`set_precision`; not saved with the weights)
+        self.precision: str = "fp32"
+
+    # ------------------------------------------------------------------ inference precision
+    def set_precision(self, precision: str) -> LearnedCropModel:
+        """Set the inference precision (:meth:`score`; :meth:`prepare` stays float32) → ``self``.
+
+        Raises:
+            ValueError: ``precision`` not one of :data:`PRECISIONS`, not in this model's :attr:`precisions`, or
+                ``"bf16"`` on a CPU without native bfloat16 (:func:`bf16_supported`).
+        """
+        self.precision = self.check_precision(precision)
+        return self
+
+    @classmethod
+    def check_precision(cls, precision: str) -> str:
+        """``precision`` if this model can run it here, else the ValueError of :meth:`set_precision`."""
+        if precision not in PRECISIONS:
+            raise ValueError(f"{cls.name}: precision must be one of {PRECISIONS}, got {precision!r}")
+        if precision not in cls.precisions:
+            raise ValueError(f"{cls.name}: precision {precision!r} is not supported by this model (it supports "
+                             f"{', '.join(cls.precisions)}); bf16 inference is implemented for gaic and s2cnet")
+        if precision == "bf16" and not bf16_supported():
+            raise ValueError(f"{cls.name}: precision 'bf16' needs a CPU with native bfloat16 (avx512_bf16 or AMX, "
+                             "as oneDNN reports); this one would emulate it, slower than fp32")
+        return precision
+
+    @contextlib.contextmanager
+    def precision_context(self, stage: str) -> Iterator[None]:
+        """The context :meth:`prepare` (``stage="prepare"``) and :meth:`score` (``"score"``) run the network under:
+        nothing at fp32 and for ``prepare``; ``score`` at bf16 under ``torch.autocast("cpu", torch.bfloat16)``
+        (a model may override it, as S2CNet does).
+
+        Raises:
+            ValueError: bf16 with the model on a device other than the CPU.
+        """
+        if self.precision == "fp32" or stage == "prepare":
+            yield
+            return
+        if self.device.type != "cpu":
+            raise ValueError(f"{self.name}: precision {self.precision!r} is for CPU inference; the model is on "
+                             f"{self.device} (set_precision('fp32') there)")
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            yield
 
     # ------------------------------------------------------------------ network
     def forward_features(self, images: Tensor) -> Any:
@@ -178,7 +245,10 @@ class LearnedCropModel(nn.Module, CandidateScorer):
             with torch.inference_mode():
                 x, (sx, sy) = self.preprocess(image)
                 x = x.to(self.device)
-                feats = self.forward_features(x[None])
+                with self.precision_context("prepare"):
+                    feats = self.forward_features(x[None])
+                if self.precision != "fp32":  # float32 features even if the caller ran prepare under autocast
+                    feats = _float32(feats)
                 extra = self.extra_from_cues(cues, w, h, sx, sy)
                 extra = {k: v.to(self.device) for k, v in extra.items()}
         finally:
@@ -198,7 +268,7 @@ class LearnedCropModel(nn.Module, CandidateScorer):
         was_training = self.training
         self.eval()
         try:
-            with torch.inference_mode():
+            with torch.inference_mode(), self.precision_context("score"):
                 out = self.forward_scores(prepared.features, torch.from_numpy(rois).to(self.device), **prepared.extra)
         finally:
             self.train(was_training)
@@ -224,3 +294,15 @@ class LearnedCropModel(nn.Module, CandidateScorer):
     ) -> None:
         """``load_state_dict`` with a :class:`~opencrop.errors.ModelFileError` that names every mismatch."""
         load_state(self, state, source, strict)
+
+
+def _float32(feats: Any) -> Any:
+    """Reduced-precision feature tensors (in a tensor, tuple, list or dict) back to float32: boxes are mapped onto
+    the features in float32 (bfloat16 resolves 2 px at 384 px), so only the products run in bfloat16."""
+    if isinstance(feats, Tensor):
+        return feats.float() if feats.dtype in (torch.bfloat16, torch.float16) else feats
+    if isinstance(feats, tuple | list):
+        return type(feats)(_float32(f) for f in feats)
+    if isinstance(feats, dict):
+        return {k: _float32(v) for k, v in feats.items()}
+    return feats

@@ -52,11 +52,13 @@ inherits GAIC's bug); ``node_dim ** -0.5`` scaling of the attention logits is ke
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import threading
 import warnings
 import weakref
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -229,6 +231,13 @@ _ONEDNN: bool | None = None
 #: oneDNN-packed weights for inference, per owning module and slot: ``(alias of the source weight, its version
 #: at packing, packed)``; the alias keeps the source's storage alive, so an equal data pointer is the same memory
 _PACKED: weakref.WeakKeyDictionary[nn.Module, dict[str, tuple[Tensor, int, Tensor]]] = weakref.WeakKeyDictionary()
+#: per-thread: whether the large products run in bfloat16 (:meth:`S2CNet.precision_context`, ``precision="bf16"``)
+_LOW = threading.local()
+
+
+def _low() -> bool:
+    """Whether this thread is inside a bf16 score call (:meth:`S2CNet.precision_context`)."""
+    return getattr(_LOW, "on", False)
 
 
 def _onednn() -> bool:
@@ -251,25 +260,42 @@ def _onednn() -> bool:
 def _packed(owner: nn.Module, slot: str, src: Tensor, make: Any, x: Tensor) -> Tensor | None:
     """``make(src)`` (a ``[out, in]`` weight) packed for oneDNN's linear, cached while ``src`` is unchanged (same
     storage, same version counter, as :meth:`S2CNet._node_weights`), or None where the plain ops must run: autograd
-    on, an export trace, not float32 on the CPU, oneDNN unavailable. Weights made in inference mode keep no version
-    counter: they are used unpacked (not cached)."""
-    if (torch.is_grad_enabled() or torch.compiler.is_exporting() or x.dtype != torch.float32
+    on, an export trace, not float32 on the CPU, oneDNN unavailable. Inside a bf16 score call (:func:`_low`) the
+    weight is packed as bfloat16 (:func:`_onednn_linear` then casts the input). Weights made in inference mode keep
+    no version counter: they are used unpacked (not cached)."""
+    low = _low()
+    if (torch.is_grad_enabled() or torch.compiler.is_exporting()
+            or x.dtype not in ((torch.float32, torch.bfloat16) if low else (torch.float32,))
             or x.device.type != "cpu" or src.dtype != torch.float32 or src.device.type != "cpu" or not _onednn()):
         return None
+    dtype = torch.bfloat16 if low else torch.float32
     if src.is_inference():
-        return make(src).contiguous()
+        return make(src).to(dtype).contiguous()
+    slot = f"{slot}:bf16" if low else slot
     slots = _PACKED.get(owner)
     hit = None if slots is None else slots.get(slot)
     if hit is not None and hit[0].data_ptr() == src.data_ptr() and hit[0].shape == src.shape \
             and hit[1] == src._version:
         return hit[2]
-    packed = torch.ops.mkldnn._reorder_linear_weight(make(src).detach().contiguous(), x.numel() // x.shape[-1])
+    packed = torch.ops.mkldnn._reorder_linear_weight(make(src).detach().to(dtype).contiguous(),
+                                                     x.numel() // x.shape[-1])
     _PACKED.setdefault(owner, {})[slot] = (src.detach(), src._version, packed)
     return packed
 
 
 def _same(w: Tensor) -> Tensor:
     return w
+
+
+def _onednn_linear(x: Tensor, w: Tensor, bias: Tensor | None, attr: str = "none", algo: str = "",
+                   keep: bool = False) -> Tensor:
+    """oneDNN's linear of ``x`` ``[rows, in]`` with the packed weight ``w`` (:func:`_packed`). A bfloat16 weight
+    (bf16 score call) multiplies ``x`` cast to bfloat16 (float32 accumulation, float32 bias) and gives float32 rows,
+    or bfloat16 ones with ``keep`` (the feed-forward's hidden rows, which only feed its second product)."""
+    if w.dtype != torch.bfloat16:
+        return torch.ops.mkldnn._linear_pointwise(x, w, bias, attr, [], algo)
+    y = torch.ops.mkldnn._linear_pointwise(x.to(torch.bfloat16), w, bias, attr, [], algo)
+    return y if keep else y.float()
 
 
 def _linear(lin: nn.Linear, x: Tensor, residual: Tensor | None = None) -> Tensor:
@@ -281,8 +307,9 @@ def _linear(lin: nn.Linear, x: Tensor, residual: Tensor | None = None) -> Tensor
         y = lin(x)
         return y if residual is None else residual + y
     x2, out = x.reshape(-1, x.shape[-1]), lin.out_features
-    if residual is None:
-        y = torch.ops.mkldnn._linear_pointwise(x2, w, lin.bias, "none", [], "")
+    if residual is None or w.dtype == torch.bfloat16:  # bf16: the residual add in float32, after the product
+        y = _onednn_linear(x2, w, lin.bias)
+        y = y if residual is None else residual.reshape(-1, out) + y
     else:
         y = torch.ops.mkldnn._linear_pointwise.binary(x2, residual.reshape(-1, out).contiguous(), w, lin.bias, "add")
     return y.view(*x.shape[:-1], out)
@@ -306,7 +333,7 @@ def _feed_forward(ff: nn.Sequential, x: Tensor, residual: Tensor | None = None) 
         return y if residual is None else residual + y
     w1 = _packed(lin1, "weight", lin1.weight, _same, x) if act.approximate == "none" else None
     if w1 is not None:
-        h = torch.ops.mkldnn._linear_pointwise(x.reshape(-1, x.shape[-1]), w1, lin1.bias, "gelu", [], "none")
+        h = _onednn_linear(x.reshape(-1, x.shape[-1]), w1, lin1.bias, "gelu", "none", keep=True)
         return _linear(lin2, h.view(*x.shape[:-1], -1), residual)
     rows, width = x.numel() // x.shape[-1], lin1.out_features
     key = (x.dtype, x.device, torch.is_inference_mode_enabled())  # inference tensors cannot be written outside it
@@ -531,6 +558,7 @@ class S2CNet(LearnedCropModel):
     needs: frozenset[str] = frozenset({"people", "objects", "object_boxes"})
     #: the ONNX graph's object inputs: padded to a fixed ``bbox_num`` with the mask (:mod:`opencrop.models.inputs`)
     export_inputs: tuple[str, ...] = ("object_boxes", "object_mask")
+    precisions: tuple[str, ...] = ("fp32", "bf16")
 
     def __init__(
         self,
@@ -593,6 +621,33 @@ class S2CNet(LearnedCropModel):
                 nn.init.xavier_uniform_(m.weight)
                 nn.init.zeros_(m.bias)
 
+    # ------------------------------------------------------------------ precision
+    @contextlib.contextmanager
+    def precision_context(self, stage: str) -> Iterator[None]:
+        """At ``precision="bf16"``: ``prepare`` (backbone + fusion) float32, as every model; ``score`` with
+        autocast off and the large products in bfloat16 through oneDNN (float32 accumulation):
+        the node Linear's RoI part, every graph projection and feed-forward, v2's first head product. The rest
+        stays float32: the align matrices, the relations (distances ``‖θ‖² − 2θ·φ + ‖φ‖²`` cancel), the attention
+        logits and softmaxes, LayerNorms, the residual stream and the head after its first product.
+
+        Raises:
+            ValueError: bf16 off the CPU, or without oneDNN's fused linear (the bf16 products need it).
+        """
+        if self.precision == "fp32" or stage != "score":
+            with super().precision_context(stage):
+                yield
+            return
+        if self.device.type != "cpu" or not _onednn():
+            raise ValueError(f"s2cnet: precision {self.precision!r} needs the model on the CPU and oneDNN's fused "
+                             f"linear (device {self.device}, oneDNN linear {'available' if _onednn() else 'missing'})")
+        before = _low()
+        _LOW.on = True
+        try:
+            with torch.autocast("cpu", enabled=False):
+                yield
+        finally:
+            _LOW.on = before
+
     # ------------------------------------------------------------------ network
     def forward_features(self, images: Tensor) -> Tensor:
         """``Tensor[B, 3, H, W]`` (H, W multiples of 32) → fused stride-16 map ``Tensor[B, reddim, H/16, W/16]``."""
@@ -623,7 +678,7 @@ class S2CNet(LearnedCropModel):
         roi = roi.reshape(k, -1)
         packed = _packed(self.node_emb[0], "roi", w_roi, lambda t: t.reshape(e, -1), roi)
         z = (torch.addmm(self.node_emb[0].bias, roi, w_roi.reshape(e, -1).t()) if packed is None
-             else torch.ops.mkldnn._linear_pointwise(roi, packed, self.node_emb[0].bias, "none", [], ""))
+             else _onednn_linear(roi, packed, self.node_emb[0].bias))
         grid = rod_align_grid(features, a1).flatten(2)  # [B, C, (A+1)²]
         v = (w_rod[None] * grid[:, :, None]).sum(1)  # [B, E, (A+1)²]: the Linear applied to the grid, per cell
         iny, inx = rod_align_inside(features, rois, a1, s)
@@ -719,7 +774,7 @@ class S2CNet(LearnedCropModel):
         flat = out.reshape(k, -1)
         w = _packed(first, f"tokens{n}", first.weight, lambda t: t[:, :n].reshape(t.shape[0], -1), flat)
         y = (torch.addmm(first.bias, flat, first.weight[:, :n].reshape(first.weight.shape[0], -1).t()) if w is None
-             else torch.ops.mkldnn._linear_pointwise(flat, w, first.bias, "none", [], ""))
+             else _onednn_linear(flat, w, first.bias))
         if self.training or torch.compiler.is_exporting():
             return self.head[1:](y[:, :, None, None]).reshape(-1)
         return _head_rows(self.head[1:], y)
