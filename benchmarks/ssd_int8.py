@@ -12,12 +12,18 @@ size) and goes through the cue's own preprocessing (``objects._raw``: grey paddi
   interleaved (every input, both graphs in alternating order, ``--reps`` rounds), 1 and 2 intra-op threads;
   median wall and process CPU ms per pass.
 
-    python benchmarks/ssd_int8.py [--reps 3] [--threads 1 2]
+* ``--ort-quantize DIR``: also ``onnxruntime.quantization.quantize_static`` (QDQ, per-channel int8 weights,
+  uint8 activations, MinMax calibration on the same photos' 300² inputs) of the float32 graph, quantising the
+  whole net, every Conv, Conv + Add + Clip without the box regressors, or the class-head Convs only: agreement and
+  speed of each beside the cue's graph (needs the ``onnx`` package).
+
+    python benchmarks/ssd_int8.py [--reps 3] [--threads 1 2] [--ort-quantize /tmp/ssd-ort]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import os
 import statistics
@@ -63,6 +69,21 @@ def _rows(img: np.ndarray, precision: str) -> np.ndarray:
         del os.environ["OPENCROP_SSD_PRECISION"]
 
 
+@contextlib.contextmanager
+def _as_int8_graph(session):
+    """The cue's ``full-int8`` session replaced by ``session`` (an onnxruntime.quantization variant) meanwhile."""
+    from opencrop.cues import objects
+    from opencrop.cues._runtime import Lazy
+
+    sessions = objects._ORT.get().sessions
+    saved = sessions["full-int8"]
+    sessions["full-int8"] = Lazy(lambda: session)
+    try:
+        yield
+    finally:
+        sessions["full-int8"] = saved
+
+
 def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """IoU of xyxy box ``a`` ``[4]`` with each of ``b`` ``[M, 4]``."""
     x1, y1 = np.maximum(a[0], b[:, 0]), np.maximum(a[1], b[:, 1])
@@ -79,15 +100,18 @@ def _tier(rows: np.ndarray, tier: str) -> np.ndarray:
     return rows[keep]
 
 
-def agreement(images: dict[str, np.ndarray]) -> tuple[dict, list[str]]:
-    """``{tier: {class: {"ref", "matched", "lost", "gained", "diffs"}}}`` and one line per lost/gained box."""
+def agreement(images: dict[str, np.ndarray], session=None) -> tuple[dict, list[str]]:
+    """``{tier: {class: {"ref", "matched", "lost", "gained", "diffs"}}}`` and one line per lost/gained box, for the
+    cue's int8 graph or ``session`` in its place."""
     from opencrop.cues.objects import COCO_LABELS
 
     stats: dict = {t: defaultdict(lambda: {"ref": 0, "matched": 0, "lost": 0, "gained": 0, "diffs": []})
                    for t in ("detections", "proposals")}
     changes = []
     for name, img in images.items():
-        ref, new = _rows(img, "fp32"), _rows(img, "int8")
+        ref = _rows(img, "fp32")
+        with _as_int8_graph(session) if session is not None else contextlib.nullcontext():
+            new = _rows(img, "int8")
         for tier, st in stats.items():
             a, b = _tier(ref, tier), _tier(new, tier)
             used: set[int] = set()
@@ -111,9 +135,12 @@ def agreement(images: dict[str, np.ndarray]) -> tuple[dict, list[str]]:
     return stats, changes
 
 
-def speed(images: dict[str, np.ndarray], threads: int, reps: int) -> dict[str, tuple[float, float]]:
-    """Median wall and CPU ms per pass of the ``full`` and ``full-int8`` graphs, interleaved."""
+def speed(images: dict[str, np.ndarray], threads: int, reps: int, paths: dict[str, Path] | None = None
+          ) -> dict[str, tuple[float, float]]:
+    """Median wall and CPU ms per pass of the ``full`` and ``full-int8`` graphs (and of the models in ``paths``, with
+    the same session options), interleaved."""
     import cv2
+    import onnxruntime as ort
 
     from opencrop.cues import objects
     from opencrop.cues._ssd_onnx import GRAPHS
@@ -121,6 +148,9 @@ def speed(images: dict[str, np.ndarray], threads: int, reps: int) -> dict[str, t
     os.environ["OPENCROP_SSD_THREADS"] = str(threads)
     try:
         sess = {g: objects._session(GRAPHS.index(g)) for g in ("full", "full-int8")}
+        opts = sess["full"].get_session_options()
+        sess.update({k: ort.InferenceSession(str(p), opts, providers=["CPUExecutionProvider"])
+                     for k, p in (paths or {}).items()})
     finally:
         del os.environ["OPENCROP_SSD_THREADS"]
     xs = []
@@ -134,7 +164,8 @@ def speed(images: dict[str, np.ndarray], threads: int, reps: int) -> dict[str, t
     order = list(sess)
     for r in range(reps):
         for i, x in enumerate(xs):
-            for g in order if (r + i) % 2 == 0 else order[::-1]:
+            k = (r * len(xs) + i) % len(order)
+            for g in order[k:] + order[:k]:  # rotating order
                 t, c = time.perf_counter(), time.process_time()
                 sess[g].run(None, {"image": x})
                 wall[g].append((time.perf_counter() - t) * 1000)
@@ -142,11 +173,68 @@ def speed(images: dict[str, np.ndarray], threads: int, reps: int) -> dict[str, t
     return {g: (statistics.median(wall[g]), statistics.median(cpu[g])) for g in sess}
 
 
+#: onnxruntime.quantization variants (static QDQ, MinMax calibration on the photos' 300² inputs, per-channel int8
+#: weights, uint8 activations), compared with the cue's own int8 graph
+ORT_VARIANTS = ("whole net", "every Conv", "Conv + Add + Clip, box regressors float", "class-head Convs only")
+
+
+def ort_variants(images: dict[str, np.ndarray], folder: Path) -> dict[str, Path]:
+    """Quantise the cached float32 ``full`` graph with ``onnxruntime.quantization`` (needs the ``onnx`` package, the
+    export extra) in each of :data:`ORT_VARIANTS`; the model files written to ``folder``."""
+    import cv2
+    import onnx
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    from opencrop.cues import objects
+    from opencrop.cues._ssd_onnx import GRAPHS
+
+    objects.convert_for_onnxruntime()
+    src = objects._converted_paths()[GRAPHS.index("full")]
+    xs = [cv2.resize(objects._pad_to_aspect(im, objects.MAX_ASPECT)[0], (300, 300),
+                     interpolation=cv2.INTER_LINEAR)[None] for im in images.values()]
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.it = iter(xs)
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            x = next(self.it, None)
+            return None if x is None else {"image": x}
+
+    folder.mkdir(parents=True, exist_ok=True)
+    pre = folder / "full-pre.onnx"
+    quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
+    m = onnx.load(str(pre))
+    out_ch = {i.name: i.dims[0] for i in m.graph.initializer}
+    convs = [(n.name, out_ch[n.input[1]]) for n in m.graph.node if n.op_type == "Conv"]
+    heads = [n for n, c in convs if c in (3 * 80, 6 * 80)]  # class heads: 80 scores per anchor
+    loc = [n for n, c in convs if c in (3 * 4, 6 * 4)]  # box regressors: 4 offsets per anchor
+    kwargs = {"whole net": {},
+              "every Conv": {"op_types_to_quantize": ["Conv"]},
+              "Conv + Add + Clip, box regressors float": {"op_types_to_quantize": ["Conv", "Add", "Clip"],
+                                                          "nodes_to_exclude": loc},
+              "class-head Convs only": {"op_types_to_quantize": ["Conv"], "nodes_to_quantize": heads}}
+    paths = {}
+    for name in ORT_VARIANTS:
+        paths[name] = folder / f"full-ort-{len(paths)}.onnx"
+        quantize_static(str(pre), str(paths[name]), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, **kwargs[name])
+    return paths
+
+
+def _totals(st: dict) -> tuple[int, int, int, int, np.ndarray]:
+    ref, matched, lost, gained = (sum(s[k] for s in st.values()) for k in ("ref", "matched", "lost", "gained"))
+    return ref, matched, lost, gained, np.abs([d for s in st.values() for d in s["diffs"]])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--reps", type=int, default=3, help="interleaved timing rounds over every photo")
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="onnxruntime intra-op threads")
     ap.add_argument("--no-speed", action="store_true", help="agreement only")
+    ap.add_argument("--ort-quantize", type=Path, metavar="DIR",
+                    help="also compare onnxruntime.quantization's static variants (written to DIR; needs onnx)")
     args = ap.parse_args()
     import onnxruntime as ort
 
@@ -177,14 +265,30 @@ def main() -> None:
               + (f"{np.median(d):.4f} / {d.max():.4f} |" if len(d) else "- |") + "\n")
     for line in changes:
         print(line)
+    variants = {}
+    if args.ort_quantize:
+        import onnxruntime as ort
+
+        variants = ort_variants(images, args.ort_quantize)
+        print("\nonnxruntime.quantization static QDQ variants (MinMax calibration on these photos):\n")
+        print("| variant | detections matched / lost / gained | proposals matched / lost / gained | "
+              "median / max abs score diff (detections) |")
+        print("|---|---|---|---|")
+        rows = {"cue's int8 class heads (fixed ranges)": stats}
+        for name, path in variants.items():
+            sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+            rows[f"ort: {name}"] = agreement(images, sess)[0]
+        for name, st in rows.items():
+            (_, dm, dl, dg, d), (_, pm, pl, pg, _) = _totals(st["detections"]), _totals(st["proposals"])
+            print(f"| {name} | {dm} / {dl} / {dg} | {pm} / {pl} / {pg} | {np.median(d):.4f} / {d.max():.4f} |")
     if not args.no_speed:
-        print("\n| intra-op threads | float32 wall / CPU ms | int8 heads wall / CPU ms | speed-up wall / CPU | load |")
-        print("|---:|---|---|---|---:|")
+        print("\n| intra-op threads | graph | wall ms | CPU ms | speed-up wall / CPU | load |")
+        print("|---:|---|---:|---:|---|---:|")
         for t in args.threads:
-            r = speed(images, t, args.reps)
-            (fw, fc), (qw, qc) = r["full"], r["full-int8"]
-            print(f"| {t} | {fw:.1f} / {fc:.1f} | {qw:.1f} / {qc:.1f} | {fw / qw:.2f} / {fc / qc:.2f} | "
-                  f"{os.getloadavg()[0]:.1f} |")
+            r = speed(images, t, args.reps, {f"ort: {k}": p for k, p in variants.items()})
+            fw, fc = r["full"]
+            for g, (w, c) in r.items():
+                print(f"| {t} | {g} | {w:.1f} | {c:.1f} | {fw / w:.2f} / {fc / c:.2f} | {os.getloadavg()[0]:.1f} |")
     print(f"\nended {dt.datetime.now(dt.timezone.utc):%H:%M} UTC, 1-min load {os.getloadavg()[0]:.1f}")
 
 
