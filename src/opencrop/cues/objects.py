@@ -5,8 +5,9 @@ Two runtimes for the same network and the same answers (tested against each othe
 * **onnxruntime** (used when installed): the frozen graph is converted once to ONNX graphs
   (:mod:`opencrop.cues._ssd_onnx`, cached next to the model files): people only (backbone, box regressors, person
   scores; ≈ 10 ms per 300² pass on 2 CPU threads) and full (all 80 COCO classes), run when objects are wanted.
-  By default their class heads run as int8 convolutions (``OPENCROP_SSD_PRECISION=int8``: full pass ≈ 22 instead
-  of ≈ 37 ms CPU, scores within ≈ 0.03 of float32; ``fp32`` selects the float32 graphs). :func:`runtime` says
+  By default their class heads run as int8 convolutions (``OPENCROP_SSD_PRECISION=int8``: full pass ≈ 23 instead
+  of ≈ 38 ms CPU on one thread, scores within 0.021 of float32 on 32 photos, every detection kept;
+  ``benchmarks/ssd_int8.py``); ``fp32`` selects the float32 graphs. :func:`runtime` says
   which ran; :func:`~opencrop.cues.analyze` records it in ``Cues.runtimes``.
 * **OpenCV dnn** (the fallback, and the reference): ≈ 45–55 ms per pass, everything at once, float32.
 
@@ -112,7 +113,7 @@ def _verified(path: Path) -> bool:
 
 def convert_for_onnxruntime(force: bool = False) -> tuple[bytes, ...]:
     """The ONNX conversions of the SSD model (:data:`opencrop.cues._ssd_onnx.GRAPHS`: people, full, and both with
-    int8 class heads), from the cache or converted now (≈ 3 s).
+    int8 class heads), from the cache or converted now (≈ 2 s).
 
     ``opencrop models fetch`` calls this, so the first crop does not pay for the conversion. The cached files are
     keyed by the source model's sha256 and the converter version and checked against the sha256 recorded when they
