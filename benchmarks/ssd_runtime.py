@@ -69,9 +69,8 @@ def main() -> None:
 
     from opencrop.cues import analyze, detect_faces, detect_people, detect_people_and_objects, saliency
     from opencrop.cues import objects as ssd
-    from opencrop.nn import MobileNetV2
-
     from opencrop.cues._ssd_onnx import GRAPHS
+    from opencrop.nn import MobileNetV2
 
     ssd.convert_for_onnxruntime()
     paths = ssd._converted_paths()  # the graphs the cue runs (OPENCROP_SSD_PRECISION: int8 class heads by default)
