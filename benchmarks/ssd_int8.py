@@ -17,7 +17,9 @@ size) and goes through the cue's own preprocessing (``objects._raw``: grey paddi
   whole net, every Conv, Conv + Add + Clip without the box regressors, or the class-head Convs only: agreement and
   speed of each beside the cue's graph (needs the ``onnx`` package).
 
-    python benchmarks/ssd_int8.py [--reps 3] [--threads 1 2] [--ort-quantize /tmp/ssd-ort]
+  ``--ort-skip K ...`` adds Conv + Add + Clip with the first K Convs (stem and early blocks) left float.
+
+    python benchmarks/ssd_int8.py [--reps 3] [--threads 1 2] [--ort-quantize /tmp/ssd-ort [--ort-skip 10 25 40]]
 """
 
 from __future__ import annotations
@@ -178,9 +180,11 @@ def speed(images: dict[str, np.ndarray], threads: int, reps: int, paths: dict[st
 ORT_VARIANTS = ("whole net", "every Conv", "Conv + Add + Clip, box regressors float", "class-head Convs only")
 
 
-def ort_variants(images: dict[str, np.ndarray], folder: Path) -> dict[str, Path]:
+def ort_variants(images: dict[str, np.ndarray], folder: Path, skips: tuple[int, ...] = ()) -> dict[str, Path]:
     """Quantise the cached float32 ``full`` graph with ``onnxruntime.quantization`` (needs the ``onnx`` package, the
-    export extra) in each of :data:`ORT_VARIANTS`; the model files written to ``folder``."""
+    export extra) in each of :data:`ORT_VARIANTS`, and as Conv + Add + Clip with the first ``k`` Convs (graph
+    order: the stem, then the blocks) and everything before them float, for each ``k`` of ``skips``; the model
+    files written to ``folder``."""
     import cv2
     import onnx
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
@@ -207,7 +211,9 @@ def ort_variants(images: dict[str, np.ndarray], folder: Path) -> dict[str, Path]
     quant_pre_process(str(src), str(pre), skip_symbolic_shape=True)
     m = onnx.load(str(pre))
     out_ch = {i.name: i.dims[0] for i in m.graph.initializer}
-    convs = [(n.name, out_ch[n.input[1]]) for n in m.graph.node if n.op_type == "Conv"]
+    nodes = list(m.graph.node)
+    convs = [(n.name, out_ch[n.input[1]]) for n in nodes if n.op_type == "Conv"]
+    conv_at = [i for i, n in enumerate(nodes) if n.op_type == "Conv"]
     heads = [n for n, c in convs if c in (3 * 80, 6 * 80)]  # class heads: 80 scores per anchor
     loc = [n for n, c in convs if c in (3 * 4, 6 * 4)]  # box regressors: 4 offsets per anchor
     kwargs = {"whole net": {},
@@ -215,8 +221,12 @@ def ort_variants(images: dict[str, np.ndarray], folder: Path) -> dict[str, Path]
               "Conv + Add + Clip, box regressors float": {"op_types_to_quantize": ["Conv", "Add", "Clip"],
                                                           "nodes_to_exclude": loc},
               "class-head Convs only": {"op_types_to_quantize": ["Conv"], "nodes_to_quantize": heads}}
+    for k in skips:
+        kwargs[f"Conv + Add + Clip after the first {k} of {len(convs)} Convs, box regressors float"] = {
+            "op_types_to_quantize": ["Conv", "Add", "Clip"],
+            "nodes_to_exclude": [n.name for n in nodes[: conv_at[k]]] + loc}
     paths = {}
-    for name in ORT_VARIANTS:
+    for name in kwargs:
         paths[name] = folder / f"full-ort-{len(paths)}.onnx"
         quantize_static(str(pre), str(paths[name]), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, **kwargs[name])
@@ -235,6 +245,8 @@ def main() -> None:
     ap.add_argument("--no-speed", action="store_true", help="agreement only")
     ap.add_argument("--ort-quantize", type=Path, metavar="DIR",
                     help="also compare onnxruntime.quantization's static variants (written to DIR; needs onnx)")
+    ap.add_argument("--ort-skip", type=int, nargs="*", default=[], metavar="K",
+                    help="with --ort-quantize: also Conv + Add + Clip with the first K Convs float")
     args = ap.parse_args()
     import onnxruntime as ort
 
@@ -269,7 +281,7 @@ def main() -> None:
     if args.ort_quantize:
         import onnxruntime as ort
 
-        variants = ort_variants(images, args.ort_quantize)
+        variants = ort_variants(images, args.ort_quantize, tuple(args.ort_skip))
         print("\nonnxruntime.quantization static QDQ variants (MinMax calibration on these photos):\n")
         print("| variant | detections matched / lost / gained | proposals matched / lost / gained | "
               "median / max abs score diff (detections) |")
