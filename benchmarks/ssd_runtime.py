@@ -69,10 +69,12 @@ def main() -> None:
 
     from opencrop.cues import analyze, detect_faces, detect_people, detect_people_and_objects, saliency
     from opencrop.cues import objects as ssd
+    from opencrop.cues._ssd_onnx import GRAPHS
     from opencrop.nn import MobileNetV2
 
     ssd.convert_for_onnxruntime()
-    people_path, full_path = ssd._converted_paths()
+    paths = ssd._converted_paths()  # the graphs the cue runs (OPENCROP_SSD_PRECISION: int8 class heads by default)
+    people_path, full_path = (paths[GRAPHS.index(ssd._graph_name(objects))] for objects in (False, True))
     imgs = [_photo(n) for n in PHOTOS]
     small = [np.ascontiguousarray(cv2.resize(im, (300, 300)))[None] for im in imgs]
     rows: list[tuple[str, float]] = []

@@ -68,6 +68,11 @@ def explain(an: Analysis, crops: Sequence[Crop]) -> dict[str, list[str]]:
     n_ign = int((~dets["plausible"]).sum()) if len(dets["plausible"]) else 0
     cue_lines = [f"{len(cues.faces)} face(s) ({n_ign} ignored as implausible), {len(cues.people)} person(s), "
                  f"{len(cues.objects)} object(s), saliency {'on' if _saliency(an) is not None else 'off'}"]
+    if cues.runtimes:
+        by: dict[str, list[str]] = {}
+        for cue, ran in cues.runtimes.items():
+            by.setdefault(ran, []).append(cue)
+        cue_lines.append("; ".join(f"{' + '.join(c)} on {ran}" for ran, c in by.items()))
     if len(cues.subjects) or cues.focus is not None:
         cue_lines.append(f"user: {len(cues.subjects)} subject box(es)" + (", a focus point" if cues.focus else ""))
     notes = list(cues.notes) + [f"degraded: {d}" for d in cues.degraded]

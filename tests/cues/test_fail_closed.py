@@ -93,10 +93,10 @@ def test_a_damaged_ssd_conversion_is_rebuilt(tmp_path, monkeypatch):
         monkeypatch.setenv(modelfiles.get_file(name).env_var, str(src))
     pytest.importorskip("onnxruntime")
     monkeypatch.setenv("OPENCROP_CACHE", str(tmp_path))
-    people, _ = objects.convert_for_onnxruntime()
+    people, *_ = objects.convert_for_onnxruntime()
     path = objects._converted_paths()[0]
     modelfiles.verify_derived(path)
     path.write_bytes(b"\0" * len(people))  # damaged on disk, same size
-    again, _ = objects.convert_for_onnxruntime()
+    again, *_ = objects.convert_for_onnxruntime()
     assert again == people and path.read_bytes() == people
     modelfiles.verify_derived(path)

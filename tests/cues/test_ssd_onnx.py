@@ -12,7 +12,7 @@ from cues_helpers import photo
 from opencrop.cues import objects
 from opencrop.cues._onnx import GraphBuilder
 from opencrop.cues._runtime import BackendUnavailable
-from opencrop.cues._ssd_onnx import decode
+from opencrop.cues._ssd_onnx import GRAPHS, decode
 
 ort = pytest.importorskip("onnxruntime", reason="onnxruntime runs the converted SSD")
 
@@ -80,8 +80,10 @@ def _both_backends(monkeypatch, need) -> None:
 
 @pytest.mark.parametrize("name", ["astronaut", "coffee", "chelsea", "camera", "rocket"])
 def test_onnxruntime_matches_opencv(name: str, monkeypatch, need) -> None:
-    """Same rows (class, score, box) from both runtimes: the conversion reproduces OpenCV's network and NMS."""
+    """Same rows (class, score, box) from both runtimes: the float32 conversion reproduces OpenCV's network and NMS
+    (the int8 class heads are compared with it below)."""
     _both_backends(monkeypatch, need)
+    monkeypatch.setenv("OPENCROP_SSD_PRECISION", "fp32")
     img = photo(name)
     rows = {}
     for b in objects.BACKENDS:
@@ -125,14 +127,14 @@ def test_backend_choice(monkeypatch, need) -> None:
 
 def test_conversion_is_cached_and_survives_an_unwritable_cache(tmp_path, monkeypatch, need) -> None:
     _both_backends(monkeypatch, need)
-    paths = (tmp_path / "d" / "ssd-mobilenet-v2-coco-x-onnx9-people.onnx",
-             tmp_path / "d" / "ssd-mobilenet-v2-coco-x-onnx9-full.onnx")
+    paths = tuple(tmp_path / "d" / f"ssd-mobilenet-v2-coco-x-onnx9-{name}.onnx" for name in GRAPHS)
     stale = tmp_path / "d" / "ssd-mobilenet-v2-coco-x-onnx8-full.onnx"
     stale.parent.mkdir()
     stale.write_bytes(b"an older conversion")
     monkeypatch.setattr(objects, "_converted_paths", lambda: paths)
-    people, full = objects.convert_for_onnxruntime()
-    assert paths[0].read_bytes() == people and paths[1].read_bytes() == full
+    graphs = objects.convert_for_onnxruntime()
+    assert len(graphs) == 4 and all(p.read_bytes() == g for p, g in zip(paths, graphs, strict=True))
+    assert [p.name for p in paths if p.with_name(p.name + ".sha256").is_file()] == [p.name for p in paths]
     assert not stale.exists()  # conversions of other versions are removed
     assert not list(paths[0].parent.glob(".*tmp"))  # written atomically, no leftovers
 
@@ -140,14 +142,14 @@ def test_conversion_is_cached_and_survives_an_unwritable_cache(tmp_path, monkeyp
         raise AssertionError("converted again although the cache holds the files")
 
     monkeypatch.setattr("opencrop.cues._ssd_onnx.convert", no_conversion)
-    assert objects.convert_for_onnxruntime() == (people, full)
+    assert objects.convert_for_onnxruntime() == graphs
 
     monkeypatch.undo()
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
-    monkeypatch.setattr(objects, "_converted_paths", lambda: (blocker / "p.onnx", blocker / "f.onnx"))
+    monkeypatch.setattr(objects, "_converted_paths", lambda: tuple(blocker / f"{n}.onnx" for n in GRAPHS))
     again = objects.convert_for_onnxruntime()  # cannot be cached: converted in memory, with a warning
-    assert again == (people, full)
+    assert again == graphs  # the same bytes: the conversion (int8 quantisation included) is deterministic
 
 
 def test_thread_count_setting(monkeypatch) -> None:
@@ -203,7 +205,7 @@ def test_falls_back_to_opencv_when_onnxruntime_is_missing(monkeypatch, caplog, n
 def test_a_damaged_cached_conversion_is_converted_again(tmp_path, monkeypatch, caplog, need) -> None:
     _both_backends(monkeypatch, need)
     monkeypatch.setenv("OPENCROP_SSD_BACKEND", "onnxruntime")
-    paths = (tmp_path / "ssd-mobilenet-v2-coco-x-people.onnx", tmp_path / "ssd-mobilenet-v2-coco-x-full.onnx")
+    paths = tuple(tmp_path / f"ssd-mobilenet-v2-coco-x-{name}.onnx" for name in GRAPHS)
     for p in paths:
         p.write_bytes(b"\x00 half a file")  # what a disk error could leave behind
     monkeypatch.setattr(objects, "_converted_paths", lambda: paths)
@@ -238,7 +240,133 @@ def test_writer_graphs_pass_the_onnx_checker_and_round_trip() -> None:
 
 
 def test_converted_ssd_graphs_pass_the_onnx_checker_and_round_trip(need) -> None:
-    """The real conversions that `opencrop models fetch` writes (people-only and full SSD graphs)."""
+    """The real conversions that `opencrop models fetch` writes (people-only and full SSD graphs, float32 and with
+    int8 class heads)."""
     need("people")
     for path in objects.convert_for_onnxruntime():  # paths (cached) or the bytes (converted in memory)
         _check_with_onnx(path if isinstance(path, bytes) else path.read_bytes())
+
+
+# -- int8 class heads ------------------------------------------------------------------------------------------
+
+
+def test_int8_conv_is_the_qdq_arithmetic_by_hand() -> None:
+    """``_int8_conv`` (fused by onnxruntime into a QLinearConv) computes what its quantisation says: the input on
+    128 levels of [0, 6], per-channel ±127 weights, int32 bias, the output on the uint8 grid of [-4, 8] (checked
+    against a float64 convolution of the dequantised operands, to one output step)."""
+    from opencrop.cues import _ssd_onnx as S
+
+    rng = np.random.default_rng(7)
+    w = (rng.normal(size=(12, 16, 3, 3)) * np.linspace(0.01, 0.3, 12)[:, None, None, None]).astype(np.float32)
+    b = rng.normal(size=12).astype(np.float32)
+    a = rng.uniform(-1, 6, size=(1, 16, 9, 9)).astype(np.float32)  # negatives too: clamped to 0
+    g = GraphBuilder("q")
+    x = g.input("x", np.float32, [1, 16, 9, 9])
+    g.op("Identity", [S._int8_conv(g, x, w, b)], out="y")
+    g.output("y", np.float32, [1, 12, 9, 9])
+    (y,) = _run(g, {"x": a})
+    s_in, s_out = 6 / 127, 12 / 255
+    xi = np.clip(np.round(a / s_in), 0, 255)
+    assert xi.max() == 127  # ReLU6's 6 is the top level: pairs of u8·s8 products stay below 2¹⁵
+    s_w = np.abs(w).reshape(12, -1).max(axis=1) / 127
+    wi = np.round(w / s_w[:, None, None, None])
+    assert np.abs(wi).max() == 127
+    wq = wi * s_w[:, None, None, None]
+    bq = np.round(b / (s_in * s_w)) * (s_in * s_w)
+    ref = F.conv2d(F.pad(torch.from_numpy(xi * s_in), (1, 1, 1, 1)), torch.from_numpy(wq), torch.from_numpy(bq))
+    ref = (np.clip(np.round(ref.numpy() / s_out) + 85, 0, 255) - 85) * s_out  # zero point 85: -4 + 85 · 12/255 = 0
+    assert np.abs(y - ref).max() <= s_out + 1e-6
+    assert (np.abs(y - ref) > 1e-6).mean() < 0.01  # rounding ties only
+    assert y.min() >= -4 - 1e-6 and y.max() <= 8 + 1e-6
+
+
+def _scores(name: str, x: np.ndarray) -> np.ndarray:
+    from opencrop.cues._ssd_onnx import GRAPHS
+
+    sess = objects._session(GRAPHS.index(name))
+    return sess.run(None, {"image": x})
+
+
+def test_int8_heads_are_close_to_float32_on_a_fixed_input(monkeypatch, need) -> None:
+    """On a real photo the int8 graph's class scores stay within 0.05 of the float32 graph's everywhere (the box
+    regressors are float32 in both: identical), and the cue's detections are the same boxes and labels."""
+    _both_backends(monkeypatch, need)
+    import cv2
+
+    monkeypatch.setenv("OPENCROP_SSD_BACKEND", "onnxruntime")
+    img = photo("coffee")
+    small = cv2.resize(objects._pad_to_aspect(img, objects.MAX_ASPECT)[0], (300, 300), interpolation=cv2.INTER_LINEAR)
+    loc, priors, scores = _scores("full", small[None])
+    loc8, priors8, scores8 = _scores("full-int8", small[None])
+    np.testing.assert_array_equal(loc8, loc)
+    np.testing.assert_array_equal(priors8, priors)
+    assert np.abs(scores8 - scores).max() < 0.05 and scores.max() > 0.5
+    dets = {}
+    for p in ("fp32", "int8"):
+        monkeypatch.setenv("OPENCROP_SSD_PRECISION", p)
+        dets[p] = objects.detect_people_and_objects(img)
+    for a, b in zip(dets["fp32"], dets["int8"], strict=True):
+        assert a.labels == b.labels
+        np.testing.assert_allclose(b.boxes, a.boxes, atol=1e-3)
+        np.testing.assert_allclose(b.scores, a.scores, atol=0.03)
+    assert len(dets["fp32"][1]) >= 2  # coffee: a cup and more
+
+
+def test_precision_selection_is_reported(monkeypatch, need) -> None:
+    """int8 class heads by default, float32 with OPENCROP_SSD_PRECISION=fp32; analyze() and the debug text say
+    which ran; a bad value is an error naming the setting."""
+    _both_backends(monkeypatch, need)
+    from opencrop.cues import analyze
+
+    monkeypatch.setenv("OPENCROP_SSD_BACKEND", "onnxruntime")
+    monkeypatch.delenv("OPENCROP_SSD_PRECISION", raising=False)
+    assert objects.precision() == "int8" and objects.runtime() == "onnxruntime, int8 class heads"
+    cues = analyze(photo("astronaut"), want={"people", "objects"})
+    assert cues.runtimes == {"people": "onnxruntime, int8 class heads", "objects": "onnxruntime, int8 class heads"}
+    monkeypatch.setenv("OPENCROP_SSD_PRECISION", "FP32")
+    assert objects.runtime(objects=False) == "onnxruntime, float32"
+    assert analyze(photo("astronaut"), want={"people"}).runtimes == {"people": "onnxruntime, float32"}
+    monkeypatch.setenv("OPENCROP_SSD_BACKEND", "opencv")
+    assert analyze(photo("astronaut"), want={"people"}).runtimes == {"people": "OpenCV dnn, float32"}
+    monkeypatch.setenv("OPENCROP_SSD_BACKEND", "onnxruntime")
+    monkeypatch.setenv("OPENCROP_SSD_PRECISION", "int4")
+    with pytest.raises(BackendUnavailable, match="OPENCROP_SSD_PRECISION='int4'"):
+        objects.runtime()
+    assert analyze(photo("astronaut"), want={"saliency"}).runtimes == {}  # no SSD pass, nothing claimed
+
+    from opencrop import Cropper
+    from opencrop.debug import explain
+
+    monkeypatch.delenv("OPENCROP_SSD_PRECISION")
+    an = Cropper().analyze(photo("astronaut"))
+    assert "people + objects on onnxruntime, int8 class heads" in explain(an, [])["cues"]
+
+
+def test_int8_graph_that_cannot_load_falls_back_to_float32_with_a_note(monkeypatch, caplog, need) -> None:
+    """Default precision: an int8 graph onnxruntime cannot run gives float32 (logged, and runtime() says so);
+    with OPENCROP_SSD_PRECISION=int8 asked for explicitly the error is raised instead."""
+    _both_backends(monkeypatch, need)
+    from opencrop.cues._runtime import Lazy
+
+    monkeypatch.setenv("OPENCROP_SSD_BACKEND", "onnxruntime")
+    monkeypatch.delenv("OPENCROP_SSD_PRECISION", raising=False)
+    monkeypatch.setattr("opencrop.cues._runtime._NOTED", set())
+
+    def broken():
+        raise BackendUnavailable("QLinearConv not implemented (test)")
+
+    sessions = dict(objects._ORT.get().sessions)
+    monkeypatch.setitem(objects._ORT.get().sessions, "full-int8", Lazy(broken))
+    try:
+        with caplog.at_level("WARNING", logger="opencrop.cues"):
+            assert objects.runtime() == "onnxruntime, float32"
+            assert objects.runtime(objects=False) == "onnxruntime, int8 class heads"  # the people graph still loads
+            people, _ = objects.detect_people_and_objects(photo("astronaut"))
+        assert len(people) == 1
+        assert any("int8 class heads cannot run here" in r.getMessage() and "float32" in r.getMessage()
+                   for r in caplog.records)
+        monkeypatch.setenv("OPENCROP_SSD_PRECISION", "int8")
+        with pytest.raises(BackendUnavailable, match="QLinearConv"):
+            objects.detect_objects(photo("astronaut"))
+    finally:
+        objects._ORT.get().sessions.update(sessions)

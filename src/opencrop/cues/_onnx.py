@@ -1,10 +1,11 @@
 """A minimal ONNX model writer: protobuf wire format by hand, so no ``onnx`` package is needed.
 
-Only what the converted cue detectors use: float32/int64 initialisers, nodes with int/ints/float attributes, graph
-inputs and outputs with (partly symbolic) shapes. The bytes are loaded by ``onnxruntime.InferenceSession``, which
-validates them. Field numbers follow ``onnx/onnx.proto`` (IR version 8, default opset 17). It stays hand-written
-because the conversion runs in the light default install (docs/scale.md); where the ``onnx`` package is installed
-the tests check every graph with its full checker and require byte-identical re-serialisation.
+Only what the converted cue detectors use: float32/uint8/int8/int32/int64 initialisers, nodes with int/ints/float
+attributes, graph inputs and outputs with (partly symbolic) shapes. The bytes are loaded by
+``onnxruntime.InferenceSession``, which validates them. Field numbers follow ``onnx/onnx.proto`` (IR version 8,
+default opset 17). It stays hand-written because the conversion runs in the light default install (docs/scale.md);
+where the ``onnx`` package is installed the tests check every graph with its full checker and require byte-identical
+re-serialisation.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ import numpy as np
 
 __all__ = ["GraphBuilder"]
 
-_FLOAT, _UINT8, _INT64 = 1, 2, 7  # TensorProto.DataType
-_DTYPES = {np.dtype(np.float32): _FLOAT, np.dtype(np.uint8): _UINT8, np.dtype(np.int64): _INT64}
+_FLOAT, _UINT8, _INT8, _INT32, _INT64 = 1, 2, 3, 6, 7  # TensorProto.DataType
+_DTYPES = {np.dtype(np.float32): _FLOAT, np.dtype(np.uint8): _UINT8, np.dtype(np.int8): _INT8,
+           np.dtype(np.int32): _INT32, np.dtype(np.int64): _INT64}
 _ATTR_FLOAT, _ATTR_INT, _ATTR_STRING, _ATTR_INTS = 1, 2, 3, 7  # AttributeProto.AttributeType
 
 

@@ -25,10 +25,12 @@ import numpy as np
 
 from opencrop.cues._onnx import GraphBuilder
 
-__all__ = ["CLASS_IDS", "INPUT_SIZE", "NUM_CLASSES", "VERSION", "convert", "decode"]
+__all__ = ["CLASS_IDS", "GRAPHS", "INPUT_SIZE", "NUM_CLASSES", "VERSION", "convert", "decode"]
 
 #: bump when the converted graphs change, so stale cached conversions are rebuilt
-VERSION = 2
+VERSION = 3
+#: the converted graphs, in :func:`convert`'s order: people only / all classes, float32 / int8 class heads
+GRAPHS = ("people", "full", "people-int8", "full-int8")
 INPUT_SIZE = 300
 NUM_CLASSES = 91  # outputs per anchor of the TF class heads: background + 90 ids, 10 of them unused
 #: the COCO class ids the ``full`` graph scores, in column order (ids 12, 26, 29, 30, 45, 66, 68, 69, 71, 83 are
@@ -100,8 +102,53 @@ def _features(n: _Net, x: str) -> list[str]:
     return maps
 
 
-def _head(n: _Net, maps: list[str], kind: str, per_anchor: int, pick: tuple[int, ...] | None = None) -> str:
-    """Predictor ``kind`` on every map, flattened to ``[N, per_anchor]`` (or ``[N, len(pick)]``: those outputs)."""
+#: int8 class heads (:func:`_int8_conv`): the input maps are ReLU6 outputs, so [0, 6] is their exact range; the
+#: logits are kept on [-4, 8]: a score below sigmoid(-4) = 0.018 is under every threshold (the row floor is 0.05)
+#: and one above sigmoid(8) = 0.9997 is certain either way. Fixed ranges: no calibration images, the same scale
+#: for a class in the people and the full graph, and the same graph from the same weights everywhere.
+INT8_IN_RANGE = (0.0, 6.0)
+INT8_LOGIT_RANGE = (-4.0, 8.0)
+#: the input on 128 levels (uint8 0…127) and the weights symmetric per output channel on ±127: u8·s8 products summed
+#: in pairs stay below 2¹⁵ (2 · 127 · 127), so CPUs without VNNI (AVX2 / AVX-512BW ``vpmaddubsw``, which saturates
+#: at 2¹⁵) compute the same sums as VNNI ones. (8-bit input with 7-bit weights instead: scores twice as far from
+#: float32 and one subject-benchmark photo worse; docs/benchmarks.md.)
+INT8_IN_LEVELS = 127
+INT8_WEIGHT_MAX = 127
+
+
+def _uint8_grid(lo: float, hi: float, levels: int = 255) -> tuple[np.ndarray, np.ndarray]:
+    """Scale and zero point (float32, uint8 scalars) of the grid of ``levels`` steps on ``[lo, hi]`` (``lo ≤ 0 ≤
+    hi``)."""
+    scale = np.float32((hi - lo) / levels)
+    return np.array(scale, np.float32), np.array(round(-lo / float(scale)), np.uint8)
+
+
+def _int8_conv(g: GraphBuilder, x: str, w: np.ndarray, b: np.ndarray) -> str:
+    """3×3 ``Conv`` of ReLU6 map ``x`` as QDQ nodes that onnxruntime fuses into one ``QLinearConv``: uint8 input on
+    :data:`INT8_IN_RANGE` (:data:`INT8_IN_LEVELS` steps), int8 weights per output channel, int32 bias, uint8 output
+    on :data:`INT8_LOGIT_RANGE` (dequantised again: the result is float32 like :meth:`GraphBuilder.conv`'s)."""
+    s_in, z_in = _uint8_grid(*INT8_IN_RANGE, INT8_IN_LEVELS)
+    s_out, z_out = _uint8_grid(*INT8_LOGIT_RANGE)
+    amax = np.abs(w).reshape(len(w), -1).max(axis=1)
+    s_w = (np.maximum(amax, 1e-12) / INT8_WEIGHT_MAX).astype(np.float32)
+    wq = np.clip(np.round(w / s_w[:, None, None, None]), -INT8_WEIGHT_MAX, INT8_WEIGHT_MAX).astype(np.int8)
+    s_b = (s_in * s_w).astype(np.float32)
+    bq = np.round(b / s_b).astype(np.int32)
+    sc_in, zp_in = g.const(s_in, "s_in"), g.const(z_in, "z_in")
+    xd = g.op("DequantizeLinear", [g.op("QuantizeLinear", [x, sc_in, zp_in]), sc_in, zp_in])
+    wd = g.op("DequantizeLinear", [g.const(wq, "wq"), g.const(s_w, "s_w"), g.const(np.zeros(len(w), np.int8), "z_w")],
+              axis=0)
+    bd = g.op("DequantizeLinear", [g.const(bq, "bq"), g.const(s_b, "s_b"), g.const(np.zeros(len(b), np.int32), "z_b")],
+              axis=0)
+    y = g.op("Conv", [xd, wd, bd], kernel_shape=list(w.shape[2:]), strides=[1, 1], group=1, auto_pad="SAME_UPPER")
+    sc_out, zp_out = g.const(s_out, "s_out"), g.const(z_out, "z_out")
+    return g.op("DequantizeLinear", [g.op("QuantizeLinear", [y, sc_out, zp_out]), sc_out, zp_out])
+
+
+def _head(n: _Net, maps: list[str], kind: str, per_anchor: int, pick: tuple[int, ...] | None = None,
+          int8: bool = False) -> str:
+    """Predictor ``kind`` on every map, flattened to ``[N, per_anchor]`` (or ``[N, len(pick)]``: those outputs);
+    ``int8``: quantised convolutions (:func:`_int8_conv`)."""
     g, flat = n.g, []
     for i, m in enumerate(maps):
         w, b = _blobs(n.net, f"BoxPredictor_{i}/{kind}/Conv2D")
@@ -110,7 +157,7 @@ def _head(n: _Net, maps: list[str], kind: str, per_anchor: int, pick: tuple[int,
         if pick is not None:  # compute only these outputs of each anchor
             idx = (np.arange(ANCHORS_PER_MAP[i])[:, None] * per_anchor + np.asarray(pick)[None]).ravel()
             w, b, k = w[idx], b[idx], len(pick)
-        y = g.conv(m, w, b)
+        y = _int8_conv(g, m, w, b) if int8 else g.conv(m, w, b)
         y = g.op("Transpose", [y], perm=[0, 2, 3, 1])
         flat.append(g.op("Reshape", [y, g.const(np.array([-1, k], np.int64), "shape")]))
     return g.op("Concat", flat, axis=0)
@@ -123,19 +170,20 @@ def _priors(net) -> np.ndarray:
     return pri[0, 0].reshape(-1, 4)
 
 
-def convert(net) -> tuple[bytes, bytes]:
-    """``(people, full)`` serialised ONNX models from an OpenCV-imported SSD-MobileNetV2-COCO ``net``.
+def convert(net) -> tuple[bytes, ...]:
+    """Serialised ONNX models, one per name of :data:`GRAPHS`, from an OpenCV-imported SSD-MobileNetV2-COCO ``net``.
 
-    Both take uint8 RGB ``image [1, 300, 300, 3]`` (the stretched or padded photo) and give ``loc [N, 4]`` and
-    ``priors [N, 4]``; ``people`` adds ``person [N]`` (the person class's sigmoid score only), ``full`` adds
-    ``scores [N, 80]`` (sigmoid, columns in :data:`CLASS_IDS` order).
+    Each takes uint8 RGB ``image [1, 300, 300, 3]`` (the stretched or padded photo) and gives ``loc [N, 4]`` and
+    ``priors [N, 4]``; ``people`` graphs add ``person [N]`` (the person class's sigmoid score only), ``full`` ones
+    ``scores [N, 80]`` (sigmoid, columns in :data:`CLASS_IDS` order). The ``-int8`` graphs run the class heads as
+    int8 convolutions (:func:`_int8_conv`; backbone and box regressors stay float32).
     """
     priors = _priors(net)
-    return _graph(net, priors, objects=False), _graph(net, priors, objects=True)
+    return tuple(_graph(net, priors, objects=name.startswith("full"), int8=name.endswith("-int8")) for name in GRAPHS)
 
 
-def _graph(net, priors: np.ndarray, objects: bool) -> bytes:
-    g = GraphBuilder("ssd_mobilenet_v2_coco_" + ("full" if objects else "people"))
+def _graph(net, priors: np.ndarray, objects: bool, int8: bool = False) -> bytes:
+    g = GraphBuilder("ssd_mobilenet_v2_coco_" + ("full" if objects else "people") + ("_int8" if int8 else ""))
     n = _Net(net, g)
     img = g.input("image", np.uint8, [1, INPUT_SIZE, INPUT_SIZE, 3])
     x = g.op("Cast", [img], to=1)
@@ -147,10 +195,10 @@ def _graph(net, priors: np.ndarray, objects: bool) -> bytes:
     g.output("loc", np.float32, ["n", 4])
     g.output("priors", np.float32, [len(priors), 4])
     if objects:
-        g.op("Sigmoid", [_head(n, maps, "ClassPredictor", NUM_CLASSES, pick=CLASS_IDS)], out="scores")
+        g.op("Sigmoid", [_head(n, maps, "ClassPredictor", NUM_CLASSES, pick=CLASS_IDS, int8=int8)], out="scores")
         g.output("scores", np.float32, ["n", len(CLASS_IDS)])
     else:
-        person = _head(n, maps, "ClassPredictor", NUM_CLASSES, pick=(1,))
+        person = _head(n, maps, "ClassPredictor", NUM_CLASSES, pick=(1,), int8=int8)
         g.op("Sigmoid", [g.op("Reshape", [person, g.const(np.array([-1], np.int64), "shape")])], out="person")
         g.output("person", np.float32, ["n"])
     return g.to_bytes()

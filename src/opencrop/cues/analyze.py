@@ -86,6 +86,10 @@ def analyze(image: np.ndarray, want: Iterable[str] = DEFAULT_CUES, degrade: bool
         run = pending.result if pending is not None else ssd
         both = _guarded(names, run, cues, degrade)
         if both is not None:
+            from opencrop.cues.objects import runtime
+
+            ran = runtime(objects="objects" in want)  # loaded already: the pass ran
+            cues.runtimes.update(dict.fromkeys(names, ran))
             if "people" in want:
                 cues.people = both[0]
             if "objects" in want:

@@ -2,11 +2,14 @@
 
 Two runtimes for the same network and the same answers (tested against each other):
 
-* **onnxruntime** (used when installed): the frozen graph is converted once to two ONNX graphs
+* **onnxruntime** (used when installed): the frozen graph is converted once to ONNX graphs
   (:mod:`opencrop.cues._ssd_onnx`, cached next to the model files): people only (backbone, box regressors, person
-  scores; ≈ 10 ms per 300² pass on 2 CPU threads) and full (all 80 COCO classes, ≈ 20 ms), run when objects are
-  wanted.
-* **OpenCV dnn** (the fallback, and the reference): ≈ 45–55 ms per pass, everything at once.
+  scores; ≈ 10 ms per 300² pass on 2 CPU threads) and full (all 80 COCO classes), run when objects are wanted.
+  By default their class heads run as int8 convolutions (``OPENCROP_SSD_PRECISION=int8``: full pass ≈ 23 instead
+  of ≈ 38 ms CPU on one thread, scores within 0.021 of float32 on 32 photos, every detection kept;
+  ``benchmarks/ssd_int8.py``); ``fp32`` selects the float32 graphs. :func:`runtime` says
+  which ran; :func:`~opencrop.cues.analyze` records it in ``Cues.runtimes``.
+* **OpenCV dnn** (the fallback, and the reference): ≈ 45–55 ms per pass, everything at once, float32.
 
 :func:`detect_people_and_objects` returns both from one pass (what :func:`~opencrop.cues.analyze` uses).
 """
@@ -21,14 +24,15 @@ import numpy as np
 
 from opencrop.boxes import nms
 from opencrop.cues._files import SSD_GRAPH, SSD_PBTXT
-from opencrop.cues._runtime import BackendUnavailable, Lazy, has_module, log
+from opencrop.cues._runtime import BackendUnavailable, Lazy, has_module, log, note_once
 from opencrop.cues.types import Detections
 from opencrop.errors import ModelFileError
 from opencrop.modelfiles import derived_dir, resolve, verify_derived, write_derived
 
 __all__ = [
-    "BACKENDS", "COCO_LABELS", "PROPOSAL_SCORE", "backend", "convert_for_onnxruntime", "detect_objects",
-    "detect_people", "detect_people_and_objects", "detect_with_proposals", "ensure_available", "proposals_of",
+    "BACKENDS", "COCO_LABELS", "PRECISIONS", "PROPOSAL_SCORE", "backend", "convert_for_onnxruntime", "detect_objects",
+    "detect_people", "detect_people_and_objects", "detect_with_proposals", "ensure_available", "precision",
+    "proposals_of", "runtime",
 ]
 
 # TF Object Detection API COCO label map: id → name (ids 12, 26, 29, 30, 45, 66, 68, 69, 71, 83 are unused).
@@ -45,6 +49,8 @@ COCO_LABELS = {k: v.replace("_", " ") for k, v in COCO_LABELS.items() if v != "-
 
 #: the SSD runtimes, fastest first; ``OPENCROP_SSD_BACKEND`` picks one explicitly
 BACKENDS = ("onnxruntime", "opencv")
+#: class-head precisions on onnxruntime, the default first; ``OPENCROP_SSD_PRECISION`` picks one
+PRECISIONS = ("int8", "fp32")
 _SCORE_FLOOR = 0.05  # rows below this are never returned (every public threshold is higher)
 _SSD_NMS = 0.6  # the model's own per-class NMS (detection_out in the .pbtxt), keep_top_k 100
 _KEEP_TOP_K = 100
@@ -70,16 +76,18 @@ _NET: Lazy = Lazy(_load_cv2)
 
 @dataclass
 class _Ort:
-    people: Lazy  # Lazy[onnxruntime.InferenceSession]: boxes + person scores only
-    full: Lazy  # Lazy[onnxruntime.InferenceSession]: boxes + the 80 class scores, for objects
+    #: graph name (:data:`opencrop.cues._ssd_onnx.GRAPHS`) → Lazy[onnxruntime.InferenceSession]: ``people*`` boxes
+    #: + person scores only, ``full*`` boxes + the 80 class scores (for objects); ``*-int8`` int8 class heads
+    sessions: dict[str, Lazy]
 
 
-def _converted_paths() -> tuple[Path, Path]:
-    from opencrop.cues._ssd_onnx import VERSION
+def _converted_paths() -> tuple[Path, ...]:
+    """Cache paths of the converted graphs, in :data:`opencrop.cues._ssd_onnx.GRAPHS` order."""
+    from opencrop.cues._ssd_onnx import GRAPHS, VERSION
 
     stem = f"ssd-mobilenet-v2-coco-{SSD_GRAPH.sha256[:12]}-onnx{VERSION}"
     d = derived_dir()
-    return d / f"{stem}-people.onnx", d / f"{stem}-full.onnx"
+    return tuple(d / f"{stem}-{name}.onnx" for name in GRAPHS)
 
 
 def _cache_conversion(path: Path, data: bytes) -> bool:
@@ -103,27 +111,29 @@ def _verified(path: Path) -> bool:
         return False
 
 
-def convert_for_onnxruntime(force: bool = False) -> tuple[bytes, bytes]:
-    """The ``(people, full)`` ONNX conversions of the SSD model, from the cache or converted now (≈ 2 s).
+def convert_for_onnxruntime(force: bool = False) -> tuple[bytes, ...]:
+    """The ONNX conversions of the SSD model (:data:`opencrop.cues._ssd_onnx.GRAPHS`: people, full, and both with
+    int8 class heads), from the cache or converted now (≈ 2 s).
 
     ``opencrop models fetch`` calls this, so the first crop does not pay for the conversion. The cached files are
     keyed by the source model's sha256 and the converter version and checked against the sha256 recorded when they
-    were written (a damaged one is converted again); a missing or unwritable cache only costs time.
+    were written (a damaged one is converted again); a missing or unwritable cache only costs time. The int8 graphs
+    are quantised from the same float32 weights with fixed ranges (no calibration data): the same bytes every time.
 
     Raises:
         BackendUnavailable: the SSD model files or OpenCV (which reads the frozen graph) are missing.
     """
-    people_path, full_path = _converted_paths()
-    if not force and _verified(people_path) and _verified(full_path):
-        return people_path.read_bytes(), full_path.read_bytes()
+    paths = _converted_paths()
+    if not force and all(_verified(p) for p in paths):
+        return tuple(p.read_bytes() for p in paths)
     from opencrop.cues._ssd_onnx import convert
 
-    people, full = convert(_load_cv2())  # a fresh net: the conversion runs a forward pass for the priors
-    if _cache_conversion(people_path, people) and _cache_conversion(full_path, full):
-        for stale in people_path.parent.glob("ssd-mobilenet-v2-coco-*.onnx*"):  # other versions or sources
-            if stale.name.removesuffix(".sha256") not in (people_path.name, full_path.name):
+    graphs = convert(_load_cv2())  # a fresh net: the conversion runs a forward pass for the priors
+    if all([_cache_conversion(p, data) for p, data in zip(paths, graphs, strict=True)]):
+        for stale in paths[0].parent.glob("ssd-mobilenet-v2-coco-*.onnx*"):  # other versions or sources
+            if stale.name.removesuffix(".sha256") not in {p.name for p in paths}:
                 stale.unlink(missing_ok=True)
-    return people, full
+    return graphs
 
 
 #: onnxruntime workers spin-wait between operators when True: ≈ 2 ms faster per pass alone, but next to the face
@@ -143,15 +153,63 @@ def _threads() -> int:
     return max(1, min(4, cpus()))
 
 
+def precision() -> str:
+    """The class heads' precision on onnxruntime: ``OPENCROP_SSD_PRECISION`` (``int8``, the default, or ``fp32``).
+
+    Raises:
+        BackendUnavailable: ``OPENCROP_SSD_PRECISION`` names neither.
+    """
+    env = os.environ.get("OPENCROP_SSD_PRECISION", "").strip().lower() or PRECISIONS[0]
+    if env not in PRECISIONS:
+        raise BackendUnavailable(f"OPENCROP_SSD_PRECISION={env!r}: choose one of {', '.join(PRECISIONS)}")
+    return env
+
+
 def _load_ort() -> _Ort:
     if not has_module("onnxruntime"):
         raise BackendUnavailable("onnxruntime is not installed")
     _threads()  # a bad OPENCROP_SSD_THREADS is reported now
-    return _Ort(Lazy(lambda: _session(0)), Lazy(lambda: _session(1)))  # each graph loaded when first needed
+    precision()  # and a bad OPENCROP_SSD_PRECISION
+    from opencrop.cues._ssd_onnx import GRAPHS
+
+    # each graph loaded when first needed
+    return _Ort({name: Lazy(lambda i=i: _session(i)) for i, name in enumerate(GRAPHS)})
+
+
+def _graph_name(objects: bool) -> str:
+    """The converted graph a pass runs: ``people`` or ``full``, ``-int8`` unless ``fp32`` is selected.
+
+    When the int8 graph cannot be loaded and ``OPENCROP_SSD_PRECISION`` is not set, the float32 graph runs instead
+    (noted once in the log; :func:`runtime` says so); with ``OPENCROP_SSD_PRECISION=int8`` the error is raised.
+    """
+    name = "full" if objects else "people"
+    if precision() == "fp32":
+        return name
+    try:
+        _ORT.get().sessions[name + "-int8"].get()
+        return name + "-int8"
+    except BackendUnavailable as e:
+        if os.environ.get("OPENCROP_SSD_PRECISION", "").strip():
+            raise
+        note_once(f"cues: the SSD's int8 class heads cannot run here ({e}); using float32 (≈ 1.7× slower)")
+        return name
+
+
+def runtime(objects: bool = True) -> str:
+    """What runs the SSD pass (with ``objects``: the all-class pass; else the people pass), e.g.
+    ``"onnxruntime, int8 class heads"``, ``"onnxruntime, float32"`` or ``"OpenCV dnn, float32"``.
+
+    Raises:
+        BackendUnavailable: no runtime can load the model here, or a setting is invalid.
+    """
+    if backend() == "opencv":
+        return "OpenCV dnn, float32"
+    return "onnxruntime, " + ("int8 class heads" if _graph_name(objects).endswith("-int8") else "float32")
 
 
 def _session(which: int):
-    """onnxruntime session for the people (0) or full (1) graph, converting the SSD model first if needed.
+    """onnxruntime session for graph ``which`` (index into :data:`opencrop.cues._ssd_onnx.GRAPHS`), converting the
+    SSD model first if needed.
 
     A cached conversion that onnxruntime rejects (damaged on disk) is converted again, once.
     """
@@ -186,8 +244,7 @@ def ensure_available(objects: bool = False) -> None:
         BackendUnavailable: why it cannot run here.
     """
     if backend() == "onnxruntime":
-        m = _ORT.get()
-        (m.full if objects else m.people).get()
+        _ORT.get().sessions[_graph_name(objects)].get()
 
 
 _ORT: Lazy[_Ort] = Lazy(_load_ort)
@@ -212,8 +269,6 @@ def backend() -> str:
         if forced:
             raise
         _NET.get()  # raises if OpenCV cannot run it either: then the cue is unavailable, no fallback note
-        from opencrop.cues._runtime import note_once
-
         note_once(f"cues: SSD on onnxruntime unavailable ({e}); using OpenCV dnn (≈ 5× slower)")
         return "opencv"
 
@@ -275,18 +330,17 @@ def _rows_ort(small: np.ndarray, objects: bool) -> np.ndarray:
     """The rows OpenCV's ``detection_out`` would give: per-class NMS 0.6, at most 100 rows, best first."""
     from opencrop.cues._ssd_onnx import CLASS_IDS, decode
 
-    m = _ORT.get()
+    lazy = _ORT.get().sessions[_graph_name(objects)]
+    sess = lazy.get()
     if objects:
-        full = m.full.get()
-        with m.full.lock:
-            loc, priors, scores = full.run(["loc", "priors", "scores"], {"image": small[None]})
+        with lazy.lock:
+            loc, priors, scores = sess.run(["loc", "priors", "scores"], {"image": small[None]})
         anchor, col = np.nonzero(scores >= _SCORE_FLOOR)
         cls = np.asarray(CLASS_IDS, np.int64)[col]
         sc = scores[anchor, col]
     else:
-        people = m.people.get()
-        with m.people.lock:
-            loc, priors, person = people.run(["loc", "priors", "person"], {"image": small[None]})
+        with lazy.lock:
+            loc, priors, person = sess.run(["loc", "priors", "person"], {"image": small[None]})
         (anchor,) = np.nonzero(person >= _SCORE_FLOOR)
         cls = np.ones(len(anchor), np.int64)
         sc = person[anchor]

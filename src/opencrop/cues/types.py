@@ -44,8 +44,9 @@ class Cues:
     """Everything known about an image's content, at analysis resolution ``width × height``.
 
     ``degraded`` names the wanted cues that could not run (only when the caller asked to degrade; ``notes`` says
-    why). ``subjects`` are user-given boxes (``--subject``) and ``focus`` a user point (``--focus``); both outrank
-    detections. ``proposals`` are the SSD's weaker boxes (any class, scoring from
+    why). ``runtimes`` says what ran the SSD, by cue (``{"people": "onnxruntime, int8 class heads", ...}``:
+    :func:`opencrop.cues.objects.runtime`). ``subjects`` are user-given boxes (``--subject``) and ``focus`` a user
+    point (``--focus``); both outrank detections. ``proposals`` are the SSD's weaker boxes (any class, scoring from
     :data:`opencrop.cues.objects.PROPOSAL_SCORE` up to their class's threshold): object proposals for a photo where
     nothing passes the thresholds. ``saliency`` is ``[H', W']`` float32 in [0, 1] covering the whole image (any
     resolution).
@@ -69,6 +70,7 @@ class Cues:
     focus: tuple[float, float] | None = None
     notes: list[str] = field(default_factory=list)
     degraded: list[str] = field(default_factory=list)
+    runtimes: dict[str, str] = field(default_factory=dict)
     human_box: np.ndarray | None = None
     object_boxes: np.ndarray | None = None
     subject_box: np.ndarray | None = None

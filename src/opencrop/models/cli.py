@@ -302,9 +302,9 @@ def _convert_ssd(force: bool) -> int:
         return 0
     from opencrop.cues.objects import _verified
 
-    people, full = _converted_paths()
-    if not force and _verified(people) and _verified(full):
-        print(f"ssd-mobilenet-v2-coco: onnxruntime conversion present and verified in {people.parent}")
+    paths = _converted_paths()
+    if not force and all(_verified(p) for p in paths):
+        print(f"ssd-mobilenet-v2-coco: onnxruntime conversion present and verified in {paths[0].parent}")
         return 0
     t = time.perf_counter()
     try:
@@ -312,8 +312,8 @@ def _convert_ssd(force: bool) -> int:
     except BackendUnavailable as e:
         print(f"opencrop models fetch: converting ssd-mobilenet-v2-coco for onnxruntime failed: {e}", file=sys.stderr)
         return 1
-    print(f"ssd-mobilenet-v2-coco: converted for onnxruntime in {time.perf_counter() - t:.1f} s → {people.parent}"
-          f" ({people.name}, {full.name})")
+    print(f"ssd-mobilenet-v2-coco: converted for onnxruntime in {time.perf_counter() - t:.1f} s → {paths[0].parent}"
+          f" ({', '.join(p.name for p in paths)}; the -int8 graphs have int8 class heads)")
     return 0
 
 
