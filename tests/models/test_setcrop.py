@@ -493,3 +493,37 @@ def test_rank_nms_is_a_saved_inference_option(tmp_path) -> None:
     p = off.prepare(_image(128, 96))
     qb, val = off.query_boxes(p)
     np.testing.assert_array_equal(off.propose(p, Request(ratio=None))[0], qb[np.argsort(-val, kind="stable")])
+
+
+# ---------------------------------------------------------------------------------------------- valid_head="roi"
+def test_roi_validity_head_scores_the_final_boxes_and_leaves_them_to_the_box_losses(tmp_path) -> None:
+    m = _small(valid_head="roi").eval()
+    x = torch.randn(1, 3, 64, 96)
+    with torch.no_grad():
+        out = m.forward_features(x)
+        assert out["logits"].shape == (2, 1, 8)
+        # the final layer's validity comes from the RoI head, the auxiliary layer's from class_embed
+        m.roi_head[-1].bias += 1.0
+        again = m.forward_features(x)
+    torch.testing.assert_close(again["logits"][:-1], out["logits"][:-1])
+    torch.testing.assert_close(again["logits"][-1], out["logits"][-1] + 1.0)
+    # the head reads the boxes detached: its validity gives no gradient to the box head or the priors
+    m.train().zero_grad()
+    m.forward_features(x)["logits"][-1].sum().backward()
+    assert all(p.grad is None or not p.grad.any() for p in m.bbox_embed.parameters())
+    assert any(p.grad is not None and p.grad.any() for p in m.roi_head.parameters())
+    # but it does see the boxes: moving the box priors changes the final validity
+    m.eval()
+    with torch.no_grad():
+        before = m.forward_features(x)["logits"][-1]
+        m.bbox_embed.layers[-1].bias += torch.tensor([0.5, -0.5, -0.8, -0.8])
+        after = m.forward_features(x)["logits"][-1]
+    assert not torch.allclose(before, after)
+    # the option is saved with the weights
+    path = m.save_weights(tmp_path / "roi.pt")
+    loaded = create_model("setcrop", weights=str(path))
+    img = _image()
+    np.testing.assert_allclose(m.propose(m.prepare(img), Request())[1],
+                               loaded.propose(loaded.prepare(img), Request())[1], rtol=1e-6)
+    with pytest.raises(ValueError, match="valid_head"):
+        SetCrop(backbone="mobilenet_v2", valid_head="mlp")

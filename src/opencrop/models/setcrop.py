@@ -245,6 +245,11 @@ class SetCrop(LearnedCropModel):
             greedy NMS at this IoU suppresses after the kept ones in ``propose(ratio=None)``, so the top k are
             distinct crops (:func:`~opencrop.models.setcrop_post.propose_from_queries`; ``None`` = off, the paper;
             ``1.0`` turns off a value saved in a model file).
+        valid_head, roi_reddim, roi_align: where the final decoder layer's validity comes from. ``"query"`` (the
+            paper): the linear ``class_embed`` on the query's decoder output. ``"roi"`` (opencrop's option, not the
+            paper's): GAIC's crop head (:func:`~opencrop.models.gaic.gaic_head`) on the RoI ⊕ RoD average-aligned
+            features (``roi_align`` ², 9) of the query's final box (detached) on GAIC's fused stride-16 map
+            (``roi_reddim`` channels, 8); the auxiliary layers keep ``class_embed``. Same targets and losses.
         init_checkpoint: a COCO Conditional-DETR checkpoint to start from (not saved in the config).
     """
 
@@ -298,12 +303,19 @@ class SetCrop(LearnedCropModel):
         valid_threshold: float = 0.5,
         fit_iou: float = 0.5,
         rank_nms: float | None = None,
+        valid_head: str = "query",
+        roi_reddim: int = 8,
+        roi_align: int = 9,
         init_checkpoint: str | None = None,
     ) -> None:
         if backbone not in _BACKBONES:
             raise ValueError(f"setcrop: backbone must be one of {_BACKBONES}, got {backbone!r}")
         if anchor_init not in (None, "kmeans"):
             raise ValueError(f"setcrop: anchor_init must be None or 'kmeans', got {anchor_init!r}")
+        if valid_head not in ("query", "roi"):
+            raise ValueError(f"setcrop: valid_head must be 'query' or 'roi', got {valid_head!r}")
+        if roi_reddim < 1 or roi_align < 1:
+            raise ValueError(f"setcrop: roi_reddim and roi_align must be ≥ 1, got {roi_reddim}, {roi_align}")
         if tap not in ("f4", "f5"):
             raise ValueError(f"setcrop: tap must be 'f4' or 'f5', got {tap!r}")
         if num_queries < 1 or dec_layers < 1 or enc_layers < 0:
@@ -328,6 +340,7 @@ class SetCrop(LearnedCropModel):
             "valid_loss": str(valid_loss), "rank_weight": float(rank_weight),
             "valid_threshold": float(valid_threshold), "fit_iou": float(fit_iou),
             "rank_nms": None if rank_nms is None else float(rank_nms),
+            "valid_head": str(valid_head), "roi_reddim": int(roi_reddim), "roi_align": int(roi_align),
         }
         pre = Preprocess(resize="short_side", size=int(input_size), multiple=1, pixel_scale=255.0,
                          max_size=config["max_input_size"])
@@ -382,6 +395,22 @@ class SetCrop(LearnedCropModel):
             self.anchor_boxes = nn.Parameter(torch.zeros(int(num_queries), 4))
             for p in self.transformer.decoder.ref_point_head.parameters():
                 p.requires_grad_(False)
+        self.roi_neck: nn.Module | None = None
+        self.roi_head: nn.Module | None = None
+        if valid_head == "roi":
+            from opencrop.models.gaic import gaic_head
+            from opencrop.nn import GAICFusion
+
+            fi = self.backbone.feature_info
+            chans = [int(fi[i].num_chs) for i in range(3)]
+            self.roi_stride = int(fi[1].reduction)
+            self.roi_align_size = int(roi_align)
+            self.roi_neck = GAICFusion(chans, int(roi_reddim))
+            self.roi_head = gaic_head(2 * int(roi_reddim), int(roi_align))
+            for m in [*self.roi_neck.modules(), *self.roi_head.modules()]:
+                if isinstance(m, nn.Conv2d):
+                    nn.init.xavier_uniform_(m.weight)
+                    nn.init.zeros_(m.bias)
         self.reset_heads()
         if init_checkpoint is not None:
             self.load_conditional_detr(init_checkpoint)
@@ -394,6 +423,8 @@ class SetCrop(LearnedCropModel):
         N(0, 10⁻³) (DETR sets them to exactly 0, which leaves the earlier box layers without a gradient until the
         first step; the initial boxes are the same to 10⁻³)."""
         nn.init.constant_(self.class_embed.bias, -math.log((1 - 0.01) / 0.01))
+        if self.roi_head is not None:
+            nn.init.constant_(self.roi_head[-1].bias, -math.log((1 - 0.01) / 0.01))
         nn.init.normal_(self.bbox_embed.layers[-1].weight, std=1e-3)
         nn.init.zeros_(self.bbox_embed.layers[-1].bias)
 
@@ -401,8 +432,8 @@ class SetCrop(LearnedCropModel):
     def forward_features(self, images: Tensor) -> dict[str, Any]:
         """``images`` ``Tensor[B, 3, H, W]`` → ``{"logits": Tensor[L, B, Q]`` validity logits, ``"boxes":
         Tensor[L, B, Q, 4]`` normalised cxcywh, ``"size": (W, H)``} for every decoder layer (last = output)."""
-        feat = self.backbone(images)[self.tap_index]
-        src = self.input_proj(feat)
+        taps = self.backbone(images)
+        src = self.input_proj(taps[self.tap_index])
         if self.anchor_boxes is None:  # the paper: reference = sigmoid(ref_point_head(query)), a centre
             hs, reference = self.transformer(src, self.position(src), self.query_embed.weight)
             offset = torch.cat([inverse_sigmoid(reference), torch.zeros_like(reference)], dim=-1)[None]
@@ -412,7 +443,26 @@ class SetCrop(LearnedCropModel):
             offset = prior[None]
         boxes = (self.bbox_embed(hs) + offset).sigmoid()
         logits = self.class_embed(hs).squeeze(-1)
+        if self.roi_head is not None:  # valid_head="roi": the final validity from the final boxes' RoI ⊕ RoD
+            final = self._roi_logits(taps, boxes[-1].detach(), images.shape[-1], images.shape[-2])
+            logits = torch.cat([logits[:-1], final[None]], dim=0)
         return {"logits": logits, "boxes": boxes, "size": (images.shape[-1], images.shape[-2])}
+
+    def _roi_logits(self, taps: Sequence[Tensor], boxes: Tensor, w: int, h: int) -> Tensor:
+        """``valid_head="roi"``: validity logits ``Tensor[B, Q]`` of the query boxes ``Tensor[B, Q, 4]``
+        (normalised cxcywh) from GAIC's crop head on the RoI ⊕ RoD aligned (average) features of the fused
+        stride-16 map (:class:`~opencrop.nn.GAICFusion` of the three backbone taps)."""
+        from opencrop.ops import rod_align_avg, roi_align_avg
+
+        assert self.roi_neck is not None and self.roi_head is not None
+        fused = self.roi_neck(*taps[:3])
+        n_img, n_q = boxes.shape[:2]
+        b = cxcywh_to_xyxy(boxes) * boxes.new_tensor([w, h, w, h])
+        idx = torch.arange(n_img, device=boxes.device, dtype=boxes.dtype).repeat_interleave(n_q)
+        rois = torch.cat([idx[:, None], b.reshape(-1, 4)], dim=1).to(fused.dtype)
+        a, scale = self.roi_align_size, 1.0 / self.roi_stride
+        x = torch.cat([roi_align_avg(fused, rois, a, scale), rod_align_avg(fused, rois, a, scale)], dim=1)
+        return self.roi_head(x).reshape(n_img, n_q).to(boxes.dtype)
 
     @staticmethod
     def _query_boxes(features: dict[str, Any]) -> tuple[Tensor, Tensor]:
