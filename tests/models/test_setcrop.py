@@ -496,7 +496,7 @@ def test_rank_nms_is_a_saved_inference_option(tmp_path) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- valid_head="roi"
-def test_roi_validity_head_scores_the_final_boxes_and_leaves_them_to_the_box_losses(tmp_path) -> None:
+def test_roi_validity_head_scores_the_final_boxes(tmp_path) -> None:
     m = _small(valid_head="roi").eval()
     x = torch.randn(1, 3, 64, 96)
     with torch.no_grad():
@@ -507,11 +507,12 @@ def test_roi_validity_head_scores_the_final_boxes_and_leaves_them_to_the_box_los
         again = m.forward_features(x)
     torch.testing.assert_close(again["logits"][:-1], out["logits"][:-1])
     torch.testing.assert_close(again["logits"][-1], out["logits"][-1] + 1.0)
-    # the head reads the boxes detached: its validity gives no gradient to the box head or the priors
+    # the final validity trains the RoI head and the fusion, not class_embed
     m.train().zero_grad()
     m.forward_features(x)["logits"][-1].sum().backward()
-    assert all(p.grad is None or not p.grad.any() for p in m.bbox_embed.parameters())
     assert any(p.grad is not None and p.grad.any() for p in m.roi_head.parameters())
+    assert any(p.grad is not None and p.grad.any() for p in m.roi_neck.parameters())
+    assert m.class_embed.weight.grad is None or not m.class_embed.weight.grad.any()
     # but it does see the boxes: moving the box priors changes the final validity
     m.eval()
     with torch.no_grad():
