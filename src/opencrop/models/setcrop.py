@@ -395,7 +395,7 @@ class SetCrop(LearnedCropModel):
             self.anchor_boxes = nn.Parameter(torch.zeros(int(num_queries), 4))
             for p in self.transformer.decoder.ref_point_head.parameters():
                 p.requires_grad_(False)
-        self.roi_neck: nn.Module | None = None
+        self.roi_neck: Any = None
         self.roi_head: nn.Module | None = None
         if valid_head == "roi":
             from opencrop.models.gaic import gaic_head
@@ -455,9 +455,13 @@ class SetCrop(LearnedCropModel):
         from opencrop.ops import rod_align_avg, roi_align_avg
 
         assert self.roi_neck is not None and self.roi_head is not None
-        fused = self.roi_neck(*taps[:3])
+        f3, f4, f5 = taps[:3]
+        size = f4.shape[-2:]  # GAICFusion's sum, resizing unconditionally (no shape test: exportable at any size)
+        up = [F.interpolate(f, size=size, mode="bilinear", align_corners=True) for f in (f3, f5)]
+        fused = self.roi_neck.dimred(torch.cat((up[0], f4, 0.5 * up[1]), dim=1))
         n_img, n_q = boxes.shape[:2]
-        b = cxcywh_to_xyxy(boxes) * boxes.new_tensor([w, h, w, h])
+        c = cxcywh_to_xyxy(boxes)  # scaled per column: w, h stay symbolic under torch.export
+        b = torch.stack([c[..., 0] * w, c[..., 1] * h, c[..., 2] * w, c[..., 3] * h], dim=-1)
         idx = torch.arange(n_img, device=boxes.device, dtype=boxes.dtype).repeat_interleave(n_q)
         rois = torch.cat([idx[:, None], b.reshape(-1, 4)], dim=1).to(fused.dtype)
         a, scale = self.roi_align_size, 1.0 / self.roi_stride
