@@ -141,7 +141,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="also S2CNet v1 / v2 on the same candidates, interleaved with GAIC (ratio vs GAIC)")
     ap.add_argument("--setcrop", action="store_true",
                     help="also SetCrop (published R50-DC5 and CPU-sized), interleaved with GAIC (ratio vs GAIC)")
-    ap.add_argument("--setcrop-only-cpu", action="store_true", help="with --setcrop: only the CPU-sized SetCrop (query and roi validity heads)")
+    ap.add_argument("--setcrop-only-cpu", action="store_true",
+                    help="with --setcrop: only the CPU-sized SetCrop (query and roi validity heads)")
     ap.add_argument("--md", type=Path, default=None, help="append the result to this Markdown file")
     ap.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
                     help="inference precision of GAIC and S2CNet (bf16: GAIC fp32 is timed too, as a second baseline)")
