@@ -528,3 +528,18 @@ def test_roi_validity_head_scores_the_final_boxes(tmp_path) -> None:
                                loaded.propose(loaded.prepare(img), Request())[1], rtol=1e-6)
     with pytest.raises(ValueError, match="valid_head"):
         SetCrop(backbone="mobilenet_v2", valid_head="mlp")
+    with pytest.raises(ValueError, match="roi_crop_weight"):
+        SetCrop(backbone="mobilenet_v2", roi_crop_weight=1.0)  # the term needs the RoI head
+
+
+def test_roi_crop_term_adds_the_annotated_crops_loss() -> None:
+    crops = torch.as_tensor(gaic_grid(96, 64)[:12], dtype=torch.float32)
+    batch = {"image": torch.randn(1, 3, 64, 96), "rois": torch.cat([torch.zeros(12, 1), crops], 1),
+             "mos": torch.linspace(1, 5, 12), "counts": torch.tensor([12])}
+    torch.manual_seed(1)
+    plain = _small(valid_head="roi").eval().compute_loss(batch)
+    torch.manual_seed(1)
+    m = _small(valid_head="roi", roi_crop_weight=2.0).eval()
+    loss = m.compute_loss(batch)
+    assert "roi_crop" not in plain and float(loss["roi_crop"]) > 0
+    torch.testing.assert_close(loss["loss"], plain["loss"] + m.loss_cfg.cls_weight * 2.0 * loss["roi_crop"])
