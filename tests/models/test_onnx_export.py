@@ -262,3 +262,25 @@ def test_onnx_file_of_another_model_is_refused(exported) -> None:
     _, path = exported("gaic")
     with pytest.raises(ModelFileError, match="not 'hcic'"):
         create_model("hcic", weights=str(path))
+
+
+def test_setcrop_roi_validity_head_exports_match_torch(tmp_path: Path) -> None:
+    """SetCrop's ``valid_head="roi"`` option (GAIC's crop head on the query boxes) exports at any input size."""
+    from opencrop.models.export import export_differences, export_onnx
+
+    torch.manual_seed(0)
+    model = create_model("setcrop", **CONFIGS["setcrop"], valid_head="roi").eval()
+    frame = load_frame(PHOTO, model.analysis_size)
+    h, w = frame.pixels.shape[:2]
+    with torch.no_grad():  # spread the random head's logits so the parity below means something
+        prep = model.prepare(frame.pixels, Cues(w, h))
+        _, val = model.query_boxes(prep)
+        raw = np.log(val / (1 - val)) - float(model.roi_head[-1].bias)
+        k = 2.0 / max(float(np.std(raw)), 1e-12)
+        model.roi_head[-1].weight.mul_(k)
+        model.roi_head[-1].bias.fill_(-float(np.mean(raw)) * k)
+        assert np.std(model.query_boxes(model.prepare(frame.pixels, Cues(w, h)))[1]) > 0.1
+    path = export_onnx(model, tmp_path / "setcrop-roi.onnx")
+    for pixels in (frame.pixels, np.random.default_rng(1).integers(0, 256, (200, 300, 3), dtype=np.uint8)):
+        diffs = export_differences(model, path, pixels, None, Cues(pixels.shape[1], pixels.shape[0]))
+        assert max(diffs.values()) <= 1e-4, diffs

@@ -493,3 +493,53 @@ def test_rank_nms_is_a_saved_inference_option(tmp_path) -> None:
     p = off.prepare(_image(128, 96))
     qb, val = off.query_boxes(p)
     np.testing.assert_array_equal(off.propose(p, Request(ratio=None))[0], qb[np.argsort(-val, kind="stable")])
+
+
+# ---------------------------------------------------------------------------------------------- valid_head="roi"
+def test_roi_validity_head_scores_the_final_boxes(tmp_path) -> None:
+    m = _small(valid_head="roi").eval()
+    x = torch.randn(1, 3, 64, 96)
+    with torch.no_grad():
+        out = m.forward_features(x)
+        assert out["logits"].shape == (2, 1, 8)
+        # the final layer's validity comes from the RoI head, the auxiliary layer's from class_embed
+        m.roi_head[-1].bias += 1.0
+        again = m.forward_features(x)
+    torch.testing.assert_close(again["logits"][:-1], out["logits"][:-1])
+    torch.testing.assert_close(again["logits"][-1], out["logits"][-1] + 1.0)
+    # the final validity trains the RoI head and the fusion, not class_embed
+    m.train().zero_grad()
+    m.forward_features(x)["logits"][-1].sum().backward()
+    assert any(p.grad is not None and p.grad.any() for p in m.roi_head.parameters())
+    assert any(p.grad is not None and p.grad.any() for p in m.roi_neck.parameters())
+    assert m.class_embed.weight.grad is None or not m.class_embed.weight.grad.any()
+    # but it does see the boxes: moving the box priors changes the final validity
+    m.eval()
+    with torch.no_grad():
+        before = m.forward_features(x)["logits"][-1]
+        m.bbox_embed.layers[-1].bias += torch.tensor([0.5, -0.5, -0.8, -0.8])
+        after = m.forward_features(x)["logits"][-1]
+    assert not torch.allclose(before, after)
+    # the option is saved with the weights
+    path = m.save_weights(tmp_path / "roi.pt")
+    loaded = create_model("setcrop", weights=str(path))
+    img = _image()
+    np.testing.assert_allclose(m.propose(m.prepare(img), Request())[1],
+                               loaded.propose(loaded.prepare(img), Request())[1], rtol=1e-6)
+    with pytest.raises(ValueError, match="valid_head"):
+        SetCrop(backbone="mobilenet_v2", valid_head="mlp")
+    with pytest.raises(ValueError, match="roi_crop_weight"):
+        SetCrop(backbone="mobilenet_v2", roi_crop_weight=1.0)  # the term needs the RoI head
+
+
+def test_roi_crop_term_adds_the_annotated_crops_loss() -> None:
+    crops = torch.as_tensor(gaic_grid(96, 64)[:12], dtype=torch.float32)
+    batch = {"image": torch.randn(1, 3, 64, 96), "rois": torch.cat([torch.zeros(12, 1), crops], 1),
+             "mos": torch.linspace(1, 5, 12), "counts": torch.tensor([12])}
+    torch.manual_seed(1)
+    plain = _small(valid_head="roi").eval().compute_loss(batch)
+    torch.manual_seed(1)
+    m = _small(valid_head="roi", roi_crop_weight=2.0).eval()
+    loss = m.compute_loss(batch)
+    assert "roi_crop" not in plain and float(loss["roi_crop"]) > 0
+    torch.testing.assert_close(loss["loss"], plain["loss"] + m.loss_cfg.cls_weight * 2.0 * loss["roi_crop"])

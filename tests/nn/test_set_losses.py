@@ -13,6 +13,7 @@ import torch
 from opencrop.boxes import cxcywh_to_xyxy, generalized_box_iou
 from opencrop.nn.set_losses import (
     SetLossConfig,
+    crop_validity_loss,
     good_crop_mask,
     hungarian_match,
     match_cost,
@@ -246,3 +247,21 @@ def test_set_criterion_with_the_ranking_options():
     assert logits.grad.abs().sum() > 0
     # off (the paper): no rank part, and the defaults leave the loss as before
     assert "rank" not in set_criterion(logits, boxes, crops, mos, good, CFG)
+
+
+def test_crop_validity_loss_scores_each_annotated_crop_as_a_query_on_it() -> None:
+    crops = torch.tensor([[0.5, 0.5, 0.8, 0.8], [0.3, 0.4, 0.5, 0.6], [0.7, 0.6, 0.4, 0.5], [0.5, 0.5, 0.79, 0.8]])
+    mos = torch.tensor([4.5, 3.5, 2.0, 2.75])
+    good = torch.tensor([True, False, False, False])
+    logits = torch.tensor([0.3, -1.0, 2.0, 0.1])
+    # the good crop → 1; the others their own MOS smoothed: 0.5 · (MOS − 2) / 1.5 capped at 0.5. Crop 3 nearly
+    # coincides with crop 0 (IoU 0.99) but is its own best match (IoU 1), so it keeps its own MOS: 0.25
+    want = torch.tensor([1.0, 0.5, 0.0, 0.25])
+    got = crop_validity_loss(logits, crops, mos, good, CFG)
+    torch.testing.assert_close(got, sigmoid_focal_loss(logits, want, CFG.focal_alpha, CFG.focal_gamma).sum())
+    qcfg = SetLossConfig(quality_target=True, valid_loss="qfl")  # relative quality (MOS − 2) / (4.5 − 2)
+    q = torch.tensor([1.0, 0.6, 0.0, 0.3])
+    want_q = torch.tensor([1.0, 0.5 * 0.6, 0.0, 0.5 * 0.3])
+    torch.testing.assert_close(crop_validity_loss(logits, crops, mos, good, qcfg),
+                               quality_focal_loss(logits, want_q, qcfg.focal_gamma).sum())
+    assert relative_quality(mos, qcfg).tolist() == pytest.approx(q.tolist())

@@ -71,7 +71,7 @@ from opencrop.models.preprocess import Preprocess
 from opencrop.models.registry import register_model
 from opencrop.models.setcrop_modules import MLP, PositionEmbeddingSine, SetTransformer, inverse_sigmoid
 from opencrop.models.setcrop_post import best_query_scores, propose_from_queries, ratio_adjust
-from opencrop.nn.set_losses import SetLossConfig, good_crop_mask, set_criterion
+from opencrop.nn.set_losses import SetLossConfig, crop_validity_loss, good_crop_mask, set_criterion
 
 __all__ = [
     "EmaTeacher",
@@ -245,6 +245,14 @@ class SetCrop(LearnedCropModel):
             greedy NMS at this IoU suppresses after the kept ones in ``propose(ratio=None)``, so the top k are
             distinct crops (:func:`~opencrop.models.setcrop_post.propose_from_queries`; ``None`` = off, the paper;
             ``1.0`` turns off a value saved in a model file).
+        valid_head, roi_reddim, roi_align: where the final decoder layer's validity comes from. ``"query"`` (the
+            paper): the linear ``class_embed`` on the query's decoder output. ``"roi"`` (opencrop's option, not the
+            paper's): GAIC's crop head (:func:`~opencrop.models.gaic.gaic_head`) on the RoI ⊕ RoD average-aligned
+            features (``roi_align`` ², 9) of the query's final box (detached) on GAIC's fused stride-16 map
+            (``roi_reddim`` channels, 8); the auxiliary layers keep ``class_embed``. Same targets and losses.
+        roi_crop_weight: with ``valid_head="roi"``, weight of an extra term (× ``cls_weight``): the RoI head also
+            scores every annotated crop as if a query lay exactly on it, with the queries' validity targets
+            (:func:`~opencrop.nn.set_losses.crop_validity_loss`), normalised like the set loss; 0 = off.
         init_checkpoint: a COCO Conditional-DETR checkpoint to start from (not saved in the config).
     """
 
@@ -298,12 +306,22 @@ class SetCrop(LearnedCropModel):
         valid_threshold: float = 0.5,
         fit_iou: float = 0.5,
         rank_nms: float | None = None,
+        valid_head: str = "query",
+        roi_reddim: int = 8,
+        roi_align: int = 9,
+        roi_crop_weight: float = 0.0,
         init_checkpoint: str | None = None,
     ) -> None:
         if backbone not in _BACKBONES:
             raise ValueError(f"setcrop: backbone must be one of {_BACKBONES}, got {backbone!r}")
         if anchor_init not in (None, "kmeans"):
             raise ValueError(f"setcrop: anchor_init must be None or 'kmeans', got {anchor_init!r}")
+        if valid_head not in ("query", "roi"):
+            raise ValueError(f"setcrop: valid_head must be 'query' or 'roi', got {valid_head!r}")
+        if roi_crop_weight < 0 or (roi_crop_weight > 0 and valid_head != "roi"):
+            raise ValueError(f"setcrop: roi_crop_weight must be ≥ 0 and needs valid_head='roi', got {roi_crop_weight}")
+        if roi_reddim < 1 or roi_align < 1:
+            raise ValueError(f"setcrop: roi_reddim and roi_align must be ≥ 1, got {roi_reddim}, {roi_align}")
         if tap not in ("f4", "f5"):
             raise ValueError(f"setcrop: tap must be 'f4' or 'f5', got {tap!r}")
         if num_queries < 1 or dec_layers < 1 or enc_layers < 0:
@@ -328,6 +346,8 @@ class SetCrop(LearnedCropModel):
             "valid_loss": str(valid_loss), "rank_weight": float(rank_weight),
             "valid_threshold": float(valid_threshold), "fit_iou": float(fit_iou),
             "rank_nms": None if rank_nms is None else float(rank_nms),
+            "valid_head": str(valid_head), "roi_reddim": int(roi_reddim), "roi_align": int(roi_align),
+            "roi_crop_weight": float(roi_crop_weight),
         }
         pre = Preprocess(resize="short_side", size=int(input_size), multiple=1, pixel_scale=255.0,
                          max_size=config["max_input_size"])
@@ -382,6 +402,23 @@ class SetCrop(LearnedCropModel):
             self.anchor_boxes = nn.Parameter(torch.zeros(int(num_queries), 4))
             for p in self.transformer.decoder.ref_point_head.parameters():
                 p.requires_grad_(False)
+        self.roi_neck: Any = None
+        self.roi_head: nn.Module | None = None
+        self.roi_crop_weight = float(roi_crop_weight)
+        if valid_head == "roi":
+            from opencrop.models.gaic import gaic_head
+            from opencrop.nn import GAICFusion
+
+            fi = self.backbone.feature_info
+            chans = [int(fi[i].num_chs) for i in range(3)]
+            self.roi_stride = int(fi[1].reduction)
+            self.roi_align_size = int(roi_align)
+            self.roi_neck = GAICFusion(chans, int(roi_reddim))
+            self.roi_head = gaic_head(2 * int(roi_reddim), int(roi_align))
+            for m in [*self.roi_neck.modules(), *self.roi_head.modules()]:
+                if isinstance(m, nn.Conv2d):
+                    nn.init.xavier_uniform_(m.weight)
+                    nn.init.zeros_(m.bias)
         self.reset_heads()
         if init_checkpoint is not None:
             self.load_conditional_detr(init_checkpoint)
@@ -394,6 +431,8 @@ class SetCrop(LearnedCropModel):
         N(0, 10⁻³) (DETR sets them to exactly 0, which leaves the earlier box layers without a gradient until the
         first step; the initial boxes are the same to 10⁻³)."""
         nn.init.constant_(self.class_embed.bias, -math.log((1 - 0.01) / 0.01))
+        if self.roi_head is not None:
+            nn.init.constant_(self.roi_head[-1].bias, -math.log((1 - 0.01) / 0.01))
         nn.init.normal_(self.bbox_embed.layers[-1].weight, std=1e-3)
         nn.init.zeros_(self.bbox_embed.layers[-1].bias)
 
@@ -401,8 +440,8 @@ class SetCrop(LearnedCropModel):
     def forward_features(self, images: Tensor) -> dict[str, Any]:
         """``images`` ``Tensor[B, 3, H, W]`` → ``{"logits": Tensor[L, B, Q]`` validity logits, ``"boxes":
         Tensor[L, B, Q, 4]`` normalised cxcywh, ``"size": (W, H)``} for every decoder layer (last = output)."""
-        feat = self.backbone(images)[self.tap_index]
-        src = self.input_proj(feat)
+        taps = self.backbone(images)
+        src = self.input_proj(taps[self.tap_index])
         if self.anchor_boxes is None:  # the paper: reference = sigmoid(ref_point_head(query)), a centre
             hs, reference = self.transformer(src, self.position(src), self.query_embed.weight)
             offset = torch.cat([inverse_sigmoid(reference), torch.zeros_like(reference)], dim=-1)[None]
@@ -412,7 +451,38 @@ class SetCrop(LearnedCropModel):
             offset = prior[None]
         boxes = (self.bbox_embed(hs) + offset).sigmoid()
         logits = self.class_embed(hs).squeeze(-1)
-        return {"logits": logits, "boxes": boxes, "size": (images.shape[-1], images.shape[-2])}
+        out = {"logits": logits, "boxes": boxes, "size": (images.shape[-1], images.shape[-2])}
+        if self.roi_head is not None:  # valid_head="roi": the final validity from the final boxes' RoI ⊕ RoD
+            out["roi_map"] = self._roi_map(taps)
+            final = self._roi_logits(out["roi_map"], boxes[-1].detach(), images.shape[-1], images.shape[-2])
+            out["logits"] = torch.cat([logits[:-1], final[None]], dim=0)
+        return out
+
+    def _roi_map(self, taps: Sequence[Tensor]) -> Tensor:
+        """``valid_head="roi"``: GAIC's fused stride-16 map ``Tensor[B, roi_reddim, H/16, W/16]`` of the three
+        backbone taps (:class:`~opencrop.nn.GAICFusion`'s sum, resizing unconditionally: no shape test, so the
+        graph exports at any input size)."""
+        assert self.roi_neck is not None
+        f3, f4, f5 = taps[:3]
+        size = f4.shape[-2:]
+        up = [F.interpolate(f, size=size, mode="bilinear", align_corners=True) for f in (f3, f5)]
+        return self.roi_neck.dimred(torch.cat((up[0], f4, 0.5 * up[1]), dim=1))
+
+    def _roi_logits(self, fused: Tensor, boxes: Tensor, w: int, h: int) -> Tensor:
+        """``valid_head="roi"``: validity logits ``Tensor[B, Q]`` of boxes ``Tensor[B, Q, 4]`` (normalised cxcywh
+        of a ``w × h`` input) from GAIC's crop head on the RoI ⊕ RoD aligned (average) features of ``fused``
+        (:meth:`_roi_map`)."""
+        from opencrop.ops import rod_align_avg, roi_align_avg
+
+        assert self.roi_head is not None
+        n_img, n_q = boxes.shape[:2]
+        c = cxcywh_to_xyxy(boxes)  # scaled per column: w, h stay symbolic under torch.export
+        b = torch.stack([c[..., 0] * w, c[..., 1] * h, c[..., 2] * w, c[..., 3] * h], dim=-1)
+        idx = torch.arange(n_img, device=boxes.device, dtype=boxes.dtype).repeat_interleave(n_q)
+        rois = torch.cat([idx[:, None], b.reshape(-1, 4)], dim=1).to(fused.dtype)
+        a, scale = self.roi_align_size, 1.0 / self.roi_stride
+        x = torch.cat([roi_align_avg(fused, rois, a, scale), rod_align_avg(fused, rois, a, scale)], dim=1)
+        return self.roi_head(x).reshape(n_img, n_q).to(boxes.dtype)
 
     @staticmethod
     def _query_boxes(features: dict[str, Any]) -> tuple[Tensor, Tensor]:
@@ -525,7 +595,17 @@ class SetCrop(LearnedCropModel):
         if self.teacher is not None and self.teacher.is_active:
             with self.teacher.swapped(self):
                 teacher_prob = self.forward_features(images)["logits"][-1].sigmoid().detach()
-        return set_criterion(logits, boxes, crops, scores, good, self.loss_cfg, teacher_prob)
+        loss = set_criterion(logits, boxes, crops, scores, good, self.loss_cfg, teacher_prob)
+        if self.roi_crop_weight > 0:  # the RoI head also scores every annotated crop, as a query lying on it
+            aux = loss["loss"].new_zeros(())
+            w, h = out["size"]
+            for b in range(len(crops)):
+                lg = self._roi_logits(out["roi_map"][b : b + 1], crops[b][None].to(boxes.dtype), w, h)[0]
+                aux = aux + crop_validity_loss(lg, crops[b], scores[b], good[b], self.loss_cfg)
+            aux = aux / max(1.0, float(sum(int(g.sum()) for g in good)))
+            loss["loss"] = loss["loss"] + self.loss_cfg.cls_weight * self.roi_crop_weight * aux
+            loss["roi_crop"] = aux.detach()
+        return loss
 
     # ------------------------------------------------------------------ CropModel protocol
     def prepare(self, frame: Any, cues: Cues | None = None) -> SetPrepared:

@@ -41,6 +41,7 @@ from opencrop.boxes import box_iou, cxcywh_to_xyxy, generalized_box_iou, nms
 
 __all__ = [
     "SetLossConfig",
+    "crop_validity_loss",
     "good_crop_mask",
     "hungarian_match",
     "match_cost",
@@ -333,3 +334,20 @@ def set_criterion(
         parts["l1"] = parts["l1"] + l1.detach()
         parts["giou"] = parts["giou"] + gl.detach()
     return {"loss": total, **parts}
+
+
+def crop_validity_loss(logits: Tensor, crops: Tensor, mos: Tensor, good: Tensor, cfg: SetLossConfig) -> Tensor:
+    """The validity loss of one image's **annotated crops** scored as if each were a query lying exactly on it
+    (``valid_head="roi"``'s auxiliary term, opencrop's option): targets by the same rules as the queries'
+    (:func:`validity_targets`: 1 — or the relative quality with ``cfg.quality_target`` — for the good crops, the
+    smoothing target of their own MOS for the others), summed over the crops.
+
+    Args:
+        logits: ``[N]`` validity logits of the crops; crops: ``[N, 4]`` normalised cxcywh; mos: ``[N]`` raw scores;
+        good: ``bool [N]`` the good crops (:func:`good_crop_mask`).
+    """
+    idx = torch.nonzero(good, as_tuple=False).reshape(-1)
+    soft = quality_soft_targets(crops, crops, mos, cfg) if cfg.soft_bound > 0 else None
+    mq = relative_quality(mos, cfg)[idx] if cfg.quality_target else None
+    t = validity_targets(crops.shape[0], idx, crops[idx], soft, cfg, mq).to(logits.dtype)
+    return _validity_loss(logits, t, cfg).sum()
