@@ -128,8 +128,7 @@ def test_issue_13_examples_keep_the_subject(cropper: Cropper, name: str, ratio: 
         name, "skimage"))
     b = _bench()
     photos, skipped = b.load_photos([name])
-    if not photos:
-        pytest.skip(f"photo not installed: {skipped}")
+    assert photos, f"the package is installed but the photo does not load: {skipped}"
     (p,) = photos
     (c,) = cropper.crop(p.pixels, ratios=[ratio])
     fit, whole = b.Judge.of(p, b.ratio_value(ratio)).score(p, c.box)
@@ -591,8 +590,7 @@ def test_china_mirrored_keeps_the_roof_at_9_16(cropper: Cropper) -> None:
     pytest.importorskip("sklearn")
     b = _bench()
     photos, skipped = b.load_photos(["china.jpg"])
-    if not photos:
-        pytest.skip(f"photo not installed: {skipped}")
+    assert photos, f"the package is installed but the photo does not load: {skipped}"
     (p,) = photos
     w = p.pixels.shape[1]
 
