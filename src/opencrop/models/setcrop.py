@@ -402,7 +402,7 @@ class SetCrop(LearnedCropModel):
             self.anchor_boxes = nn.Parameter(torch.zeros(int(num_queries), 4))
             for p in self.transformer.decoder.ref_point_head.parameters():
                 p.requires_grad_(False)
-        self.roi_neck: Any = None
+        self.roi_neck: nn.Module | None = None
         self.roi_head: nn.Module | None = None
         self.roi_crop_weight = float(roi_crop_weight)
         if valid_head == "roi":
@@ -453,25 +453,15 @@ class SetCrop(LearnedCropModel):
         logits = self.class_embed(hs).squeeze(-1)
         out = {"logits": logits, "boxes": boxes, "size": (images.shape[-1], images.shape[-2])}
         if self.roi_head is not None:  # valid_head="roi": the final validity from the final boxes' RoI ⊕ RoD
-            out["roi_map"] = self._roi_map(taps)
+            out["roi_map"] = self.roi_neck(*taps[:3])  # GAIC's fused stride-16 map
             final = self._roi_logits(out["roi_map"], boxes[-1].detach(), images.shape[-1], images.shape[-2])
             out["logits"] = torch.cat([logits[:-1], final[None]], dim=0)
         return out
 
-    def _roi_map(self, taps: Sequence[Tensor]) -> Tensor:
-        """``valid_head="roi"``: GAIC's fused stride-16 map ``Tensor[B, roi_reddim, H/16, W/16]`` of the three
-        backbone taps (:class:`~opencrop.nn.GAICFusion`'s sum, resizing unconditionally: no shape test, so the
-        graph exports at any input size)."""
-        assert self.roi_neck is not None
-        f3, f4, f5 = taps[:3]
-        size = f4.shape[-2:]
-        up = [F.interpolate(f, size=size, mode="bilinear", align_corners=True) for f in (f3, f5)]
-        return self.roi_neck.dimred(torch.cat((up[0], f4, 0.5 * up[1]), dim=1))
-
     def _roi_logits(self, fused: Tensor, boxes: Tensor, w: int, h: int) -> Tensor:
         """``valid_head="roi"``: validity logits ``Tensor[B, Q]`` of boxes ``Tensor[B, Q, 4]`` (normalised cxcywh
         of a ``w × h`` input) from GAIC's crop head on the RoI ⊕ RoD aligned (average) features of ``fused``
-        (:meth:`_roi_map`)."""
+        (:class:`~opencrop.nn.GAICFusion` of the three backbone taps)."""
         from opencrop.ops import rod_align_avg, roi_align_avg
 
         assert self.roi_head is not None

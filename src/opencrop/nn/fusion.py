@@ -18,7 +18,12 @@ __all__ = ["GAICFusion", "HCICFusion"]
 
 
 def _to(x: Tensor, size: Sequence[int]) -> Tensor:
-    if tuple(x.shape[-2:]) == tuple(size):
+    """``x`` resized to ``size`` (h, w), or ``x`` itself when its size is already that. Under ``torch.export``
+    with symbolic sizes the test adds no guard: unless the sizes are provably equal it resizes (an identity with
+    ``align_corners=True`` when they happen to be equal), so the graph stays valid at every input size."""
+    from torch.fx.experimental.symbolic_shapes import statically_known_true
+
+    if all(statically_known_true(a == b) for a, b in zip(x.shape[-2:], size, strict=True)):
         return x
     return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=True)
 
