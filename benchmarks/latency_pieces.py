@@ -1,6 +1,8 @@
 """Where the default path's time goes: each piece of ``Cropper.crop`` timed alone on the photos of
 ``benchmarks/latency.py`` (process CPU ms, all threads; wall beside it), median of 7 after a warm-up, median over
-photos. Pieces: decode + analysis image (``load_frame`` with the output hint), ``analyze()`` with the default cues,
+photos. Pieces: decode + analysis image (``load_frame`` with the output hint), the same without the output hint
+(the JPEG DCT-scaled to the analysis size only: what decoding for the cues first, to start them before the output's
+decode, would cost), ``analyze()`` with the default cues,
 faces / SSD (people + objects) / saliency alone, ``model.prepare``, scoring + refinement (``_best`` without an
 output), the output resize (``crop_image``) and the JPEG encode.
 
@@ -47,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         pieces = {
             "end to end": lambda: _jpeg(cr.crop(data, ratios=[ratio], size=size)[0].image),  # noqa: B023
             "decode + analysis image": lambda: load_frame(data, cr.analysis_size, output_need=need),  # noqa: B023
+            "  decode at the analysis size only": lambda: load_frame(data, cr.analysis_size),  # noqa: B023
             "analyze() default cues": lambda: analyze(px, want=cr.cue_names),  # noqa: B023
             "  faces alone": lambda: detect_faces(px),  # noqa: B023
             "  SSD people + objects alone": lambda: detect_people_and_objects(px),  # noqa: B023
