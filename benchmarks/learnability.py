@@ -87,6 +87,13 @@ DATA_KWARGS: dict[str, dict[str, Any]] = {
     "gafic": {"photometric": "colorjitter"},
 }
 NEEDS_HEATMAPS = ("hcic", "gafic")
+
+
+def needs_heatmaps(name: str) -> bool:
+    """Whether ``name``'s recipe gets the pseudo heat maps: HCIC / GAFIC, and SetCrop with GAFIC's validity head
+    (``valid_head: gafic``) unless its heat-map term is off."""
+    kw = MODEL_KWARGS.get(name, {})
+    return name in NEEDS_HEATMAPS or (kw.get("valid_head") == "gafic" and kw.get("gafic_heatmap_weight", 1.0) > 0)
 #: per-model recipe sections replacing the defaults of :func:`run_model` (SetCrop: configs/setcrop_gaicd.yaml's rules)
 RECIPE_KWARGS: dict[str, dict[str, dict[str, Any]]] = {
     "setcrop": {
@@ -211,7 +218,7 @@ def run_model(name: str, data: Path, out: Path, budget: float, epochs: int, seed
         "data": {"format": "gaicd", "root": str(data), "val_split": "holdout", "holdout_fraction": 0.1,
                  "test_split": None, "crops_per_image": 64, "flip": 0.5, "photometric": "ssd",
                  **DATA_KWARGS.get(name, {}),
-                 **({"heatmap_dir": str(heatmap_dir(data))} if name in NEEDS_HEATMAPS else {}),
+                 **({"heatmap_dir": str(heatmap_dir(data))} if needs_heatmaps(name) else {}),
                  **over.get("data", {})},
         "optim": {"name": "adam", "lr": lr, **over.get("optim", {})},
         "schedule": {"name": "constant", **over.get("schedule", {})},

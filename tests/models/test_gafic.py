@@ -170,3 +170,26 @@ def test_recipes_carry_the_published_hyperparameters(recipe_name):
     kwargs = {**r.model.kwargs, "pretrained_backbone": False}
     model = create_model(r.model.name, **kwargs)
     assert model.config["backbone"] == "vgg16" and model.config["reddim"] == 32
+
+
+def test_the_evaluator_is_shared_with_setcrops_head_and_keeps_gafics_parameter_names(model):
+    """GAFIC's AGFF + GACE live in one place (:class:`GAFICEvaluator`): the stand-alone :class:`GAFICHead` (SetCrop's
+    ``valid_head="gafic"``) with GAFIC's weights computes GAFIC's features and scores; GAFIC's model-file keys stay."""
+    from opencrop.models.gafic import GAFICHead
+
+    keys = set(model.state_dict())
+    assert {"fusion.f3_layer.weight", "scale_weights.weight", "crop_branch.head.0.weight",
+            "global_branch.head.0.weight", "fc.weight", "attention.0.weight"} <= keys
+    head = GAFICHead(model.backbone.feature_info.channels(), reddim=32)
+    missing = head.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("backbone.")})
+    assert not missing.missing_keys and not missing.unexpected_keys
+    b = _batch()
+    model.eval()
+    head.eval()
+    with torch.no_grad():
+        f = model.forward_features(b["image"])
+        g = head.agff(*model.backbone(b["image"]))
+        for k in ("fused", "global", "logits", "alpha"):
+            torch.testing.assert_close(g[k], f[k], rtol=0, atol=0)
+        torch.testing.assert_close(head.forward_scores(g, b["rois"]), model.forward_scores(f, b["rois"]), rtol=0,
+                                   atol=0)

@@ -284,3 +284,35 @@ def test_setcrop_roi_validity_head_exports_match_torch(tmp_path: Path) -> None:
     for pixels in (frame.pixels, np.random.default_rng(1).integers(0, 256, (200, 300, 3), dtype=np.uint8)):
         diffs = export_differences(model, path, pixels, None, Cues(pixels.shape[1], pixels.shape[0]))
         assert max(diffs.values()) <= 1e-4, diffs
+
+
+def test_setcrop_gafic_validity_head_exports_match_torch(tmp_path: Path) -> None:
+    """SetCrop's ``valid_head="gafic"`` option (GAFIC's AGFF + GACE on the query boxes) exports at any input size."""
+    import math
+
+    from opencrop.models.export import export_differences, export_onnx
+
+    torch.manual_seed(0)
+    model = create_model("setcrop", **CONFIGS["setcrop"], valid_head="gafic").eval()
+    frame = load_frame(PHOTO, model.analysis_size)
+    h, w = frame.pixels.shape[:2]
+    with torch.no_grad():  # spread the random head's logits (std 2, centred) so the parity below means something
+        _, val = model.query_boxes(model.prepare(frame.pixels, Cues(w, h)))
+        raw = np.log(val / (1 - val))  # 2 · (GACE score − 4) at initialisation
+        model.gafic_calib.copy_(torch.tensor([math.log(4.0 / max(float(np.std(raw)), 1e-12)),
+                                              float(np.mean(raw)) / 2 + 4.0]))
+        assert np.std(model.query_boxes(model.prepare(frame.pixels, Cues(w, h)))[1]) > 0.1
+    path = export_onnx(model, tmp_path / "setcrop-gafic.onnx")
+    from opencrop.boxes import box_iou
+
+    for pixels in (frame.pixels, np.random.default_rng(1).integers(0, 256, (200, 300, 3), dtype=np.uint8)):
+        ph, pw = pixels.shape[:2]
+        boxes = np.concatenate([model.candidates((pw, ph), r) for r in (1.0, 16 / 9, 4 / 5, None)])
+        # a box whose two best-matching queries overlap it equally to 1e-5 may pick either on float noise (the
+        # untrained queries lie close together): score the others
+        qb, _ = model.query_boxes(model.prepare(pixels, Cues(pw, ph)))
+        top2 = np.sort(box_iou(torch.as_tensor(boxes), torch.as_tensor(qb)).numpy(), axis=1)[:, -2:]
+        clear = top2[:, 1] - top2[:, 0] > 1e-5
+        assert clear.mean() > 0.9
+        diffs = export_differences(model, path, pixels, boxes[clear], Cues(pw, ph))
+        assert max(diffs.values()) <= 1e-4, diffs

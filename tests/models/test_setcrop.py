@@ -3,6 +3,8 @@ scoring, the EMA teacher and its trainer hooks, checkpoints, exact resume of a t
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -543,3 +545,138 @@ def test_roi_crop_term_adds_the_annotated_crops_loss() -> None:
     loss = m.compute_loss(batch)
     assert "roi_crop" not in plain and float(loss["roi_crop"]) > 0
     torch.testing.assert_close(loss["loss"], plain["loss"] + m.loss_cfg.cls_weight * 2.0 * loss["roi_crop"])
+
+
+# ---------------------------------------------------------------------------------------------- valid_head="gafic"
+def _crop_batch(n_img: int = 1, heatmap: bool = True) -> dict:
+    crops = torch.as_tensor(gaic_grid(96, 64)[:12], dtype=torch.float32)
+    g = torch.Generator().manual_seed(0)
+    batch = {"image": torch.randn(n_img, 3, 64, 96, generator=g),
+             "rois": torch.cat([torch.arange(n_img).repeat_interleave(12)[:, None].float(), crops.repeat(n_img, 1)],
+                               1),
+             "mos": torch.linspace(1, 5, 12 * n_img), "counts": torch.full((n_img,), 12)}
+    if heatmap:
+        batch["heatmap"] = torch.rand(n_img, 1, 64, 64, generator=g)
+    return batch
+
+
+def test_gafic_validity_head_scores_the_final_boxes(tmp_path) -> None:
+    from opencrop.models.gafic import GAFICHead
+
+    m = _small(valid_head="gafic").eval()
+    assert isinstance(m.gafic_head, GAFICHead) and m.roi_head is None
+    x = torch.randn(1, 3, 64, 96)
+    with torch.no_grad():
+        out = m.forward_features(x)
+        assert out["logits"].shape == (2, 1, 8) and out["gafic"]["fused"].shape == (1, 32, 4, 6)
+        # the final validity is exp(calib[0]) · (GACE score of the final box − calib[1]); the auxiliary layer's
+        # comes from class_embed
+        cx, cy, bw, bh = out["boxes"][-1, 0].unbind(-1)  # the final boxes, not clipped to the image
+        rois = torch.stack([torch.zeros(8), (cx - bw / 2) * 96, (cy - bh / 2) * 64, (cx + bw / 2) * 96,
+                            (cy + bh / 2) * 64], 1)
+        s = m.gafic_head.forward_scores(out["gafic"], rois)
+        torch.testing.assert_close(out["logits"][-1, 0], 2.0 * (s - 4.0), rtol=1e-5, atol=1e-4)
+        m.gafic_calib[1] -= 1.0
+        again = m.forward_features(x)
+    torch.testing.assert_close(again["logits"][:-1], out["logits"][:-1])
+    torch.testing.assert_close(again["logits"][-1], out["logits"][-1] + 2.0)
+    # the final validity trains the GAFIC head and its calibration, not class_embed
+    m.train().zero_grad()
+    m.forward_features(x)["logits"][-1].sum().backward()
+    for part in (m.gafic_head.fusion, m.gafic_head.attention, m.gafic_head.crop_branch, m.gafic_head.global_branch,
+                 m.gafic_head.fc):
+        assert any(p.grad is not None and p.grad.any() for p in part.parameters()), part
+    assert m.gafic_calib.grad is not None and m.gafic_calib.grad.abs().min() > 0
+    assert m.class_embed.weight.grad is None or not m.class_embed.weight.grad.any()
+    # but it does see the boxes: moving the box priors changes the final validity
+    m.eval()
+    with torch.no_grad():
+        before = m.forward_features(x)["logits"][-1]
+        m.bbox_embed.layers[-1].bias += torch.tensor([0.5, -0.5, -0.8, -0.8])
+        after = m.forward_features(x)["logits"][-1]
+    assert not torch.allclose(before, after)
+    # the option and its keys are saved with the weights; the other heads' configs do not gain the keys
+    path = m.save_weights(tmp_path / "gafic.pt")
+    loaded = create_model("setcrop", weights=str(path))
+    assert loaded.config["valid_head"] == "gafic" and loaded.config["gafic_reddim"] == 32
+    img = _image()
+    np.testing.assert_allclose(m.propose(m.prepare(img), Request())[1],
+                               loaded.propose(loaded.prepare(img), Request())[1], rtol=1e-6)
+    assert "gafic_loss_weight" not in _small(valid_head="roi").config
+    with pytest.raises(ValueError, match="gafic_loss_weight"):
+        SetCrop(backbone="mobilenet_v2", valid_head="gafic", gafic_loss_weight=-1.0)
+    with pytest.raises(ValueError, match="roi_crop_weight"):
+        SetCrop(backbone="mobilenet_v2", valid_head="gafic", roi_crop_weight=1.0)  # the term is the RoI head's
+
+
+def test_gafic_head_adds_gafics_own_loss_on_the_annotated_crops() -> None:
+    from opencrop.models.hcic import hcic_loss
+
+    batch = _crop_batch(n_img=2)
+    torch.manual_seed(1)
+    plain = _small(valid_head="gafic", gafic_loss_weight=0.0).eval().compute_loss(batch)
+    torch.manual_seed(1)
+    m = _small(valid_head="gafic", gafic_loss_weight=2.0).eval()
+    loss = m.compute_loss(batch)
+    assert "gafic" not in plain and float(loss["gafic"]) > 0
+    torch.testing.assert_close(loss["loss"], plain["loss"] + 2.0 * loss["gafic"])
+    # the term is GAFIC's loss of the head's scores of the batch's crops (in input pixels) and heat maps
+    with torch.no_grad():
+        feats = m.gafic_head.agff(*m.backbone(batch["image"])[:3])
+        want = hcic_loss(m.gafic_head.forward_scores(feats, batch["rois"]), batch, m.gafic_head.heatmap(feats))
+    torch.testing.assert_close(loss["gafic"], want["loss"], rtol=1e-4, atol=1e-5)
+    # the heat-map term needs the pseudo heat maps, unless it is off
+    with pytest.raises(ValueError, match="heat map"):
+        m.compute_loss(_crop_batch(heatmap=False))
+    off = _small(valid_head="gafic", gafic_heatmap_weight=0.0).eval().compute_loss(_crop_batch(heatmap=False))
+    assert float(off["gafic"]) > 0
+    # gradients of the term reach the whole GAFIC head, the heat-map attention included
+    m2 = _small(valid_head="gafic", train_sizes=None).train()
+    m2.compute_loss(batch)["loss"].backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in m2.gafic_head.parameters())
+
+
+def test_training_with_the_gafic_head_and_heat_maps_resumes_exactly(tmp_path, monkeypatch):
+    from opencrop.train import trainer as trainer_mod
+    from opencrop.train.recipe import Recipe
+    from opencrop.train.trainer import train
+
+    recs = _records(tmp_path)
+    heat = tmp_path / "heat"
+    heat.mkdir()
+    rng = np.random.default_rng(1)
+    for r in recs:
+        Image.fromarray(rng.integers(0, 255, (64, 64), dtype=np.uint8)).save(heat / f"{Path(r.name).stem}.png")
+
+    def recipe() -> Recipe:
+        return Recipe.from_dict({
+            "model": {"name": "setcrop", "kwargs": {**SMALL, "valid_head": "gafic", "anchor_init": "kmeans",
+                                                    "backbone_lr": 1e-4, "gafic_loss_weight": 0.5}},
+            "data": {"format": "gaicd", "val_split": "none", "test_split": None, "crops_per_image": None,
+                     "flip": 0.0, "photometric": "ssd", "heatmap_dir": str(heat)},
+            "optim": {"name": "adamw", "lr": 1e-3, "weight_decay": 1e-4, "grad_clip": 0.1},
+            "train": {"epochs": 2, "seed": 3, "amp": False, "batch_size": 2, "num_workers": 0},
+        })
+
+    straight = train(recipe(), tmp_path / "a", records={"train": recs}, progress=False)
+    real = trainer_mod.save_atomic
+    calls = {"n": 0}
+
+    def kill_after_first(obj, path):
+        real(obj, path)
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(trainer_mod, "save_atomic", kill_after_first)
+    with pytest.raises(KeyboardInterrupt):
+        train(recipe(), tmp_path / "b", records={"train": recs}, progress=False)
+    monkeypatch.setattr(trainer_mod, "save_atomic", real)
+    resumed = train(recipe(), tmp_path / "b", records={"train": recs}, resume=True, progress=False)
+    a = torch.load(tmp_path / "a" / "last.pt", weights_only=True)
+    b = torch.load(tmp_path / "b" / "last.pt", weights_only=True)
+    assert any(k.startswith("gafic_head.") for k in a["model"]) and "gafic_calib" in a["model"]
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    assert resumed.history[-1]["train_loss"] == straight.history[-1]["train_loss"]
+    assert straight.history[0]["train_loss"] != straight.history[-1]["train_loss"]

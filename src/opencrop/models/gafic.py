@@ -18,10 +18,76 @@ from opencrop.models.learned import LearnedCropModel, build_with_weights
 from opencrop.models.registry import register_model
 from opencrop.nn import HCICFusion
 
-__all__ = ["GAFIC", "gafic"]
+__all__ = ["GAFIC", "GAFICEvaluator", "GAFICHead", "gafic"]
 
 
-class GAFIC(LearnedCropModel):
+class GAFICEvaluator:
+    """GAFIC's crop evaluator on three backbone taps — AGFF fusion (:meth:`agff`), predicted heat map
+    (:meth:`heatmap`) and GACE crop scores (:meth:`forward_scores`); steps 1–4 of :class:`GAFIC`. A mixin of
+    ``nn.Module`` classes: :class:`GAFIC` (its parameter names stay ``fusion.*``, ``fc.*``, …) and
+    :class:`GAFICHead` (SetCrop's ``valid_head="gafic"``). :meth:`build_evaluator` creates the layers."""
+
+    def build_evaluator(self, chans: list[int], reddim: int = 32, relation: str = "conv") -> None:
+        """The layers on taps of ``chans`` (C3, C4, C5) channels at strides 8 / 16 / 32."""
+        assert isinstance(self, nn.Module)
+        self.num_scales = len(chans)
+        self.fusion = HCICFusion(chans, reddim=reddim, mid=256)  # its layers, re-weighted per pixel (AGFF)
+        if relation == "conv":
+            self.relation_encoder: nn.Module = ConvRelationEncoder(reddim, 8)
+        elif relation == "gcn":
+            self.relation_encoder = GraphRelationEncoder(reddim, 8)
+        else:
+            raise ValueError(f"relation must be 'conv' or 'gcn', got {relation!r}")
+        self.attention = nn.Sequential(
+            nn.Conv2d(8, 8, kernel_size=3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(8, 1, kernel_size=1)
+        )
+        self.scale_weights = nn.Conv2d(8 + 1, self.num_scales, kernel_size=1)
+        nn.init.zeros_(self.scale_weights.weight)
+        nn.init.zeros_(self.scale_weights.bias)
+        self.crop_branch = CropBranch(reddim, align=9, hidden=512, out_dim=256)
+        self.global_branch = CropBranch(reddim, align=9, hidden=256, out_dim=256)
+        self.fc = nn.Linear(512, 1)
+
+    def agff(self, f3: Tensor, f4: Tensor, f5: Tensor) -> dict[str, Tensor]:
+        """Taps (strides 8 / 16 / 32) → ``{"fused", "global": [B, reddim, h, w], "logits": [B, 1, h, w],
+        "alpha": [B, S, h, w]}`` at f4's grid (AGFF)."""
+        fu = self.fusion
+        size = f4.shape[-2:]
+        f3 = F.interpolate(f3, size=size, mode="bilinear", align_corners=True)
+        f5 = F.interpolate(f5, size=size, mode="bilinear", align_corners=True)
+        proj = torch.stack([fu.f3_layer(f3), fu.f4_layer(f4), fu.f5_layer(f5)], dim=1)  # [B, 3, 256, h, w]
+        base = fu.feat_ext(proj.sum(dim=1))  # = HCICFusion(f3, f4, f5)
+        rel = self.relation_encoder(base)
+        logits = self.attention(rel)
+        att = torch.sigmoid(logits)
+        alpha = torch.softmax(self.scale_weights(torch.cat([rel, logits], dim=1)), dim=1)  # [B, S, h, w]
+        fused = fu.feat_ext((self.num_scales * alpha[:, :, None] * proj).sum(dim=1)) * (1 + att)
+        return {"fused": fused, "global": fused * att, "logits": logits, "alpha": alpha}
+
+    @staticmethod
+    def heatmap(features: dict[str, Any], size: int = 64) -> Tensor:
+        """Predicted content heat map ``[B, 1, size, size]`` in (0, 1) from the attention logits."""
+        z = F.interpolate(features["logits"], size=(size, size), mode="bilinear", align_corners=True)
+        return torch.sigmoid(z)
+
+    def forward_scores(self, features: dict[str, Any], rois: Tensor) -> Tensor:
+        """``rois`` ``[K, 5]`` input pixels → scores ``[K]`` (GACE: crop feature ⊕ crop-aligned global feature)."""
+        rois = rois.to(features["fused"].device, coord_dtype(features["fused"]))
+        crop = self.crop_branch(features["fused"], rois)
+        glob = self.global_branch(features["global"], rois)
+        return self.fc(torch.cat([crop, glob], dim=1)).reshape(-1)
+
+
+class GAFICHead(GAFICEvaluator, nn.Module):
+    """:class:`GAFICEvaluator` as a stand-alone module on another model's backbone taps (SetCrop's
+    ``valid_head="gafic"``): ``head.agff(f3, f4, f5)``, ``head.forward_scores(features, rois)``."""
+
+    def __init__(self, chans: list[int], reddim: int = 32, relation: str = "conv") -> None:
+        nn.Module.__init__(self)
+        self.build_evaluator(chans, reddim, relation)
+
+
+class GAFIC(GAFICEvaluator, LearnedCropModel):
     """Crop scorer with an attention-guided multi-scale fusion (AGFF) and a global-attention crop embedding (GACE).
 
     **Interpretation implemented** (systems.md §4.3; the released code, ZGVIR/GAFIC, does something else, below):
@@ -88,23 +154,7 @@ class GAFIC(LearnedCropModel):
         }
         super().__init__(preprocess_for(input_mode, input_size), config)
         self.backbone, chans = build_backbone(backbone, pretrained_backbone)
-        self.num_scales = len(chans)
-        self.fusion = HCICFusion(chans, reddim=reddim, mid=256)  # its layers, re-weighted per pixel (AGFF)
-        if relation == "conv":
-            self.relation_encoder: nn.Module = ConvRelationEncoder(reddim, 8)
-        elif relation == "gcn":
-            self.relation_encoder = GraphRelationEncoder(reddim, 8)
-        else:
-            raise ValueError(f"relation must be 'conv' or 'gcn', got {relation!r}")
-        self.attention = nn.Sequential(
-            nn.Conv2d(8, 8, kernel_size=3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(8, 1, kernel_size=1)
-        )
-        self.scale_weights = nn.Conv2d(8 + 1, self.num_scales, kernel_size=1)
-        nn.init.zeros_(self.scale_weights.weight)
-        nn.init.zeros_(self.scale_weights.bias)
-        self.crop_branch = CropBranch(reddim, align=9, hidden=512, out_dim=256)
-        self.global_branch = CropBranch(reddim, align=9, hidden=256, out_dim=256)
-        self.fc = nn.Linear(512, 1)
+        self.build_evaluator(chans, reddim, relation)
         self.rank_as_coded = bool(rank_as_coded)
         self.rank_weight = float(rank_weight)
         self.heatmap_weight = float(heatmap_weight)
@@ -113,40 +163,8 @@ class GAFIC(LearnedCropModel):
 
     # ------------------------------------------------------------------ network
     def forward_features(self, images: Tensor) -> dict[str, Any]:
-        """``images`` ``[B, 3, H, W]`` → ``{"fused", "global": [B, reddim, h, w], "logits": [B, 1, h, w],
-        "alpha": [B, S, h, w], "size": (H, W)}`` (AGFF)."""
-        fu = self.fusion
-        f3, f4, f5 = self.backbone(images)
-        size = f4.shape[-2:]
-        f3 = F.interpolate(f3, size=size, mode="bilinear", align_corners=True)
-        f5 = F.interpolate(f5, size=size, mode="bilinear", align_corners=True)
-        proj = torch.stack([fu.f3_layer(f3), fu.f4_layer(f4), fu.f5_layer(f5)], dim=1)  # [B, 3, 256, h, w]
-        base = fu.feat_ext(proj.sum(dim=1))  # = HCICFusion(f3, f4, f5)
-        rel = self.relation_encoder(base)
-        logits = self.attention(rel)
-        att = torch.sigmoid(logits)
-        alpha = torch.softmax(self.scale_weights(torch.cat([rel, logits], dim=1)), dim=1)  # [B, S, h, w]
-        fused = fu.feat_ext((self.num_scales * alpha[:, :, None] * proj).sum(dim=1)) * (1 + att)
-        return {
-            "fused": fused,
-            "global": fused * att,
-            "logits": logits,
-            "alpha": alpha,
-            "size": (images.shape[-2], images.shape[-1]),
-        }
-
-    @staticmethod
-    def heatmap(features: dict[str, Any], size: int = 64) -> Tensor:
-        """Predicted content heat map ``[B, 1, size, size]`` in (0, 1) from the attention logits."""
-        z = F.interpolate(features["logits"], size=(size, size), mode="bilinear", align_corners=True)
-        return torch.sigmoid(z)
-
-    def forward_scores(self, features: dict[str, Any], rois: Tensor) -> Tensor:
-        """``rois`` ``[K, 5]`` input pixels → scores ``[K]`` (GACE: crop feature ⊕ crop-aligned global feature)."""
-        rois = rois.to(features["fused"].device, coord_dtype(features["fused"]))
-        crop = self.crop_branch(features["fused"], rois)
-        glob = self.global_branch(features["global"], rois)
-        return self.fc(torch.cat([crop, glob], dim=1)).reshape(-1)
+        """``images`` ``[B, 3, H, W]`` → :meth:`GAFICEvaluator.agff` of the backbone taps, with ``"size": (H, W)``."""
+        return {**self.agff(*self.backbone(images)), "size": (images.shape[-2], images.shape[-1])}
 
     def compute_loss(self, batch: dict[str, Any]) -> dict[str, Tensor]:
         feats = self.forward_features(batch["image"])

@@ -250,6 +250,19 @@ class SetCrop(LearnedCropModel):
             paper's): GAIC's crop head (:func:`~opencrop.models.gaic.gaic_head`) on the RoI ⊕ RoD average-aligned
             features (``roi_align`` ², 9) of the query's final box (detached) on GAIC's fused stride-16 map
             (``roi_reddim`` channels, 8); the auxiliary layers keep ``class_embed``. Same targets and losses.
+            ``"gafic"`` (opencrop's option, not the paper's): GAFIC's evaluator
+            (:class:`~opencrop.models.gafic.GAFICEvaluator`: AGFF fusion of the three backbone taps into
+            ``gafic_reddim`` channels, GACE crop score) scores the query's final box (detached) the same way; its score
+            ``s`` (GAFIC's MOS scale) becomes the validity logit ``exp(gafic_calib[0]) · (s − gafic_calib[1])``, two
+            learnable scalars starting at ``log 2`` and 4 (the GAICD good-crop MOS), so the ranking of the queries is
+            the ranking by predicted MOS.
+        gafic_reddim: width of the GAFIC head's fused map (32, as GAFIC).
+        gafic_loss_weight: with ``valid_head="gafic"``, weight of GAFIC's own training signal on the annotated crops
+            (:func:`~opencrop.models.hcic.hcic_loss`: SmoothL1 of the GACE score on the raw MOS + rank term +
+            ``gafic_heatmap_weight`` · L1 of its predicted heat map against the batch's pseudo heat map), added to the
+            set loss; 0 = off (the head then learns from the set loss alone).
+        gafic_heatmap_weight: heat-map weight inside that term (1.0, as GAFIC; > 0 needs ``heatmap`` in the batch:
+            the recipe's ``data.heatmap_dir``).
         roi_crop_weight: with ``valid_head="roi"``, weight of an extra term (× ``cls_weight``): the RoI head also
             scores every annotated crop as if a query lay exactly on it, with the queries' validity targets
             (:func:`~opencrop.nn.set_losses.crop_validity_loss`), normalised like the set loss; 0 = off.
@@ -310,14 +323,20 @@ class SetCrop(LearnedCropModel):
         roi_reddim: int = 8,
         roi_align: int = 9,
         roi_crop_weight: float = 0.0,
+        gafic_reddim: int = 32,
+        gafic_loss_weight: float = 1.0,
+        gafic_heatmap_weight: float = 1.0,
         init_checkpoint: str | None = None,
     ) -> None:
         if backbone not in _BACKBONES:
             raise ValueError(f"setcrop: backbone must be one of {_BACKBONES}, got {backbone!r}")
         if anchor_init not in (None, "kmeans"):
             raise ValueError(f"setcrop: anchor_init must be None or 'kmeans', got {anchor_init!r}")
-        if valid_head not in ("query", "roi"):
-            raise ValueError(f"setcrop: valid_head must be 'query' or 'roi', got {valid_head!r}")
+        if valid_head not in ("query", "roi", "gafic"):
+            raise ValueError(f"setcrop: valid_head must be 'query', 'roi' or 'gafic', got {valid_head!r}")
+        if gafic_reddim < 1 or gafic_loss_weight < 0 or gafic_heatmap_weight < 0:
+            raise ValueError(f"setcrop: need gafic_reddim ≥ 1, gafic_loss_weight ≥ 0, gafic_heatmap_weight ≥ 0 "
+                             f"(got {gafic_reddim}, {gafic_loss_weight}, {gafic_heatmap_weight})")
         if roi_crop_weight < 0 or (roi_crop_weight > 0 and valid_head != "roi"):
             raise ValueError(f"setcrop: roi_crop_weight must be ≥ 0 and needs valid_head='roi', got {roi_crop_weight}")
         if roi_reddim < 1 or roi_align < 1:
@@ -349,6 +368,9 @@ class SetCrop(LearnedCropModel):
             "valid_head": str(valid_head), "roi_reddim": int(roi_reddim), "roi_align": int(roi_align),
             "roi_crop_weight": float(roi_crop_weight),
         }
+        if valid_head == "gafic":  # only then saved: the configs of the other heads stay as they were
+            config.update({"gafic_reddim": int(gafic_reddim), "gafic_loss_weight": float(gafic_loss_weight),
+                           "gafic_heatmap_weight": float(gafic_heatmap_weight)})
         pre = Preprocess(resize="short_side", size=int(input_size), multiple=1, pixel_scale=255.0,
                          max_size=config["max_input_size"])
         super().__init__(pre, config)
@@ -419,6 +441,18 @@ class SetCrop(LearnedCropModel):
                 if isinstance(m, nn.Conv2d):
                     nn.init.xavier_uniform_(m.weight)
                     nn.init.zeros_(m.bias)
+        self.gafic_head: nn.Module | None = None
+        self.gafic_calib: nn.Parameter | None = None
+        self.gafic_loss_weight = float(gafic_loss_weight)
+        self.gafic_heatmap_weight = float(gafic_heatmap_weight)
+        if valid_head == "gafic":
+            from opencrop.models.gafic import GAFICHead
+
+            fi = self.backbone.feature_info
+            self.gafic_head = GAFICHead([int(fi[i].num_chs) for i in range(3)], int(gafic_reddim))
+            self.gafic_head.crop_branch.spatial_scale = self.gafic_head.global_branch.spatial_scale = (
+                1.0 / int(fi[1].reduction))
+            self.gafic_calib = nn.Parameter(torch.tensor([math.log(2.0), 4.0]))
         self.reset_heads()
         if init_checkpoint is not None:
             self.load_conditional_detr(init_checkpoint)
@@ -456,7 +490,35 @@ class SetCrop(LearnedCropModel):
             out["roi_map"] = self.roi_neck(*taps[:3])  # GAIC's fused stride-16 map
             final = self._roi_logits(out["roi_map"], boxes[-1].detach(), images.shape[-1], images.shape[-2])
             out["logits"] = torch.cat([logits[:-1], final[None]], dim=0)
+        elif self.gafic_head is not None:  # valid_head="gafic": GAFIC's GACE score of the final boxes
+            out["gafic"] = self.gafic_head.agff(*taps[:3])
+            final = self._gafic_logits(out["gafic"], boxes[-1].detach(), images.shape[-1], images.shape[-2])
+            out["logits"] = torch.cat([logits[:-1], final[None]], dim=0)
         return out
+
+    @staticmethod
+    def _box_rois(boxes: Tensor, w: int, h: int) -> Tensor:
+        """Boxes ``Tensor[B, Q, 4]`` (normalised cxcywh of a ``w × h`` input) → RoIs ``Tensor[B · Q, 5]`` (batch
+        index, xyxy input pixels)."""
+        n_img, n_q = boxes.shape[:2]
+        c = cxcywh_to_xyxy(boxes)  # scaled per column: w, h stay symbolic under torch.export
+        b = torch.stack([c[..., 0] * w, c[..., 1] * h, c[..., 2] * w, c[..., 3] * h], dim=-1)
+        idx = torch.arange(n_img, device=boxes.device, dtype=boxes.dtype).repeat_interleave(n_q)
+        return torch.cat([idx[:, None], b.reshape(-1, 4)], dim=1)
+
+    def _gafic_scores(self, feats: dict[str, Tensor], boxes: Tensor, w: int, h: int) -> Tensor:
+        """``valid_head="gafic"``: GACE scores (GAFIC's MOS scale) ``Tensor[B, Q]`` of boxes ``Tensor[B, Q, 4]``
+        (normalised cxcywh of a ``w × h`` input) on the AGFF features ``feats`` of the three backbone taps."""
+        assert self.gafic_head is not None
+        rois = self._box_rois(boxes, w, h).to(feats["fused"].dtype)
+        return self.gafic_head.forward_scores(feats, rois).reshape(boxes.shape[:2]).to(boxes.dtype)
+
+    def _gafic_logits(self, feats: dict[str, Tensor], boxes: Tensor, w: int, h: int) -> Tensor:
+        """Validity logits ``exp(gafic_calib[0]) · (s − gafic_calib[1])`` of the GACE scores ``s``
+        (:meth:`_gafic_scores`)."""
+        assert self.gafic_calib is not None
+        cal = self.gafic_calib.to(boxes.dtype)
+        return cal[0].exp() * (self._gafic_scores(feats, boxes, w, h) - cal[1])
 
     def _roi_logits(self, fused: Tensor, boxes: Tensor, w: int, h: int) -> Tensor:
         """``valid_head="roi"``: validity logits ``Tensor[B, Q]`` of boxes ``Tensor[B, Q, 4]`` (normalised cxcywh
@@ -466,10 +528,7 @@ class SetCrop(LearnedCropModel):
 
         assert self.roi_head is not None
         n_img, n_q = boxes.shape[:2]
-        c = cxcywh_to_xyxy(boxes)  # scaled per column: w, h stay symbolic under torch.export
-        b = torch.stack([c[..., 0] * w, c[..., 1] * h, c[..., 2] * w, c[..., 3] * h], dim=-1)
-        idx = torch.arange(n_img, device=boxes.device, dtype=boxes.dtype).repeat_interleave(n_q)
-        rois = torch.cat([idx[:, None], b.reshape(-1, 4)], dim=1).to(fused.dtype)
+        rois = self._box_rois(boxes, w, h).to(fused.dtype)
         a, scale = self.roi_align_size, 1.0 / self.roi_stride
         x = torch.cat([roi_align_avg(fused, rois, a, scale), rod_align_avg(fused, rois, a, scale)], dim=1)
         return self.roi_head(x).reshape(n_img, n_q).to(boxes.dtype)
@@ -595,6 +654,21 @@ class SetCrop(LearnedCropModel):
             aux = aux / max(1.0, float(sum(int(g.sum()) for g in good)))
             loss["loss"] = loss["loss"] + self.loss_cfg.cls_weight * self.roi_crop_weight * aux
             loss["roi_crop"] = aux.detach()
+        if self.gafic_head is not None and self.gafic_loss_weight > 0:  # GAFIC's own signal on the annotated crops
+            from opencrop.models.hcic import hcic_loss
+
+            w, h = out["size"]
+            rois = []
+            for b in range(len(crops)):
+                r = self._box_rois(crops[b][None].to(boxes.dtype), w, h)
+                rois.append(torch.cat([torch.full_like(r[:, :1], b), r[:, 1:]], dim=1))
+            pred = self.gafic_head.forward_scores(out["gafic"], torch.cat(rois).to(out["gafic"]["fused"].dtype))
+            target = {"mos": torch.cat(scores), "counts": torch.tensor([len(c) for c in crops])}
+            if "heatmap" in batch:
+                target["heatmap"] = batch["heatmap"]
+            g = hcic_loss(pred, target, self.gafic_head.heatmap(out["gafic"]), heatmap_weight=self.gafic_heatmap_weight)
+            loss["loss"] = loss["loss"] + self.gafic_loss_weight * g["loss"]
+            loss["gafic"] = g["loss"].detach()
         return loss
 
     # ------------------------------------------------------------------ CropModel protocol
