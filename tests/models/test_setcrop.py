@@ -32,6 +32,16 @@ def _image(w=96, h=64, seed=0) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------------- ratio adjustment
+def _sees_final_boxes(m, x: torch.Tensor) -> None:
+    """A box-scoring validity head sees the boxes: moving the box priors changes the final layer's validity."""
+    m.eval()
+    with torch.no_grad():
+        before = m.forward_features(x)["logits"][-1]
+        m.bbox_embed.layers[-1].bias += torch.tensor([0.5, -0.5, -0.8, -0.8])
+        after = m.forward_features(x)["logits"][-1]
+    assert not torch.allclose(before, after)
+
+
 def test_ratio_adjust_keeps_area_and_centre_and_stays_inside():
     rng = np.random.default_rng(0)
     xy = rng.uniform(0, 300, (50, 2))
@@ -515,13 +525,7 @@ def test_roi_validity_head_scores_the_final_boxes(tmp_path) -> None:
     assert any(p.grad is not None and p.grad.any() for p in m.roi_head.parameters())
     assert any(p.grad is not None and p.grad.any() for p in m.roi_neck.parameters())
     assert m.class_embed.weight.grad is None or not m.class_embed.weight.grad.any()
-    # but it does see the boxes: moving the box priors changes the final validity
-    m.eval()
-    with torch.no_grad():
-        before = m.forward_features(x)["logits"][-1]
-        m.bbox_embed.layers[-1].bias += torch.tensor([0.5, -0.5, -0.8, -0.8])
-        after = m.forward_features(x)["logits"][-1]
-    assert not torch.allclose(before, after)
+    _sees_final_boxes(m, x)
     # the option is saved with the weights
     path = m.save_weights(tmp_path / "roi.pt")
     loaded = create_model("setcrop", weights=str(path))
@@ -588,13 +592,7 @@ def test_gafic_validity_head_scores_the_final_boxes(tmp_path) -> None:
         assert any(p.grad is not None and p.grad.any() for p in part.parameters()), part
     assert m.gafic_calib.grad is not None and m.gafic_calib.grad.abs().min() > 0
     assert m.class_embed.weight.grad is None or not m.class_embed.weight.grad.any()
-    # but it does see the boxes: moving the box priors changes the final validity
-    m.eval()
-    with torch.no_grad():
-        before = m.forward_features(x)["logits"][-1]
-        m.bbox_embed.layers[-1].bias += torch.tensor([0.5, -0.5, -0.8, -0.8])
-        after = m.forward_features(x)["logits"][-1]
-    assert not torch.allclose(before, after)
+    _sees_final_boxes(m, x)
     # the option and its keys are saved with the weights; the other heads' configs do not gain the keys
     path = m.save_weights(tmp_path / "gafic.pt")
     loaded = create_model("setcrop", weights=str(path))
